@@ -1,0 +1,243 @@
+"""Typed view of a stable-audio-tools `diffusion_cond` model_config.json.
+
+Only the options that the models we run actually use are accepted; anything else is refused with
+the file and the field named, so a config we would silently mis-run never loads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.errors import ModelConfigError
+
+SUPPORTED_OBJECTIVES = ("rf_denoiser", "rectified_flow")
+PROMPT_ENCODERS = ("t5", "minilm")
+
+
+@dataclass(frozen=True)
+class OobleckConfig:
+    """One side (encoder or decoder) of the Oobleck autoencoder."""
+
+    audio_channels: int
+    channels: int
+    c_mults: tuple[int, ...]
+    strides: tuple[int, ...]
+    latent_dim: int
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    encoder: OobleckConfig  # latent_dim here is 2x the decoder's: mean and scale
+    decoder: OobleckConfig
+    latent_dim: int
+    downsampling_ratio: int
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class ConditionerConfig:
+    id: str
+    type: str  # "t5" | "minilm" | "number"
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    io_channels: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    cond_token_dim: int
+    global_cond_dim: int
+    qk_norm: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    sample_rate: int
+    sample_size: int
+    audio_channels: int
+    autoencoder: AutoencoderConfig
+    conditioners: tuple[ConditionerConfig, ...]
+    cond_dim: int
+    cross_attention_cond_ids: tuple[str, ...]
+    global_cond_ids: tuple[str, ...]
+    objective: str
+    dit: DiTConfig
+    raw: dict[str, Any]
+
+    @property
+    def latent_length(self) -> int:
+        return self.sample_size // self.autoencoder.downsampling_ratio
+
+    @property
+    def max_seconds(self) -> float:
+        return self.sample_size / self.sample_rate
+
+    @property
+    def prompt_conditioner(self) -> ConditionerConfig | None:
+        return next((c for c in self.conditioners if c.type in PROMPT_ENCODERS), None)
+
+    @property
+    def seconds_conditioner(self) -> ConditionerConfig | None:
+        return next((c for c in self.conditioners if c.type == "number"), None)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelConfig:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelConfigError(f"{path}: no such file", "a model folder needs model_config.json") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelConfigError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "model config") -> ModelConfig:
+        return _Parser(raw, source).model()
+
+
+class _Parser:
+    """Reads fields with errors that say which file and which field were wrong."""
+
+    def __init__(self, raw: Any, source: str):
+        self.raw = raw
+        self.source = source
+
+    def fail(self, field: str, problem: str) -> ModelConfigError:
+        return ModelConfigError(f"{self.source}: field '{field}' {problem}")
+
+    def get(self, obj: Any, dotted: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        node = obj
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is not ...:
+                    return default
+                raise self.fail(dotted, "is missing")
+            node = node[part]
+        if kind is float and isinstance(node, int) and not isinstance(node, bool):
+            node = float(node)
+        if not isinstance(node, kind) or isinstance(node, bool) and kind is not bool:
+            raise self.fail(dotted, f"should be {getattr(kind, '__name__', kind)}, got {node!r}")
+        return node
+
+    def model(self) -> ModelConfig:
+        raw = self.raw
+        if not isinstance(raw, dict):
+            raise ModelConfigError(f"{self.source}: top level should be a JSON object")
+        model_type = self.get(raw, "model_type", str)
+        if model_type != "diffusion_cond":
+            raise self.fail("model_type", f"is '{model_type}'; Studio runs 'diffusion_cond' models")
+        model = self.get(raw, "model", dict)
+        diffusion = self.get(model, "diffusion", dict)
+        if self.get(diffusion, "type", str) != "dit":
+            raise self.fail("model.diffusion.type", "must be 'dit'")
+        objective = self.get(diffusion, "diffusion_objective", str, "v")
+        if objective not in SUPPORTED_OBJECTIVES:
+            raise self.fail(
+                "model.diffusion.diffusion_objective", f"is '{objective}'; supported: {SUPPORTED_OBJECTIVES}"
+            )
+        conditioning = self.get(model, "conditioning", dict)
+        cond_dim = self.get(conditioning, "cond_dim", int)
+        conditioners = tuple(self.conditioner(i, c) for i, c in enumerate(self.get(conditioning, "configs", list)))
+        ids = {c.id for c in conditioners}
+        cross_ids = tuple(self.get(diffusion, "cross_attention_cond_ids", list, []))
+        global_ids = tuple(self.get(diffusion, "global_cond_ids", list, []))
+        for field, wanted in (("cross_attention_cond_ids", cross_ids), ("global_cond_ids", global_ids)):
+            unknown = [i for i in wanted if i not in ids]
+            if unknown:
+                raise self.fail(f"model.diffusion.{field}", f"names unknown conditioners {unknown}")
+        config = ModelConfig(
+            sample_rate=self.get(raw, "sample_rate", int),
+            sample_size=self.get(raw, "sample_size", int),
+            audio_channels=self.get(raw, "audio_channels", int),
+            autoencoder=self.autoencoder(self.get(model, "pretransform", dict)),
+            conditioners=conditioners,
+            cond_dim=cond_dim,
+            cross_attention_cond_ids=cross_ids,
+            global_cond_ids=global_ids,
+            objective=objective,
+            dit=self.dit(self.get(diffusion, "config", dict)),
+            raw=raw,
+        )
+        if config.sample_size % config.autoencoder.downsampling_ratio:
+            raise self.fail("sample_size", "must be a multiple of the autoencoder's downsampling_ratio")
+        if config.dit.io_channels != config.autoencoder.latent_dim:
+            raise self.fail("model.diffusion.config.io_channels", "must equal the autoencoder latent_dim")
+        return config
+
+    def conditioner(self, index: int, raw: Any) -> ConditionerConfig:
+        where = f"model.conditioning.configs[{index}]"
+        if not isinstance(raw, dict):
+            raise self.fail(where, "should be an object")
+        kind = self.get(raw, "type", str)
+        if kind not in (*PROMPT_ENCODERS, "number"):
+            raise self.fail(f"{where}.type", f"is '{kind}'; supported: t5, minilm, number")
+        return ConditionerConfig(id=self.get(raw, "id", str), type=kind, options=dict(raw.get("config", {})))
+
+    def autoencoder(self, pretransform: dict) -> AutoencoderConfig:
+        if self.get(pretransform, "type", str) != "autoencoder":
+            raise self.fail("model.pretransform.type", "must be 'autoencoder'")
+        cfg = self.get(pretransform, "config", dict)
+        bottleneck = self.get(cfg, "bottleneck.type", str)
+        if bottleneck != "vae":
+            raise self.fail("model.pretransform.config.bottleneck.type", f"is '{bottleneck}'; only 'vae'")
+        sides = {}
+        for side, io_key in (("encoder", "in_channels"), ("decoder", "out_channels")):
+            if self.get(cfg, f"{side}.type", str) != "oobleck":
+                raise self.fail(f"model.pretransform.config.{side}.type", "must be 'oobleck'")
+            c = self.get(cfg, f"{side}.config", dict)
+            if c.get("use_snake", False) is not True or c.get("final_tanh", False) or c.get("use_nearest_upsample"):
+                raise self.fail(f"model.pretransform.config.{side}.config", "needs use_snake on, no final_tanh")
+            c_mults = tuple(self.get(c, "c_mults", list))
+            strides = tuple(self.get(c, "strides", list))
+            if len(c_mults) != len(strides):
+                raise self.fail(f"model.pretransform.config.{side}.config", "c_mults and strides differ in length")
+            sides[side] = OobleckConfig(
+                audio_channels=self.get(c, io_key, int),
+                channels=self.get(c, "channels", int),
+                c_mults=c_mults,
+                strides=strides,
+                latent_dim=self.get(c, "latent_dim", int),
+            )
+        latent_dim = self.get(cfg, "latent_dim", int)
+        if sides["encoder"].latent_dim != 2 * latent_dim or sides["decoder"].latent_dim != latent_dim:
+            raise self.fail("model.pretransform.config.latent_dim", "VAE encoder must output 2x latent_dim")
+        return AutoencoderConfig(
+            encoder=sides["encoder"],
+            decoder=sides["decoder"],
+            latent_dim=latent_dim,
+            downsampling_ratio=self.get(cfg, "downsampling_ratio", int),
+            scale=self.get(pretransform, "scale", float, 1.0),
+        )
+
+    def dit(self, cfg: dict) -> DiTConfig:
+        where = "model.diffusion.config"
+        if cfg.get("transformer_type", "continuous_transformer") != "continuous_transformer":
+            raise self.fail(f"{where}.transformer_type", "must be 'continuous_transformer'")
+        if cfg.get("patch_size", 1) != 1 or cfg.get("global_cond_type", "prepend") != "prepend":
+            raise self.fail(where, "patch_size must be 1 and global_cond_type 'prepend'")
+        qk_norm = cfg.get("attn_kwargs", {}).get("qk_norm", "none")
+        if qk_norm not in ("ln", "none", None):
+            raise self.fail(f"{where}.attn_kwargs.qk_norm", f"is '{qk_norm}'; supported: 'ln' or none")
+        embed_dim = self.get(cfg, "embed_dim", int)
+        num_heads = self.get(cfg, "num_heads", int)
+        if embed_dim % num_heads:
+            raise self.fail(f"{where}.num_heads", "must divide embed_dim")
+        return DiTConfig(
+            io_channels=self.get(cfg, "io_channels", int),
+            embed_dim=embed_dim,
+            depth=self.get(cfg, "depth", int),
+            num_heads=num_heads,
+            cond_token_dim=self.get(cfg, "cond_token_dim", int, 0),
+            global_cond_dim=self.get(cfg, "global_cond_dim", int, 0),
+            qk_norm=qk_norm == "ln",
+        )

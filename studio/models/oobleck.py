@@ -1,0 +1,189 @@
+"""Oobleck variational autoencoder: stereo audio <-> latent frames (one per `prod(strides)` samples).
+
+Convolutions are weight-normalised (gain `weight_g`, direction `weight_v`) and activations are
+SnakeBeta with log-scale parameters, as in the stable-audio checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from studio.models.config import AutoencoderConfig, OobleckConfig
+
+
+def snake_beta(x: torch.Tensor, log_alpha: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
+    """x + 1/β · sin²(α x), per channel of x [B, C, T]."""
+    alpha = log_alpha.exp()[None, :, None]
+    beta = log_beta.exp()[None, :, None]
+    return x + (1.0 / (beta + 1e-9)) * torch.sin(x * alpha).pow(2)
+
+
+def weight_norm(direction: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """gain · direction / ‖direction‖, the norm taken over all but the first dimension."""
+    norm = torch.linalg.vector_norm(direction, dim=tuple(range(1, direction.dim())), keepdim=True)
+    return direction * (gain / norm)
+
+
+class Snake(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return snake_beta(x, self.alpha, self.beta)
+
+
+class WNConv1d(nn.Module):
+    """Conv1d (or transposed) with weight norm over its first weight dimension."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        bias: bool = True,
+        transposed: bool = False,
+    ):
+        super().__init__()
+        shape = (in_channels, out_channels, kernel_size) if transposed else (out_channels, in_channels, kernel_size)
+        direction = torch.empty(shape)
+        nn.init.kaiming_uniform_(direction, a=math.sqrt(5))
+        self.weight_v = nn.Parameter(direction)
+        self.weight_g = nn.Parameter(torch.linalg.vector_norm(direction, dim=(1, 2), keepdim=True))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.stride, self.padding, self.dilation, self.transposed = stride, padding, dilation, transposed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = weight_norm(self.weight_v, self.weight_g)
+        if self.transposed:
+            return F.conv_transpose1d(x, weight, self.bias, self.stride, self.padding)
+        return F.conv1d(x, weight, self.bias, self.stride, self.padding, self.dilation)
+
+
+class ResidualUnit(nn.Module):
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.act1 = Snake(channels)
+        self.conv1 = WNConv1d(channels, channels, 7, padding=3 * dilation, dilation=dilation)
+        self.act2 = Snake(channels)
+        self.conv2 = WNConv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act2(self.conv1(self.act1(x))))
+
+
+RESIDUAL_DILATIONS = (1, 3, 9)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.res_units = nn.ModuleList(ResidualUnit(in_channels, d) for d in RESIDUAL_DILATIONS)
+        self.act = Snake(in_channels)
+        self.down = WNConv1d(in_channels, out_channels, 2 * stride, stride=stride, padding=math.ceil(stride / 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit in self.res_units:
+            x = unit(x)
+        return self.down(self.act(x))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.act = Snake(in_channels)
+        self.up = WNConv1d(
+            in_channels, out_channels, 2 * stride, stride=stride, padding=math.ceil(stride / 2), transposed=True
+        )
+        self.res_units = nn.ModuleList(ResidualUnit(out_channels, d) for d in RESIDUAL_DILATIONS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up(self.act(x))
+        for unit in self.res_units:
+            x = unit(x)
+        return x
+
+
+def _widths(config: OobleckConfig) -> list[int]:
+    return [config.channels * m for m in (1, *config.c_mults)]
+
+
+class OobleckEncoder(nn.Module):
+    def __init__(self, config: OobleckConfig):
+        super().__init__()
+        widths = _widths(config)
+        self.in_conv = WNConv1d(config.audio_channels, widths[0], 7, padding=3)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(widths[i], widths[i + 1], stride) for i, stride in enumerate(config.strides)
+        )
+        self.out_act = Snake(widths[-1])
+        self.out_conv = WNConv1d(widths[-1], config.latent_dim, 3, padding=1)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        x = self.in_conv(audio)
+        for block in self.blocks:
+            x = block(x)
+        return self.out_conv(self.out_act(x))
+
+
+class OobleckDecoder(nn.Module):
+    def __init__(self, config: OobleckConfig):
+        super().__init__()
+        widths = _widths(config)[::-1]
+        self.in_conv = WNConv1d(config.latent_dim, widths[0], 7, padding=3)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(widths[i], widths[i + 1], stride) for i, stride in enumerate(reversed(config.strides))
+        )
+        self.out_act = Snake(widths[-1])
+        self.out_conv = WNConv1d(widths[-1], config.audio_channels, 7, padding=3, bias=False)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        x = self.in_conv(latents)
+        for block in self.blocks:
+            x = block(x)
+        return self.out_conv(self.out_act(x))
+
+
+def vae_sample(
+    encoder_out: torch.Tensor, noise: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split encoder output into (mean, stdev) and draw a latent; noise None returns the mean."""
+    mean, scale = encoder_out.chunk(2, dim=1)
+    stdev = F.softplus(scale) + 1e-4
+    latents = mean if noise is None else mean + noise * stdev
+    return latents, mean, stdev
+
+
+class OobleckVAE(nn.Module):
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.encoder = OobleckEncoder(config.encoder)
+        self.decoder = OobleckDecoder(config.decoder)
+        self.latent_dim = config.latent_dim
+        self.hop = config.downsampling_ratio
+        self.scale = config.scale
+
+    def encode(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Audio [B, channels, samples] -> latents [B, latent_dim, samples / hop].
+
+        With a generator the latent is drawn from the posterior, as the reference does (but
+        reproducibly); without one it is the posterior mean.
+        """
+        encoded = self.encoder(audio)
+        noise = None
+        if generator is not None:
+            shape = (encoded.shape[0], self.latent_dim, encoded.shape[2])
+            noise = torch.randn(shape, generator=generator, device=generator.device).to(encoded)
+        latents, _, _ = vae_sample(encoded, noise)
+        return latents / self.scale
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latents * self.scale)

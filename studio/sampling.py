@@ -1,0 +1,100 @@
+"""Samplers and schedules for rectified-flow models, as small pure functions.
+
+Convention: x_t = (1 - t) · x0 + t · ε, and the model returns the velocity v with
+denoised = x_t - t · v. Time runs from t[0] (1 from pure noise, less for audio-to-audio) to 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NoiseFn = Callable[[int], torch.Tensor]
+
+SAMPLERS = ("pingpong", "euler")
+
+
+def logsnr_schedule(steps: int, sigma_max: float = 1.0) -> torch.Tensor:
+    """The ARC / stable-audio-tools schedule: t = sigmoid(-logSNR), logSNR linear up to 2.
+
+    Starting below t ≈ 0.119 the logSNR start exceeds 2, so the schedule rises before it falls;
+    that is what the reference does and what its checkpoints were tuned with.
+    """
+    sigma_max = min(sigma_max, 1.0)
+    logsnr_max = -6.0 if sigma_max >= 1 else math.log((1 - sigma_max) / sigma_max + 1e-6)
+    t = torch.sigmoid(-torch.linspace(logsnr_max, 2, steps + 1))
+    t[0] = sigma_max
+    t[-1] = 0
+    return t
+
+
+def linear_schedule(steps: int, sigma_max: float = 1.0) -> torch.Tensor:
+    return torch.linspace(min(sigma_max, 1.0), 0, steps + 1)
+
+
+def noised_init(init_latents: torch.Tensor, noise: torch.Tensor, sigma_max: float) -> torch.Tensor:
+    """Start of audio-to-audio: the recording's latents moved to time sigma_max."""
+    return init_latents * (1 - sigma_max) + noise * sigma_max
+
+
+def sample_pingpong(velocity: VelocityFn, x: torch.Tensor, schedule: torch.Tensor, fresh_noise: NoiseFn) -> torch.Tensor:
+    """Ping-pong sampling (ARC): denoise fully, then re-noise to the next time with fresh noise.
+
+    `fresh_noise(i)` is the noise drawn after step i (i = 1..steps); the last one is weighted 0
+    but is still drawn, so a seeded run consumes the same random stream as the reference.
+    """
+    ones = x.new_ones(x.shape[0])
+    for i in range(len(schedule) - 1):
+        t, t_next = float(schedule[i]), float(schedule[i + 1])
+        denoised = x - t * velocity(x, t * ones)
+        x = (1 - t_next) * denoised + t_next * fresh_noise(i + 1)
+    return x
+
+
+def sample_euler(velocity: VelocityFn, x: torch.Tensor, schedule: torch.Tensor) -> torch.Tensor:
+    """Euler integration of the flow ODE along the schedule."""
+    ones = x.new_ones(x.shape[0])
+    for i in range(len(schedule) - 1):
+        t, t_next = float(schedule[i]), float(schedule[i + 1])
+        x = x + (t_next - t) * velocity(x, t * ones)
+    return x
+
+
+def guided(velocity_pair: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], scale: float) -> VelocityFn:
+    """Classifier-free guidance: v = v_uncond + scale · (v_cond - v_uncond)."""
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        conditional, unconditional = velocity_pair(x, t)
+        return unconditional + (conditional - unconditional) * scale
+
+    return velocity
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
+    """Spherical interpolation per leading row, treating each row as one vector.
+
+    Keeps the norm of Gaussian noise (a straight blend would shrink it and muffle the take);
+    falls back to a straight blend where a and b are (nearly) parallel.
+    """
+    flat_a, flat_b = a.flatten(1).double(), b.flatten(1).double()
+    cos = (flat_a * flat_b).sum(1) / (flat_a.norm(dim=1) * flat_b.norm(dim=1)).clamp_min(1e-12)
+    theta = cos.clamp(-1, 1).acos()
+    sin = theta.sin()
+    parallel = sin.abs() < 1e-6
+    safe_sin = torch.where(parallel, torch.ones_like(sin), sin)
+    wa = torch.where(parallel, torch.full_like(sin, 1 - weight), ((1 - weight) * theta).sin() / safe_sin)
+    wb = torch.where(parallel, torch.full_like(sin, weight), (weight * theta).sin() / safe_sin)
+    mixed = wa[:, None] * flat_a + wb[:, None] * flat_b
+    return mixed.to(a.dtype).view_as(a)
+
+
+def diversity_noise(anchor: torch.Tensor, own: torch.Tensor, diversity: float) -> torch.Tensor:
+    """Noise for one take: diversity 0 is the shared anchor, 1 the take's own noise."""
+    if diversity <= 0:
+        return anchor
+    if diversity >= 1:
+        return own
+    return slerp(anchor, own, diversity)
