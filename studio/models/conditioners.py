@@ -79,13 +79,15 @@ class PromptEncoder(nn.Module):
 
     def _load_backbone(self, device: torch.device) -> tuple:
         from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
         with self._lock:
             if self._backbone is None:
                 if self.kind == "t5":
                     try:
-                        tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-                        model = T5EncoderModel.from_pretrained(self.model_name)
+                        tokenizer, model = _from_cache_or_hub(self.model_name, AutoTokenizer, T5EncoderModel)
                     except (OSError, ValueError) as exc:
                         raise TextEncoderError(
                             f"the T5 text encoder '{self.model_name}' is not available: {exc}".splitlines()[0],
@@ -118,6 +120,14 @@ class PromptEncoder(nn.Module):
             states = self.proj_out(states.to(self.proj_out.weight.dtype))
         mask = tokens["attention_mask"].bool()
         return states * mask[..., None].to(states.dtype), mask
+
+
+def _from_cache_or_hub(name: str, *loaders: type) -> list:
+    """Load from the local cache without touching the network; go online only when that fails."""
+    try:
+        return [loader.from_pretrained(name, local_files_only=True) for loader in loaders]
+    except OSError:
+        return [loader.from_pretrained(name) for loader in loaders]
 
 
 def build_conditioner(config: ConditionerConfig, cond_dim: int) -> nn.Module:

@@ -232,6 +232,9 @@ class _Parser:
         num_heads = self.get(cfg, "num_heads", int)
         if embed_dim % num_heads:
             raise self.fail(f"{where}.num_heads", "must divide embed_dim")
+        if embed_dim // num_heads < 32:
+            # Rotary embeddings cover max(head_dim / 2, 32) features of each head.
+            raise self.fail(f"{where}.num_heads", "leaves heads narrower than 32 features (embed_dim / num_heads)")
         return DiTConfig(
             io_channels=self.get(cfg, "io_channels", int),
             embed_dim=embed_dim,

@@ -1,0 +1,134 @@
+"""Audio in and out: reading recordings, resampling, channel conversion, atomic WAV writing.
+
+Arrays are float32 [channels, frames]. No torchaudio: libsndfile (soundfile) reads and writes,
+scipy resamples with a polyphase filter.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from studio.errors import AudioError
+
+WAV_SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What preparing a recording did to it, to tell the user."""
+
+    original_seconds: float
+    resampled_from: int | None
+    channels_from: int | None
+    trimmed: bool
+    padded: bool
+
+    def describe(self) -> str:
+        notes = []
+        if self.resampled_from:
+            notes.append(f"resampled from {self.resampled_from} Hz")
+        if self.channels_from:
+            notes.append(f"converted from {self.channels_from} channel(s)")
+        if self.trimmed:
+            notes.append(f"cut from {self.original_seconds:.2f} s")
+        if self.padded:
+            notes.append(f"padded with silence from {self.original_seconds:.2f} s")
+        return ", ".join(notes) or "used as is"
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(
+            f"{path}: not a readable audio file ({exc})".splitlines()[0],
+            "use WAV, FLAC, OGG or MP3; convert other formats first (e.g. ffmpeg -i in.m4a out.wav)",
+        ) from exc
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: the audio file is empty")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
+    return data.T.copy(), int(rate)
+
+
+def convert_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    if audio.shape[0] == channels:
+        return audio
+    if channels == 1:
+        return audio.mean(axis=0, keepdims=True)
+    if audio.shape[0] == 1:
+        return np.repeat(audio, channels, axis=0)
+    return audio[:channels] if audio.shape[0] > channels else np.concatenate(
+        [audio, np.repeat(audio[-1:], channels - audio.shape[0], axis=0)]
+    )
+
+
+def resample(audio: np.ndarray, rate_from: int, rate_to: int) -> np.ndarray:
+    if rate_from == rate_to:
+        return audio
+    g = math.gcd(rate_from, rate_to)
+    return resample_poly(audio, rate_to // g, rate_from // g, axis=-1).astype(np.float32)
+
+
+def fit_length(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Cut to `frames`, or pad the end with silence."""
+    if audio.shape[1] >= frames:
+        return audio[:, :frames]
+    return np.pad(audio, ((0, 0), (0, frames - audio.shape[1])))
+
+
+def prepare_recording(
+    audio: np.ndarray, rate: int, target_rate: int, channels: int, frames: int
+) -> tuple[np.ndarray, FitReport]:
+    """A recording made ready to be encoded: target rate, channel count and length."""
+    if audio.ndim == 1:
+        audio = audio[None]
+    original_channels = audio.shape[0]
+    converted = convert_channels(resample(audio.astype(np.float32), rate, target_rate), channels)
+    report = FitReport(
+        original_seconds=audio.shape[1] / rate,
+        resampled_from=rate if rate != target_rate else None,
+        channels_from=original_channels if original_channels != channels else None,
+        trimmed=converted.shape[1] > frames,
+        padded=converted.shape[1] < frames,
+    )
+    return fit_length(converted, frames), report
+
+
+def write_audio(path: str | Path, audio: np.ndarray, rate: int, bit_depth: int = 24) -> Path:
+    """Write a WAV/FLAC atomically (temp file + rename), so no reader ever sees half a file."""
+    path = Path(path)
+    if bit_depth not in WAV_SUBTYPES:
+        raise AudioError(f"bit depth {bit_depth} is not supported", "use 16, 24 or 32 (float)")
+    subtype = WAV_SUBTYPES[bit_depth]
+    audio = np.asarray(audio, dtype=np.float32)
+    if subtype != "FLOAT":
+        audio = np.clip(audio, -1.0, 1.0)  # integer PCM would wrap around, which sounds like noise
+    file_format = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
+    if file_format == "FLAC" and subtype == "FLOAT":
+        raise AudioError("FLAC cannot hold 32-bit float", "use 16 or 24 bits, or WAV")
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+        with os.fdopen(fd, "wb") as handle:
+            sf.write(handle, audio.T, rate, subtype=subtype, format=file_format)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise AudioError(
+            f"cannot write {path}: {exc.strerror or exc}", "check the folder exists, is writable and the disk has space"
+        ) from exc
+    return path

@@ -1,0 +1,458 @@
+"""The engine: one resident model, one queue, batched generation for every front-end.
+
+Requests are validated in the caller's thread (so bad input fails at once, where it was given) and
+run on one worker thread that owns the model. Requests waiting together that share sampler, steps,
+cfg and start time are run as one batch.
+
+Diversity: every noise a take uses (the start noise and each ping-pong re-noise) is a spherical
+interpolation between a draw from the request's anchor generator (seeded with `seed`) and a draw
+from the take's own generator (seeded with its take seed): 0 gives every take the anchor noise, so
+the takes are identical; 1 gives each take its own independent noise; in between, takes vary
+around a shared character. A take's parameters (anchor seed, take seed, diversity, …) reproduce it
+exactly, alone or in any batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from studio import sampling
+from studio.audio import FitReport, prepare_recording, read_audio
+from studio.errors import RequestError, StudioError
+from studio.models.checkpoint import load_model
+from studio.models.model import AudioModel, Conditioning
+from studio.models.registry import resolve_model
+
+log = logging.getLogger("studio.engine")
+
+MAX_VARIATIONS = 16
+MAX_STEPS = 500
+MAX_SEED = 2**63 - 1
+DEFAULT_STEPS = {"pingpong": 8, "euler": 50}
+DEFAULT_STRENGTH = 0.6
+InitAudio = str | Path | tuple[np.ndarray, int]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a front-end asks for. None means "the model's default"."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seconds: float | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    seed: int | None = None  # None or -1: a random seed, reported in the result
+    variations: int = 1
+    diversity: float = 1.0
+    take_seeds: tuple[int, ...] | None = None  # default: seed, seed + 1, …
+    init_audio: InitAudio | None = None
+    strength: float = DEFAULT_STRENGTH  # init noise level: 0 keeps the recording, 1 ignores it
+    sampler: str | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Request:
+        """The request that regenerates exactly the take these parameters describe."""
+        known = {f.name for f in dataclasses.fields(TakeParams)}
+        unknown = set(params) - known
+        if unknown:
+            raise RequestError(f"unknown take parameters: {sorted(unknown)}")
+        p = TakeParams(**params)
+        return cls(
+            prompt=p.prompt,
+            negative_prompt=p.negative_prompt,
+            seconds=p.seconds,
+            steps=p.steps,
+            cfg=p.cfg,
+            seed=p.seed,
+            variations=1,
+            diversity=p.diversity,
+            take_seeds=(p.take_seed,),
+            init_audio=p.init_audio,
+            strength=p.strength if p.strength is not None else DEFAULT_STRENGTH,
+            sampler=p.sampler,
+        )
+
+
+@dataclass(frozen=True)
+class TakeParams:
+    """Everything that determines one take; `Request.from_params` turns it back into a request."""
+
+    prompt: str
+    negative_prompt: str
+    seconds: float
+    steps: int
+    cfg: float
+    sampler: str
+    seed: int
+    take_seed: int
+    take_index: int
+    variations: int
+    diversity: float
+    init_audio: str | None
+    strength: float | None
+    model: str
+    sample_rate: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Take:
+    audio: np.ndarray  # float32 [channels, frames]
+    sample_rate: int
+    params: TakeParams
+
+
+@dataclass
+class Result:
+    takes: list[Take]
+    elapsed_s: float  # wall time of the batch this request ran in
+    device: str
+    batch_size: int  # how many takes that batch generated, this request's and others'
+    init_report: FitReport | None = None
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise StudioError("CUDA was asked for but no CUDA GPU is available", "use --device cpu")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise StudioError("MPS was asked for but is not available here", "use --device cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
+    if requested:
+        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if requested not in dtypes:
+            raise StudioError(f"unknown dtype '{requested}'", f"use one of {sorted(dtypes)}")
+        return dtypes[requested]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+@dataclass
+class _Job:
+    """A validated request with every default filled in."""
+
+    request: Request
+    prompt: str
+    negative_prompt: str
+    seconds: float
+    steps: int
+    cfg: float
+    sampler: str
+    seed: int
+    take_seeds: tuple[int, ...]
+    diversity: float
+    init: np.ndarray | None
+    init_label: str | None
+    init_report: FitReport | None
+    sigma_max: float
+    future: Future = field(default_factory=Future)
+
+    @property
+    def batch_key(self) -> tuple:
+        return (self.sampler, self.steps, self.cfg, self.sigma_max)
+
+
+class Engine:
+    """Loads a model once, keeps it resident and warm, and runs generation requests in batches."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        warmup: bool = True,
+        max_batch: int = 16,
+        batch_window_s: float = 0.0,
+    ):
+        self.model_path = resolve_model(str(model) if model is not None else None)
+        self.model_name = self.model_path.name
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.max_batch = max(1, max_batch)
+        self.batch_window_s = batch_window_s
+        self.model: AudioModel = load_model(self.model_path).to(self.device, self.dtype)
+        self.config = self.model.config
+        self.default_sampler = "pingpong" if self.config.objective == "rf_denoiser" else "euler"
+        self.batch_log: deque[tuple[int, int]] = deque(maxlen=256)  # (requests, takes) per batch
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._backlog: deque[_Job] = deque()
+        self._worker = threading.Thread(target=self._serve, name="studio-engine", daemon=True)
+        self._closed = False
+        if warmup:
+            self._run_batch([self._prepare(Request("warm-up", steps=1, seed=0))])
+        self._worker.start()
+        log.info("engine ready: %s on %s (%s)", self.model_name, self.device, self.dtype)
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def generate(self, request: Request, timeout: float | None = None) -> Result:
+        return self.submit(request).result(timeout)
+
+    def submit(self, request: Request) -> Future:
+        if self._closed:
+            raise StudioError("the engine is closed")
+        job = self._prepare(request)
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._worker.join(timeout=30)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- validation -------------------------------------------------------------------------------
+
+    def _prepare(self, r: Request) -> _Job:
+        cfg_model = self.config
+        if not isinstance(r.prompt, str):
+            raise RequestError("the prompt must be text")
+        sampler = r.sampler or self.default_sampler
+        if sampler not in sampling.SAMPLERS:
+            raise RequestError(f"unknown sampler '{sampler}'", f"use one of {', '.join(sampling.SAMPLERS)}")
+        seconds = cfg_model.max_seconds if r.seconds is None else float(r.seconds)
+        if not (np.isfinite(seconds) and 0 < seconds <= cfg_model.max_seconds + 1e-6):
+            raise RequestError(
+                f"seconds must be more than 0 and at most {cfg_model.max_seconds:.2f} for this model, got {r.seconds}",
+                "ask for a shorter take, or use a model made for longer audio",
+            )
+        steps = DEFAULT_STEPS[sampler] if r.steps is None else r.steps
+        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise RequestError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {r.steps}")
+        cfg = 1.0 if r.cfg is None else float(r.cfg)
+        if not (np.isfinite(cfg) and 0 <= cfg <= 30):
+            raise RequestError(f"cfg must be between 0 and 30, got {r.cfg}", "1 turns guidance off; 3–7 is usual")
+        if not isinstance(r.variations, int) or not 1 <= r.variations <= MAX_VARIATIONS:
+            raise RequestError(f"variations must be from 1 to {MAX_VARIATIONS}, got {r.variations}")
+        diversity = float(r.diversity)
+        if not 0 <= diversity <= 1:
+            raise RequestError(f"diversity must be between 0 and 1, got {r.diversity}")
+        seed = random.randrange(MAX_SEED) if r.seed is None or r.seed == -1 else r.seed
+        if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise RequestError(f"seed must be a whole number from 0 to {MAX_SEED} (or -1 for random), got {r.seed}")
+        take_seeds = r.take_seeds or tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
+        if r.take_seeds is not None and (
+            len(take_seeds) != r.variations and r.variations != 1
+            or not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in take_seeds)
+        ):
+            raise RequestError("take_seeds must hold one seed (0 … 2^63-1) per variation")
+        init, label, report, sigma_max = None, None, None, 1.0
+        if r.init_audio is not None:
+            strength = float(r.strength)
+            if not 0 < strength <= 1:
+                raise RequestError(
+                    f"strength must be more than 0 and at most 1, got {r.strength}",
+                    "low keeps more of the recording, 1 keeps almost none of it",
+                )
+            init, label, report = self._read_init(r.init_audio)
+            sigma_max = strength
+        return _Job(
+            request=r,
+            prompt=r.prompt,
+            negative_prompt=r.negative_prompt or "",
+            seconds=seconds,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            seed=seed,
+            take_seeds=tuple(take_seeds),
+            diversity=diversity,
+            init=init,
+            init_label=label,
+            init_report=report,
+            sigma_max=sigma_max,
+        )
+
+    def _read_init(self, init: InitAudio) -> tuple[np.ndarray, str, FitReport]:
+        if isinstance(init, tuple):
+            audio, rate = init
+            audio, label = np.asarray(audio, dtype=np.float32), "<array>"
+            if audio.ndim == 2 and audio.shape[0] > audio.shape[1]:
+                audio = audio.T  # accept [frames, channels] as well
+            if audio.size == 0 or not np.isfinite(audio).all():
+                raise RequestError("init audio is empty or holds NaN/inf samples")
+        else:
+            audio, rate = read_audio(init)
+            label = str(Path(init).resolve())
+        c = self.config
+        prepared, report = prepare_recording(audio, int(rate), c.sample_rate, c.audio_channels, c.sample_size)
+        return prepared, label, report
+
+    # -- the worker -------------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Job] | None:
+        first = self._backlog.popleft() if self._backlog else self._queue.get()
+        if first is None:
+            return None
+        batch, takes = [first], len(first.take_seeds)
+        deadline = time.monotonic() + self.batch_window_s
+        skipped: deque[_Job] = deque()
+        while self._backlog and takes < self.max_batch:
+            job = self._backlog.popleft()
+            if job.batch_key == first.batch_key and takes + len(job.take_seeds) <= self.max_batch:
+                batch.append(job)
+                takes += len(job.take_seeds)
+            else:
+                skipped.append(job)
+        while takes < self.max_batch:
+            try:
+                wait = deadline - time.monotonic()
+                job = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)
+                break
+            if job.batch_key == first.batch_key and takes + len(job.take_seeds) <= self.max_batch:
+                batch.append(job)
+                takes += len(job.take_seeds)
+            else:
+                skipped.append(job)
+        self._backlog.extendleft(reversed(skipped))
+        return batch
+
+    def _serve(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
+            try:
+                results = self._run_batch(batch)
+            except Exception as exc:  # the caller gets the error; the engine keeps serving
+                if not isinstance(exc, StudioError):
+                    log.exception("generation failed")
+                for job in batch:
+                    job.future.set_exception(exc)
+                continue
+            for job, result in zip(batch, results):
+                job.future.set_result(result)
+        for job in self._backlog:
+            job.future.cancel()
+
+    @torch.inference_mode()
+    def _run_batch(self, jobs: list[_Job]) -> list[Result]:
+        start = time.perf_counter()
+        model, c = self.model, self.config
+        rows = [(job, i) for job in jobs for i in range(len(job.take_seeds))]
+        key = jobs[0]
+        cond = model.condition([j.prompt for j, _ in rows], [j.seconds for j, _ in rows])
+        velocity = self._velocity_fn(rows, cond, key.cfg)
+        noise = _NoiseSource(
+            [(j.seed, j.take_seeds[i], j.diversity) for j, i in rows], (c.autoencoder.latent_dim, c.latent_length)
+        )
+        x = noise.draw().to(self.device)
+        if key.sigma_max < 1:
+            x = sampling.noised_init(self._init_latents(rows), x, key.sigma_max)
+        if key.sampler == "pingpong":
+            schedule = sampling.logsnr_schedule(key.steps, key.sigma_max)
+            x = sampling.sample_pingpong(velocity, x, schedule, lambda _: noise.draw().to(self.device))
+        else:
+            x = sampling.sample_euler(velocity, x, sampling.linear_schedule(key.steps, key.sigma_max))
+        audio = model.vae.decode(x.to(self.dtype)).float().cpu().numpy()
+        elapsed = time.perf_counter() - start
+        self.batch_log.append((len(jobs), len(rows)))
+        log.info("batch: %d request(s), %d take(s), %.3f s on %s", len(jobs), len(rows), elapsed, self.device)
+        results, offset = [], 0
+        for job in jobs:
+            takes = []
+            for i, take_seed in enumerate(job.take_seeds):
+                frames = round(job.seconds * c.sample_rate)
+                takes.append(Take(audio[offset + i, :, :frames].copy(), c.sample_rate, self._params(job, i, take_seed)))
+            offset += len(job.take_seeds)
+            results.append(Result(takes, elapsed, str(self.device), len(rows), job.init_report))
+        return results
+
+    def _velocity_fn(self, rows: list[tuple[_Job, int]], cond: Conditioning, cfg: float) -> sampling.VelocityFn:
+        model = self.model
+        if cfg == 1 or cond.context is None:
+            return lambda x, t: model.velocity(x, t, cond)
+        negative = None
+        if any(j.negative_prompt for j, _ in rows):
+            negatives = model.condition([j.negative_prompt for j, _ in rows], [j.seconds for j, _ in rows]).context
+            has_negative = torch.tensor([bool(j.negative_prompt) for j, _ in rows], device=negatives.device)
+            negative = torch.where(has_negative[:, None, None], negatives, torch.zeros_like(negatives))
+        uncond = cond.unconditional(negative)
+        return sampling.guided(lambda x, t: model.velocity_pair(x, t, cond, uncond), cfg)
+
+    def _init_latents(self, rows: list[tuple[_Job, int]]) -> torch.Tensor:
+        """Each job's recording encoded once (posterior draw seeded by the job), one row per take."""
+        encoded: dict[int, torch.Tensor] = {}
+        for job, _ in rows:
+            if id(job) not in encoded:
+                audio = torch.from_numpy(job.init)[None].to(self.device, self.dtype)
+                generator = torch.Generator().manual_seed(job.seed)
+                encoded[id(job)] = self.model.vae.encode(audio, generator).float()
+        return torch.cat([encoded[id(job)] for job, _ in rows])
+
+    def _params(self, job: _Job, index: int, take_seed: int) -> TakeParams:
+        return TakeParams(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            seconds=job.seconds,
+            steps=job.steps,
+            cfg=job.cfg,
+            sampler=job.sampler,
+            seed=job.seed,
+            take_seed=take_seed,
+            take_index=index,
+            variations=len(job.take_seeds),
+            diversity=job.diversity,
+            init_audio=job.init_label,
+            strength=job.sigma_max if job.init is not None else None,
+            model=self.model_name,
+            sample_rate=self.config.sample_rate,
+        )
+
+
+class _NoiseSource:
+    """Per-take noise streams: anchor and own generators mixed by diversity, drawn on the CPU so a
+    seed gives the same take on every device."""
+
+    def __init__(self, streams: list[tuple[int, int, float]], shape: tuple[int, ...]):
+        self.shape = shape
+        self.streams = [
+            (torch.Generator().manual_seed(anchor), torch.Generator().manual_seed(own), diversity)
+            for anchor, own, diversity in streams
+        ]
+
+    def draw(self) -> torch.Tensor:
+        rows = []
+        for anchor, own, diversity in self.streams:
+            a = torch.randn(self.shape, generator=anchor)
+            b = torch.randn(self.shape, generator=own)
+            rows.append(sampling.diversity_noise(a[None], b[None], diversity)[0])
+        return torch.stack(rows)

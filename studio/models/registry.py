@@ -1,0 +1,146 @@
+"""Finding models: embedded under `models/`, the user's models folder, the Hugging Face cache.
+
+`--model` takes a folder or a name. A name is looked up in that order; stable-audio-open-small is
+downloaded with huggingface_hub when it is nowhere on disk and the hub can be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.errors import ModelNotFoundError
+from studio.models.checkpoint import CONFIG_FILE, WEIGHT_FILES
+
+DEFAULT_MODEL = "studio-mini"
+HUB_MODELS = {"stable-audio-open-small": "stabilityai/stable-audio-open-small"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    source: str  # "embedded" | "user" | "hf-cache"
+
+
+def embedded_models_dir() -> Path:
+    return Path(os.environ.get("STUDIO_EMBEDDED_MODELS", Path(__file__).resolve().parents[2] / "models"))
+
+
+def user_models_dir() -> Path:
+    if "STUDIO_MODELS_DIR" in os.environ:
+        return Path(os.environ["STUDIO_MODELS_DIR"])
+    from platformdirs import user_data_path
+
+    return user_data_path("studio") / "models"
+
+
+def is_model_folder(folder: Path) -> bool:
+    return (folder / CONFIG_FILE).is_file() and any((folder / w).is_file() for w in WEIGHT_FILES)
+
+
+def _folders_in(root: Path, source: str) -> list[ModelEntry]:
+    if not root.is_dir():
+        return []
+    return [ModelEntry(p.name, p, source) for p in sorted(root.iterdir()) if p.is_dir() and is_model_folder(p)]
+
+
+def _hub_cache_entries() -> list[ModelEntry]:
+    """Snapshots in the Hugging Face cache that hold a diffusion_cond model."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cache = scan_cache_dir()
+    except Exception:  # no cache folder yet, or one we cannot read: nothing to list
+        return []
+    entries = []
+    aliases = {repo: name for name, repo in HUB_MODELS.items()}
+    for repo in cache.repos:
+        if repo.repo_type != "model":
+            continue
+        for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+            folder = Path(revision.snapshot_path)
+            if is_model_folder(folder) and _is_diffusion_cond(folder / CONFIG_FILE):
+                entries.append(ModelEntry(aliases.get(repo.repo_id, repo.repo_id), folder, "hf-cache"))
+                break
+    return entries
+
+
+def _is_diffusion_cond(config: Path) -> bool:
+    try:
+        return json.loads(config.read_text()).get("model_type") == "diffusion_cond"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def list_models() -> list[ModelEntry]:
+    return (
+        _folders_in(embedded_models_dir(), "embedded")
+        + _folders_in(user_models_dir(), "user")
+        + _hub_cache_entries()
+    )
+
+
+def resolve_model(name_or_path: str | None, download: bool = True) -> Path:
+    """A model folder for a name or path, downloading stable-audio-open-small if need be."""
+    name = name_or_path or DEFAULT_MODEL
+    candidate = Path(name).expanduser()
+    if candidate.is_dir() or os.sep in name or name.startswith("."):
+        if not candidate.is_dir():
+            raise ModelNotFoundError(f"model folder {candidate} does not exist")
+        if not (candidate / CONFIG_FILE).is_file():
+            raise ModelNotFoundError(
+                f"{candidate} is not a model folder: it has no {CONFIG_FILE}",
+                f"a model folder holds {CONFIG_FILE} and {' or '.join(WEIGHT_FILES)}",
+            )
+        return candidate
+    for entry in list_models():
+        if name in (entry.name, entry.path.name):
+            return entry.path
+    if name in HUB_MODELS:
+        return _from_hub(name, download)
+    known = sorted({e.name for e in list_models()})
+    raise ModelNotFoundError(
+        f"no model named '{name}'" + (f" (found: {', '.join(known)})" if known else " (no models found)"),
+        f"pass a folder with {CONFIG_FILE} + weights, put one under {user_models_dir()}, "
+        f"or use {', '.join(HUB_MODELS)} (see `studio models`)",
+    )
+
+
+def _manual_install_hint(name: str) -> str:
+    repo = HUB_MODELS[name]
+    target = user_models_dir() / name
+    return (
+        f"accept the licence at https://huggingface.co/{repo}, run `hf auth login`, and run again online; "
+        f"or copy {CONFIG_FILE} and model.safetensors from that page into {target}/ "
+        f"(or any folder, then pass --model FOLDER)"
+    )
+
+
+def _from_hub(name: str, download: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    repo = HUB_MODELS[name]
+    if not download:
+        raise ModelNotFoundError(f"{name} is not on this machine", _manual_install_hint(name))
+    try:
+        paths = [Path(hf_hub_download(repo, f)) for f in (CONFIG_FILE, WEIGHT_FILES[0])]
+    except GatedRepoError as exc:
+        raise ModelNotFoundError(
+            f"{name} is gated on the Hugging Face hub and this account has not been granted access",
+            _manual_install_hint(name),
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelNotFoundError(f"{repo} could not be opened on the hub ({exc})".splitlines()[0],
+                                 _manual_install_hint(name)) from exc
+    except (LocalEntryNotFoundError, OSError) as exc:
+        raise ModelNotFoundError(
+            f"{name} is not on this machine and the Hugging Face hub cannot be reached (offline)",
+            _manual_install_hint(name),
+        ) from exc
+    except Exception as exc:  # the hub client's HTTP errors differ between versions
+        raise ModelNotFoundError(f"downloading {name} failed: {exc}".splitlines()[0], _manual_install_hint(name)) from exc
+    return paths[0].parent

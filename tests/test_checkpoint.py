@@ -1,0 +1,117 @@
+"""Loading our own and reference checkpoints, and refusing broken ones with a clear error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from studio.errors import CheckpointError, ModelConfigError
+from studio.models import load_model, save_model
+from studio.models.checkpoint import key_table
+from tiny import tiny_config, write_config
+
+
+@pytest.fixture
+def model_copy(tmp_path, tiny_model_dir):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    return folder
+
+
+def test_save_then_load_gives_identical_tensors(tmp_path, tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    again = load_model(save_model(model, tmp_path / "copy"))
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_saved_file_uses_reference_key_names(tiny_model_dir):
+    keys = set(load_file(str(tiny_model_dir / "model.safetensors")))
+    assert "model.model.transformer.layers.0.self_attn.to_qkv.weight" in keys
+    assert "pretransform.model.decoder.layers.1.layers.1.weight_v" in keys
+    assert "conditioner.conditioners.seconds_total.embedder.embedding.0.weights" in keys
+    assert "conditioner.conditioners.prompt.proj_out.weight" in keys  # MiniLM 384 -> cond_dim 64
+
+
+def test_missing_and_unexpected_keys_are_named(model_copy):
+    path = model_copy / "model.safetensors"
+    state = load_file(str(path))
+    del state["model.model.transformer.layers.1.ff.ff.2.bias"]
+    state["model.model.extra.weight"] = torch.zeros(1)
+    save_file(state, str(path))
+    with pytest.raises(CheckpointError) as info:
+        load_model(model_copy)
+    message = str(info.value)
+    assert str(path) in message
+    assert "missing keys (1): model.model.transformer.layers.1.ff.ff.2.bias" in message
+    assert "unexpected keys (1): model.model.extra.weight" in message
+
+
+def test_config_that_does_not_match_weights(model_copy):
+    write_config(model_copy, tiny_config(**{"model.diffusion.config.depth": 3}))
+    with pytest.raises(CheckpointError, match=r"missing keys \(\d+\): model\.model\.transformer\.layers\.2"):
+        load_model(model_copy)
+    write_config(model_copy, tiny_config(**{"model.diffusion.config.embed_dim": 128}))
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_model(model_copy)
+
+
+def test_corrupt_safetensors(model_copy):
+    path = model_copy / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: 5000])
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        load_model(model_copy)
+
+
+def test_missing_weights_and_missing_config(model_copy):
+    (model_copy / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no weights file"):
+        load_model(model_copy)
+    (model_copy / "model_config.json").unlink()
+    with pytest.raises(ModelConfigError, match="no such file"):
+        load_model(model_copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model.diffusion.diffusion_objective": "v"}, "diffusion_objective"),
+        ({"model.pretransform.config.bottleneck.type": "rvq"}, "bottleneck"),
+        ({"model.conditioning.configs": [{"id": "prompt", "type": "clap"}]}, "clap"),
+        ({"model.diffusion.config.num_heads": 4}, "narrower than 32"),
+        ({"sample_size": 1000}, "downsampling_ratio"),
+        ({"model.diffusion.config.embed_dim": "wide"}, "should be int"),
+    ],
+)
+def test_unsupported_config_is_refused_with_the_field_named(model_copy, change, message):
+    write_config(model_copy, tiny_config(**change))
+    with pytest.raises(ModelConfigError, match=message) as info:
+        load_model(model_copy)
+    assert "model_config.json" in str(info.value)
+
+
+def test_malformed_json(model_copy):
+    (model_copy / "model_config.json").write_text("{not json")
+    with pytest.raises(ModelConfigError, match="not valid JSON"):
+        load_model(model_copy)
+
+
+def test_ckpt_is_read_weights_only(model_copy):
+    state = load_file(str(model_copy / "model.safetensors"))
+    (model_copy / "model.safetensors").unlink()
+    torch.save({"state_dict": state}, model_copy / "model.ckpt")
+    model = load_model(model_copy)
+    table = key_table(model)
+    key = "model.model.to_timestep_embed.0.weight"
+    assert torch.equal(model.state_dict()[table[key]], state[key])
+
+
+def test_ckpt_with_pickled_code_is_refused(model_copy):
+    (model_copy / "model.safetensors").unlink()
+    torch.save({"state_dict": {}, "callback": json.dumps}, model_copy / "model.ckpt")
+    with pytest.raises(CheckpointError):
+        load_model(model_copy)

@@ -1,0 +1,69 @@
+"""Samplers and noise mixing on cases with known answers."""
+
+from __future__ import annotations
+
+import torch
+
+from studio import sampling
+
+
+def test_reference_eight_step_schedule():
+    expected = torch.tensor([1, 0.99331, 0.98201, 0.95257, 0.88080, 0.73106, 0.5, 0.26894, 0])
+    assert torch.allclose(sampling.logsnr_schedule(8), expected, atol=1e-5)
+
+
+def test_low_init_noise_schedule_rises_before_falling_like_the_reference():
+    schedule = sampling.logsnr_schedule(3, 0.1)
+    assert schedule[0] == 0.1 and schedule[-1] == 0
+    assert schedule[1] > schedule[0]
+
+
+def point_mass_velocity(x0: torch.Tensor):
+    """Exact velocity when all data is x0: v = (x_t - x0) / t."""
+    return lambda x, t: (x - x0) / t[:, None, None]
+
+
+def test_pingpong_lands_on_the_data_point():
+    torch.manual_seed(0)
+    x0 = torch.randn(2, 4, 8)
+    out = sampling.sample_pingpong(
+        point_mass_velocity(x0), torch.randn(2, 4, 8), sampling.logsnr_schedule(4), lambda _: torch.randn(2, 4, 8)
+    )
+    assert torch.allclose(out, x0, atol=1e-5)
+
+
+def test_euler_follows_a_straight_flow_exactly():
+    torch.manual_seed(1)
+    x0, noise = torch.randn(1, 3, 5), torch.randn(1, 3, 5)
+    velocity = lambda x, t: noise - x0  # noqa: E731 - the constant velocity of a straight path
+    out = sampling.sample_euler(velocity, noise, sampling.linear_schedule(3))
+    assert torch.allclose(out, x0, atol=1e-6)
+
+
+def test_audio_to_audio_start_point():
+    init, noise = torch.ones(1, 2, 3), torch.zeros(1, 2, 3)
+    assert torch.allclose(sampling.noised_init(init, noise, 0.25), torch.full((1, 2, 3), 0.75))
+
+
+def test_guidance_at_scale_one_is_the_conditional_velocity():
+    cond, uncond = torch.randn(2, 3), torch.randn(2, 3)
+    assert torch.allclose(sampling.guided(lambda x, t: (cond, uncond), 1.0)(None, None), cond)
+    expected = uncond + 3 * (cond - uncond)
+    assert torch.allclose(sampling.guided(lambda x, t: (cond, uncond), 3.0)(None, None), expected)
+
+
+def test_diversity_endpoints_and_norm():
+    torch.manual_seed(2)
+    a, b = torch.randn(3, 64, 32), torch.randn(3, 64, 32)
+    assert torch.equal(sampling.diversity_noise(a, b, 0.0), a)
+    assert torch.equal(sampling.diversity_noise(a, b, 1.0), b)
+    mid = sampling.diversity_noise(a, b, 0.5)
+    # Slerp keeps Gaussian noise at its usual norm; a straight average would shrink it by ~0.7.
+    assert torch.allclose(mid.flatten(1).norm(dim=1), a.flatten(1).norm(dim=1), rtol=0.05)
+    distances = [(sampling.diversity_noise(a, b, d) - a).norm() for d in (0.1, 0.4, 0.7, 1.0)]
+    assert distances == sorted(distances)
+
+
+def test_slerp_of_identical_noise_is_that_noise():
+    a = torch.randn(1, 8, 8)
+    assert torch.allclose(sampling.slerp(a, a.clone(), 0.3), a, atol=1e-6)

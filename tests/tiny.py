@@ -1,0 +1,82 @@
+"""Small random models in our checkpoint format, for tests that need a whole model quickly."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+from studio.models import AudioModel, ModelConfig, save_model
+
+FIXTURE_CONFIG = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sao-parity" / "model_config.json"
+
+TINY = {
+    "model_type": "diffusion_cond",
+    "sample_size": 65536,
+    "sample_rate": 44100,
+    "audio_channels": 2,
+    "model": {
+        "pretransform": {
+            "type": "autoencoder",
+            "iterate_batch": True,
+            "config": {
+                "encoder": {"type": "oobleck", "config": {
+                    "in_channels": 2, "channels": 4, "c_mults": [1, 2, 4, 8, 16], "strides": [2, 4, 4, 8, 8],
+                    "latent_dim": 16, "use_snake": True}},
+                "decoder": {"type": "oobleck", "config": {
+                    "out_channels": 2, "channels": 4, "c_mults": [1, 2, 4, 8, 16], "strides": [2, 4, 4, 8, 8],
+                    "latent_dim": 8, "use_snake": True, "final_tanh": False}},
+                "bottleneck": {"type": "vae"},
+                "latent_dim": 8,
+                "downsampling_ratio": 2048,
+                "io_channels": 2,
+            },
+        },
+        "conditioning": {
+            "configs": [
+                {"id": "prompt", "type": "minilm", "config": {"max_length": 16}},
+                {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 256}},
+            ],
+            "cond_dim": 64,
+        },
+        "diffusion": {
+            "cross_attention_cond_ids": ["prompt", "seconds_total"],
+            "global_cond_ids": ["seconds_total"],
+            "diffusion_objective": "rf_denoiser",
+            "type": "dit",
+            "config": {
+                "io_channels": 8, "embed_dim": 64, "depth": 2, "num_heads": 2, "cond_token_dim": 64,
+                "global_cond_dim": 64, "transformer_type": "continuous_transformer", "attn_kwargs": {"qk_norm": "ln"},
+            },
+        },
+        "io_channels": 8,
+    },
+}
+
+
+def tiny_config(**changes) -> dict:
+    """TINY with dotted-path overrides, e.g. tiny_config(**{"model.diffusion.diffusion_objective": "x"})."""
+    config = copy.deepcopy(TINY)
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def make_model_folder(folder: Path, config: dict | None = None, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = AudioModel(ModelConfig.from_dict(config or tiny_config()))
+    # Random init leaves the output near silence; scale the last VAE conv so takes are audible.
+    with torch.no_grad():
+        model.vae.decoder.out_conv.weight_g.mul_(20)
+    save_model(model, folder)
+    return folder
+
+
+def write_config(folder: Path, config: dict) -> None:
+    (folder / "model_config.json").write_text(json.dumps(config))
