@@ -69,8 +69,10 @@ def convert_channels(audio: np.ndarray, channels: int) -> np.ndarray:
         return audio.mean(axis=0, keepdims=True)
     if audio.shape[0] == 1:
         return np.repeat(audio, channels, axis=0)
-    return audio[:channels] if audio.shape[0] > channels else np.concatenate(
-        [audio, np.repeat(audio[-1:], channels - audio.shape[0], axis=0)]
+    return (
+        audio[:channels]
+        if audio.shape[0] > channels
+        else np.concatenate([audio, np.repeat(audio[-1:], channels - audio.shape[0], axis=0)])
     )
 
 
@@ -129,6 +131,7 @@ def write_audio(path: str | Path, audio: np.ndarray, rate: int, bit_depth: int =
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise AudioError(
-            f"cannot write {path}: {exc.strerror or exc}", "check the folder exists, is writable and the disk has space"
+            f"cannot write {path}: {exc.strerror or exc}",
+            "check the folder exists, is writable and the disk has space",
         ) from exc
     return path

@@ -38,7 +38,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         model = args.model or params.get("model")
     else:
         if args.prompt is None:
-            raise StudioError("a prompt is needed", 'studio generate "punchy 808 kick" (or --params take.json)')
+            raise StudioError(
+                "a prompt is needed", 'studio generate "punchy 808 kick" (or --params take.json)'
+            )
         request = Request(
             prompt=args.prompt,
             negative_prompt=args.negative,
@@ -99,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--cfg", type=float, help="classifier-free guidance scale (default 1: off)")
     gen.add_argument("--sampler", choices=["pingpong", "euler"], help="default: what the model was made for")
     gen.add_argument("--init", help="recording to restyle (audio-to-audio)")
-    gen.add_argument("--strength", type=float, default=0.6, help="with --init: 0 keeps the recording, 1 ignores it")
+    gen.add_argument(
+        "--strength", type=float, default=0.6, help="with --init: 0 keeps the recording, 1 ignores it"
+    )
     gen.add_argument("--params", help="a take's JSON sidecar: regenerate exactly that take")
     gen.add_argument("--out", default="out", help="folder for the WAV files and their JSON sidecars")
     gen.add_argument("--bit-depth", type=int, choices=[16, 24, 32], default=24, help="WAV sample format")
@@ -114,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
+    )
     # The hub client logs every retry of an unreachable host; our own error says what to do.
     logging.getLogger("huggingface_hub").setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:

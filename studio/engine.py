@@ -247,7 +247,8 @@ class Engine:
         seconds = cfg_model.max_seconds if r.seconds is None else float(r.seconds)
         if not (np.isfinite(seconds) and 0 < seconds <= cfg_model.max_seconds + 1e-6):
             raise RequestError(
-                f"seconds must be more than 0 and at most {cfg_model.max_seconds:.2f} for this model, got {r.seconds}",
+                f"seconds must be more than 0 and at most {cfg_model.max_seconds:.2f} for this model, "
+                f"got {r.seconds}",
                 "ask for a shorter take, or use a model made for longer audio",
             )
         steps = DEFAULT_STEPS[sampler] if r.steps is None else r.steps
@@ -255,7 +256,9 @@ class Engine:
             raise RequestError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {r.steps}")
         cfg = 1.0 if r.cfg is None else float(r.cfg)
         if not (np.isfinite(cfg) and 0 <= cfg <= 30):
-            raise RequestError(f"cfg must be between 0 and 30, got {r.cfg}", "1 turns guidance off; 3–7 is usual")
+            raise RequestError(
+                f"cfg must be between 0 and 30, got {r.cfg}", "1 turns guidance off; 3–7 is usual"
+            )
         if not isinstance(r.variations, int) or not 1 <= r.variations <= MAX_VARIATIONS:
             raise RequestError(f"variations must be from 1 to {MAX_VARIATIONS}, got {r.variations}")
         diversity = float(r.diversity)
@@ -263,10 +266,12 @@ class Engine:
             raise RequestError(f"diversity must be between 0 and 1, got {r.diversity}")
         seed = random.randrange(MAX_SEED) if r.seed is None or r.seed == -1 else r.seed
         if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-            raise RequestError(f"seed must be a whole number from 0 to {MAX_SEED} (or -1 for random), got {r.seed}")
+            raise RequestError(
+                f"seed must be a whole number from 0 to {MAX_SEED} (or -1 for random), got {r.seed}"
+            )
         take_seeds = r.take_seeds or tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
         if r.take_seeds is not None and (
-            len(take_seeds) != r.variations and r.variations != 1
+            (len(take_seeds) != r.variations and r.variations != 1)
             or not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in take_seeds)
         ):
             raise RequestError("take_seeds must hold one seed (0 … 2^63-1) per variation")
@@ -358,7 +363,7 @@ class Engine:
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
-            for job, result in zip(batch, results):
+            for job, result in zip(batch, results, strict=True):
                 job.future.set_result(result)
         for job in self._backlog:
             job.future.cancel()
@@ -372,7 +377,8 @@ class Engine:
         cond = model.condition([j.prompt for j, _ in rows], [j.seconds for j, _ in rows])
         velocity = self._velocity_fn(rows, cond, key.cfg)
         noise = _NoiseSource(
-            [(j.seed, j.take_seeds[i], j.diversity) for j, i in rows], (c.autoencoder.latent_dim, c.latent_length)
+            [(j.seed, j.take_seeds[i], j.diversity) for j, i in rows],
+            (c.autoencoder.latent_dim, c.latent_length),
         )
         x = noise.draw().to(self.device)
         if key.sigma_max < 1:
@@ -391,18 +397,24 @@ class Engine:
             takes = []
             for i, take_seed in enumerate(job.take_seeds):
                 frames = round(job.seconds * c.sample_rate)
-                takes.append(Take(audio[offset + i, :, :frames].copy(), c.sample_rate, self._params(job, i, take_seed)))
+                takes.append(
+                    Take(audio[offset + i, :, :frames].copy(), c.sample_rate, self._params(job, i, take_seed))
+                )
             offset += len(job.take_seeds)
             results.append(Result(takes, elapsed, str(self.device), len(rows), job.init_report))
         return results
 
-    def _velocity_fn(self, rows: list[tuple[_Job, int]], cond: Conditioning, cfg: float) -> sampling.VelocityFn:
+    def _velocity_fn(
+        self, rows: list[tuple[_Job, int]], cond: Conditioning, cfg: float
+    ) -> sampling.VelocityFn:
         model = self.model
         if cfg == 1 or cond.context is None:
             return lambda x, t: model.velocity(x, t, cond)
         negative = None
         if any(j.negative_prompt for j, _ in rows):
-            negatives = model.condition([j.negative_prompt for j, _ in rows], [j.seconds for j, _ in rows]).context
+            negatives = model.condition(
+                [j.negative_prompt for j, _ in rows], [j.seconds for j, _ in rows]
+            ).context
             has_negative = torch.tensor([bool(j.negative_prompt) for j, _ in rows], device=negatives.device)
             negative = torch.where(has_negative[:, None, None], negatives, torch.zeros_like(negatives))
         uncond = cond.unconditional(negative)

@@ -40,7 +40,9 @@ def noised_init(init_latents: torch.Tensor, noise: torch.Tensor, sigma_max: floa
     return init_latents * (1 - sigma_max) + noise * sigma_max
 
 
-def sample_pingpong(velocity: VelocityFn, x: torch.Tensor, schedule: torch.Tensor, fresh_noise: NoiseFn) -> torch.Tensor:
+def sample_pingpong(
+    velocity: VelocityFn, x: torch.Tensor, schedule: torch.Tensor, fresh_noise: NoiseFn
+) -> torch.Tensor:
     """Ping-pong sampling (ARC): denoise fully, then re-noise to the next time with fresh noise.
 
     `fresh_noise(i)` is the noise drawn after step i (i = 1..steps); the last one is weighted 0
@@ -63,7 +65,9 @@ def sample_euler(velocity: VelocityFn, x: torch.Tensor, schedule: torch.Tensor) 
     return x
 
 
-def guided(velocity_pair: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], scale: float) -> VelocityFn:
+def guided(
+    velocity_pair: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], scale: float
+) -> VelocityFn:
     """Classifier-free guidance: v = v_uncond + scale · (v_cond - v_uncond)."""
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,11 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny import tiny_config, write_config
 
 from studio.errors import CheckpointError, ModelConfigError
 from studio.models import load_model, save_model
 from studio.models.checkpoint import key_table
-from tiny import tiny_config, write_config
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def model_copy(tmp_path, tiny_model_dir):
 def test_save_then_load_gives_identical_tensors(tmp_path, tiny_model_dir):
     model = load_model(tiny_model_dir)
     again = load_model(save_model(model, tmp_path / "copy"))
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -62,7 +62,7 @@ def test_config_that_does_not_match_weights(model_copy):
 
 def test_corrupt_safetensors(model_copy):
     path = model_copy / "model.safetensors"
-    path.write_bytes(path.read_bytes()[: 5000])
+    path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="cannot read weights"):
         load_model(model_copy)
 

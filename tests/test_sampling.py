@@ -27,7 +27,10 @@ def test_pingpong_lands_on_the_data_point():
     torch.manual_seed(0)
     x0 = torch.randn(2, 4, 8)
     out = sampling.sample_pingpong(
-        point_mass_velocity(x0), torch.randn(2, 4, 8), sampling.logsnr_schedule(4), lambda _: torch.randn(2, 4, 8)
+        point_mass_velocity(x0),
+        torch.randn(2, 4, 8),
+        sampling.logsnr_schedule(4),
+        lambda _: torch.randn(2, 4, 8),
     )
     assert torch.allclose(out, x0, atol=1e-5)
 

@@ -100,7 +100,7 @@ def test_pingpong_runs_with_recorded_noises(model, cases, conditioning, fixture_
             x = sampling.noised_init(cases[f"{tag}_init"], noises[0], sigma_max)
         with torch.no_grad():
             out = sampling.sample_pingpong(
-                lambda x, t: model.velocity(x, t, conditioning), x, schedule, lambda i: noises[i]
+                lambda x, t: model.velocity(x, t, conditioning), x, schedule, noises.__getitem__
             )
         assert relative_error(out, cases[f"{tag}_out"]) < TOLERANCE, tag
 

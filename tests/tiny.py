@@ -10,8 +10,6 @@ import torch
 
 from studio.models import AudioModel, ModelConfig, save_model
 
-FIXTURE_CONFIG = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sao-parity" / "model_config.json"
-
 TINY = {
     "model_type": "diffusion_cond",
     "sample_size": 65536,
@@ -22,12 +20,29 @@ TINY = {
             "type": "autoencoder",
             "iterate_batch": True,
             "config": {
-                "encoder": {"type": "oobleck", "config": {
-                    "in_channels": 2, "channels": 4, "c_mults": [1, 2, 4, 8, 16], "strides": [2, 4, 4, 8, 8],
-                    "latent_dim": 16, "use_snake": True}},
-                "decoder": {"type": "oobleck", "config": {
-                    "out_channels": 2, "channels": 4, "c_mults": [1, 2, 4, 8, 16], "strides": [2, 4, 4, 8, 8],
-                    "latent_dim": 8, "use_snake": True, "final_tanh": False}},
+                "encoder": {
+                    "type": "oobleck",
+                    "config": {
+                        "in_channels": 2,
+                        "channels": 4,
+                        "c_mults": [1, 2, 4, 8, 16],
+                        "strides": [2, 4, 4, 8, 8],
+                        "latent_dim": 16,
+                        "use_snake": True,
+                    },
+                },
+                "decoder": {
+                    "type": "oobleck",
+                    "config": {
+                        "out_channels": 2,
+                        "channels": 4,
+                        "c_mults": [1, 2, 4, 8, 16],
+                        "strides": [2, 4, 4, 8, 8],
+                        "latent_dim": 8,
+                        "use_snake": True,
+                        "final_tanh": False,
+                    },
+                },
                 "bottleneck": {"type": "vae"},
                 "latent_dim": 8,
                 "downsampling_ratio": 2048,
@@ -47,8 +62,14 @@ TINY = {
             "diffusion_objective": "rf_denoiser",
             "type": "dit",
             "config": {
-                "io_channels": 8, "embed_dim": 64, "depth": 2, "num_heads": 2, "cond_token_dim": 64,
-                "global_cond_dim": 64, "transformer_type": "continuous_transformer", "attn_kwargs": {"qk_norm": "ln"},
+                "io_channels": 8,
+                "embed_dim": 64,
+                "depth": 2,
+                "num_heads": 2,
+                "cond_token_dim": 64,
+                "global_cond_dim": 64,
+                "transformer_type": "continuous_transformer",
+                "attn_kwargs": {"qk_norm": "ln"},
             },
         },
         "io_channels": 8,

@@ -127,7 +127,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "the file is corrupt or truncated; download it again",
         ) from exc
     except Exception as exc:  # torch.load's unpickler raises several unrelated types
-        raise CheckpointError(f"{path}: not a weights-only PyTorch checkpoint ({exc})".splitlines()[0]) from exc
+        raise CheckpointError(
+            f"{path}: not a weights-only PyTorch checkpoint ({exc})".splitlines()[0]
+        ) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

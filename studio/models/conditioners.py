@@ -42,7 +42,9 @@ class NumberConditioner(nn.Module):
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         """values [B] -> tokens [B, 1, output_dim]."""
-        s = (values.to(self.freqs).clamp(self.min_val, self.max_val) - self.min_val) / (self.max_val - self.min_val)
+        s = (values.to(self.freqs).clamp(self.min_val, self.max_val) - self.min_val) / (
+            self.max_val - self.min_val
+        )
         angles = s[:, None] * self.freqs[None] * 2 * math.pi
         features = torch.cat((s[:, None], angles.sin(), angles.cos()), dim=-1)
         return self.proj(features)[:, None]
@@ -78,29 +80,11 @@ class PromptEncoder(nn.Module):
         self._backbone: tuple | None = None  # (tokenizer, model), kept out of the state dict
 
     def _load_backbone(self, device: torch.device) -> tuple:
-        from transformers import AutoModel, AutoTokenizer, T5EncoderModel
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
-
         with self._lock:
             if self._backbone is None:
-                if self.kind == "t5":
-                    try:
-                        tokenizer, model = _from_cache_or_hub(self.model_name, AutoTokenizer, T5EncoderModel)
-                    except (OSError, ValueError) as exc:
-                        raise TextEncoderError(
-                            f"the T5 text encoder '{self.model_name}' is not available: {exc}".splitlines()[0],
-                            "it is loaded through transformers from the Hugging Face cache: run once online "
-                            f"(python -c \"from transformers import T5EncoderModel as T; T.from_pretrained('{self.model_name}')\"), "
-                            "or point HF_HOME at a cache that holds it",
-                        ) from exc
-                    if device.type == "cuda":
-                        model = model.half()
-                else:
-                    folder = _minilm_folder()
-                    tokenizer = AutoTokenizer.from_pretrained(folder)
-                    model = AutoModel.from_pretrained(folder)
+                tokenizer, model = _load_t5(self.model_name) if self.kind == "t5" else _load_minilm()
+                if self.kind == "t5" and device.type == "cuda":
+                    model = model.half()  # as the reference runs it
                 self._backbone = (tokenizer, model.eval().requires_grad_(False))
             tokenizer, model = self._backbone
             if model.device != device:
@@ -114,7 +98,9 @@ class PromptEncoder(nn.Module):
             prompts, truncation=True, max_length=self.max_length, padding="max_length", return_tensors="pt"
         ).to(device)
         with torch.no_grad():
-            states = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
+            states = model(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            ).last_hidden_state
         states = states.float()
         if self.proj_out is not None:
             states = self.proj_out(states.to(self.proj_out.weight.dtype))
@@ -122,12 +108,40 @@ class PromptEncoder(nn.Module):
         return states * mask[..., None].to(states.dtype), mask
 
 
-def _from_cache_or_hub(name: str, *loaders: type) -> list:
-    """Load from the local cache without touching the network; go online only when that fails."""
+def _load_t5(name: str) -> tuple:
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    _quiet_transformers()
     try:
-        return [loader.from_pretrained(name, local_files_only=True) for loader in loaders]
-    except OSError:
-        return [loader.from_pretrained(name) for loader in loaders]
+        try:  # the local cache first, so an offline machine does not wait on network retries
+            return (
+                AutoTokenizer.from_pretrained(name, local_files_only=True),
+                T5EncoderModel.from_pretrained(name, local_files_only=True),
+            )
+        except OSError:
+            return AutoTokenizer.from_pretrained(name), T5EncoderModel.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise TextEncoderError(
+            f"the T5 text encoder '{name}' is not available: {reason}",
+            "it is loaded through transformers from the Hugging Face cache: run once online "
+            f"(python -c \"from transformers import T5EncoderModel as T; T.from_pretrained('{name}')\"), "
+            "or point HF_HOME at a cache that holds it",
+        ) from exc
+
+
+def _load_minilm() -> tuple:
+    from transformers import AutoModel, AutoTokenizer
+
+    _quiet_transformers()
+    folder = _minilm_folder()
+    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def build_conditioner(config: ConditionerConfig, cond_dim: int) -> nn.Module:

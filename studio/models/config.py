@@ -95,7 +95,9 @@ class ModelConfig:
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ModelConfigError(f"{path}: no such file", "a model folder needs model_config.json") from None
+            raise ModelConfigError(
+                f"{path}: no such file", "a model folder needs model_config.json"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelConfigError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(raw, source=str(path))
@@ -125,7 +127,7 @@ class _Parser:
             node = node[part]
         if kind is float and isinstance(node, int) and not isinstance(node, bool):
             node = float(node)
-        if not isinstance(node, kind) or isinstance(node, bool) and kind is not bool:
+        if not isinstance(node, kind) or (isinstance(node, bool) and kind is not bool):
             raise self.fail(dotted, f"should be {getattr(kind, '__name__', kind)}, got {node!r}")
         return node
 
@@ -147,7 +149,9 @@ class _Parser:
             )
         conditioning = self.get(model, "conditioning", dict)
         cond_dim = self.get(conditioning, "cond_dim", int)
-        conditioners = tuple(self.conditioner(i, c) for i, c in enumerate(self.get(conditioning, "configs", list)))
+        conditioners = tuple(
+            self.conditioner(i, c) for i, c in enumerate(self.get(conditioning, "configs", list))
+        )
         ids = {c.id for c in conditioners}
         cross_ids = tuple(self.get(diffusion, "cross_attention_cond_ids", list, []))
         global_ids = tuple(self.get(diffusion, "global_cond_ids", list, []))
@@ -195,12 +199,20 @@ class _Parser:
             if self.get(cfg, f"{side}.type", str) != "oobleck":
                 raise self.fail(f"model.pretransform.config.{side}.type", "must be 'oobleck'")
             c = self.get(cfg, f"{side}.config", dict)
-            if c.get("use_snake", False) is not True or c.get("final_tanh", False) or c.get("use_nearest_upsample"):
-                raise self.fail(f"model.pretransform.config.{side}.config", "needs use_snake on, no final_tanh")
+            if (
+                c.get("use_snake", False) is not True
+                or c.get("final_tanh", False)
+                or c.get("use_nearest_upsample")
+            ):
+                raise self.fail(
+                    f"model.pretransform.config.{side}.config", "needs use_snake on, no final_tanh"
+                )
             c_mults = tuple(self.get(c, "c_mults", list))
             strides = tuple(self.get(c, "strides", list))
             if len(c_mults) != len(strides):
-                raise self.fail(f"model.pretransform.config.{side}.config", "c_mults and strides differ in length")
+                raise self.fail(
+                    f"model.pretransform.config.{side}.config", "c_mults and strides differ in length"
+                )
             sides[side] = OobleckConfig(
                 audio_channels=self.get(c, io_key, int),
                 channels=self.get(c, "channels", int),
@@ -234,7 +246,9 @@ class _Parser:
             raise self.fail(f"{where}.num_heads", "must divide embed_dim")
         if embed_dim // num_heads < 32:
             # Rotary embeddings cover max(head_dim / 2, 32) features of each head.
-            raise self.fail(f"{where}.num_heads", "leaves heads narrower than 32 features (embed_dim / num_heads)")
+            raise self.fail(
+                f"{where}.num_heads", "leaves heads narrower than 32 features (embed_dim / num_heads)"
+            )
         return DiTConfig(
             io_channels=self.get(cfg, "io_channels", int),
             embed_dim=embed_dim,

@@ -61,7 +61,11 @@ class AudioModel(nn.Module):
     def assemble(self, tokens: dict[str, torch.Tensor]) -> Conditioning:
         """Concatenate conditioner outputs into cross-attention tokens and the global vector."""
         cfg = self.config
-        context = torch.cat([tokens[i] for i in cfg.cross_attention_cond_ids], dim=1) if cfg.cross_attention_cond_ids else None
+        context = (
+            torch.cat([tokens[i] for i in cfg.cross_attention_cond_ids], dim=1)
+            if cfg.cross_attention_cond_ids
+            else None
+        )
         global_cond = None
         if cfg.global_cond_ids:
             global_cond = torch.cat([tokens[i] for i in cfg.global_cond_ids], dim=-1)

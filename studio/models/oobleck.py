@@ -53,7 +53,11 @@ class WNConv1d(nn.Module):
         transposed: bool = False,
     ):
         super().__init__()
-        shape = (in_channels, out_channels, kernel_size) if transposed else (out_channels, in_channels, kernel_size)
+        shape = (
+            (in_channels, out_channels, kernel_size)
+            if transposed
+            else (out_channels, in_channels, kernel_size)
+        )
         direction = torch.empty(shape)
         nn.init.kaiming_uniform_(direction, a=math.sqrt(5))
         self.weight_v = nn.Parameter(direction)
@@ -88,7 +92,9 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.res_units = nn.ModuleList(ResidualUnit(in_channels, d) for d in RESIDUAL_DILATIONS)
         self.act = Snake(in_channels)
-        self.down = WNConv1d(in_channels, out_channels, 2 * stride, stride=stride, padding=math.ceil(stride / 2))
+        self.down = WNConv1d(
+            in_channels, out_channels, 2 * stride, stride=stride, padding=math.ceil(stride / 2)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for unit in self.res_units:
@@ -101,7 +107,12 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.act = Snake(in_channels)
         self.up = WNConv1d(
-            in_channels, out_channels, 2 * stride, stride=stride, padding=math.ceil(stride / 2), transposed=True
+            in_channels,
+            out_channels,
+            2 * stride,
+            stride=stride,
+            padding=math.ceil(stride / 2),
+            transposed=True,
         )
         self.res_units = nn.ModuleList(ResidualUnit(out_channels, d) for d in RESIDUAL_DILATIONS)
 
@@ -140,7 +151,8 @@ class OobleckDecoder(nn.Module):
         widths = _widths(config)[::-1]
         self.in_conv = WNConv1d(config.latent_dim, widths[0], 7, padding=3)
         self.blocks = nn.ModuleList(
-            DecoderBlock(widths[i], widths[i + 1], stride) for i, stride in enumerate(reversed(config.strides))
+            DecoderBlock(widths[i], widths[i + 1], stride)
+            for i, stride in enumerate(reversed(config.strides))
         )
         self.out_act = Snake(widths[-1])
         self.out_conv = WNConv1d(widths[-1], config.audio_channels, 7, padding=3, bias=False)

@@ -44,7 +44,9 @@ def is_model_folder(folder: Path) -> bool:
 def _folders_in(root: Path, source: str) -> list[ModelEntry]:
     if not root.is_dir():
         return []
-    return [ModelEntry(p.name, p, source) for p in sorted(root.iterdir()) if p.is_dir() and is_model_folder(p)]
+    return [
+        ModelEntry(p.name, p, source) for p in sorted(root.iterdir()) if p.is_dir() and is_model_folder(p)
+    ]
 
 
 def _hub_cache_entries() -> list[ModelEntry]:
@@ -134,13 +136,16 @@ def _from_hub(name: str, download: bool) -> Path:
             _manual_install_hint(name),
         ) from exc
     except RepositoryNotFoundError as exc:
-        raise ModelNotFoundError(f"{repo} could not be opened on the hub ({exc})".splitlines()[0],
-                                 _manual_install_hint(name)) from exc
+        raise ModelNotFoundError(
+            f"{repo} could not be opened on the hub ({exc})".splitlines()[0], _manual_install_hint(name)
+        ) from exc
     except (LocalEntryNotFoundError, OSError) as exc:
         raise ModelNotFoundError(
             f"{name} is not on this machine and the Hugging Face hub cannot be reached (offline)",
             _manual_install_hint(name),
         ) from exc
     except Exception as exc:  # the hub client's HTTP errors differ between versions
-        raise ModelNotFoundError(f"downloading {name} failed: {exc}".splitlines()[0], _manual_install_hint(name)) from exc
+        raise ModelNotFoundError(
+            f"downloading {name} failed: {exc}".splitlines()[0], _manual_install_hint(name)
+        ) from exc
     return paths[0].parent

@@ -1,0 +1,187 @@
+"""The engine as a front-end uses it: variations, diversity, seeds, batching, init audio, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from studio.engine import Engine, Request, pick_device
+from studio.errors import AudioError, RequestError
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def test_takes_have_the_asked_length_rate_and_channels(engine):
+    result = engine.generate(Request("soft rain", seconds=0.5, seed=1, variations=2))
+    assert len(result.takes) == 2
+    for take in result.takes:
+        assert take.audio.shape == (2, round(0.5 * 44100))
+        assert take.audio.dtype == np.float32 and np.isfinite(take.audio).all()
+        assert take.sample_rate == 44100
+    assert result.device == "cpu"
+
+
+def test_diversity_zero_gives_identical_takes(engine):
+    takes = engine.generate(Request("kick", seconds=0.4, seed=11, variations=4, diversity=0.0)).takes
+    for take in takes[1:]:
+        assert np.array_equal(take.audio, takes[0].audio)
+
+
+def test_takes_differ_more_as_diversity_rises(engine):
+    spread = []
+    for diversity in (0.0, 0.3, 1.0):
+        takes = engine.generate(
+            Request("kick", seconds=0.4, seed=11, variations=3, diversity=diversity)
+        ).takes
+        spread.append(np.mean([distance(takes[0].audio, t.audio) for t in takes[1:]]))
+    assert spread[0] == 0
+    assert spread[0] < spread[1] < spread[2]
+
+
+def test_same_seed_same_audio_and_params_reproduce_a_take(engine):
+    first = engine.generate(Request("metal hit", seconds=0.3, seed=42, variations=3, diversity=0.6))
+    again = engine.generate(Request("metal hit", seconds=0.3, seed=42, variations=3, diversity=0.6))
+    for a, b in zip(first.takes, again.takes, strict=True):
+        assert np.array_equal(a.audio, b.audio)
+    third = first.takes[2]
+    assert (third.params.seed, third.params.take_seed, third.params.take_index) == (42, 44, 2)
+    alone = engine.generate(Request.from_params(third.params.to_dict())).takes[0]
+    np.testing.assert_allclose(alone.audio, third.audio, atol=1e-5)
+
+
+def test_random_seed_is_reported(engine):
+    take = engine.generate(Request("noise", seconds=0.2, seed=-1)).takes[0]
+    again = engine.generate(Request.from_params(take.params.to_dict())).takes[0]
+    np.testing.assert_allclose(again.audio, take.audio, atol=1e-5)
+
+
+def test_prompt_and_seconds_condition_the_output(engine):
+    a = engine.generate(Request("deep kick", seconds=0.5, seed=3)).takes[0].audio
+    b = engine.generate(Request("glass shatter", seconds=0.5, seed=3)).takes[0].audio
+    c = engine.generate(Request("deep kick", seconds=0.25, seed=3)).takes[0].audio
+    assert distance(a, b) > 0
+    assert c.shape[1] == round(0.25 * 44100)
+    assert distance(a[:, : c.shape[1]], c) > 0  # seconds_total is a condition, not only a cut
+
+
+def test_negative_prompt_changes_guided_output(engine):
+    plain = engine.generate(Request("pad", seconds=0.3, seed=5, cfg=4)).takes[0].audio
+    negative = (
+        engine.generate(Request("pad", seconds=0.3, seed=5, cfg=4, negative_prompt="hiss")).takes[0].audio
+    )
+    unguided = engine.generate(Request("pad", seconds=0.3, seed=5)).takes[0].audio
+    assert distance(plain, negative) > 0 and distance(plain, unguided) > 0
+
+
+def test_euler_sampler(engine):
+    take = engine.generate(Request("riser", seconds=0.3, seed=5, sampler="euler", steps=4)).takes[0]
+    assert take.params.sampler == "euler" and take.params.steps == 4
+
+
+def write_tone(path, rate: int, channels: int, seconds: float) -> None:
+    t = np.arange(int(rate * seconds)) / rate
+    tone = 0.5 * np.sin(2 * np.pi * 220 * t)
+    sf.write(path, np.stack([tone] * channels, axis=1), rate)
+
+
+def test_init_audio_is_resampled_converted_and_cut(engine, tmp_path):
+    path = tmp_path / "mono-22k.wav"
+    write_tone(path, 22050, 1, 3.0)  # longer than the model's 1.49 s
+    request = Request("restyle", seconds=0.5, seed=9, init_audio=str(path), strength=0.5)
+    result = engine.generate(request)
+    report = result.init_report
+    assert report.resampled_from == 22050 and report.channels_from == 1 and report.trimmed
+    assert result.takes[0].params.init_audio == str(path.resolve())
+    assert result.takes[0].params.strength == 0.5
+    again = engine.generate(request)
+    assert np.array_equal(again.takes[0].audio, result.takes[0].audio)
+    without = engine.generate(Request("restyle", seconds=0.5, seed=9)).takes[0].audio
+    assert distance(without, result.takes[0].audio) > 0
+
+
+def test_init_audio_from_an_array(engine):
+    audio = np.random.default_rng(0).normal(size=(44100, 2)).astype(np.float32) * 0.1
+    take = engine.generate(Request("x", seconds=0.3, seed=1, init_audio=(audio, 44100), strength=0.3)).takes[
+        0
+    ]
+    assert take.params.init_audio == "<array>"
+
+
+def test_init_audio_that_is_not_audio(engine, tmp_path):
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("this is not audio")
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        engine.generate(Request("x", init_audio=str(bogus)))
+    with pytest.raises(AudioError, match="no such audio file"):
+        engine.generate(Request("x", init_audio=str(tmp_path / "absent.wav")))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seconds": -1}, "seconds must be more than 0"),
+        ({"seconds": 1e9}, "at most 1.49"),
+        ({"seconds": float("nan")}, "seconds"),
+        ({"steps": 0}, "steps"),
+        ({"steps": 10_000}, "steps"),
+        ({"variations": 0}, "variations"),
+        ({"variations": 100}, "variations"),
+        ({"diversity": 1.5}, "diversity"),
+        ({"cfg": -2}, "cfg"),
+        ({"seed": -7}, "seed"),
+        ({"sampler": "ddim"}, "unknown sampler"),
+        ({"init_audio": (np.zeros((2, 100)), 44100), "strength": 0}, "strength"),
+    ],
+)
+def test_absurd_requests_are_refused_clearly(engine, changes, message):
+    with pytest.raises(RequestError, match=message):
+        engine.generate(Request("x", **changes))
+
+
+def test_requests_waiting_together_run_as_one_batch(tiny_model_dir):
+    requests = [Request(f"sound {i}", seconds=0.3, seed=i, variations=2) for i in range(3)]
+    with Engine(tiny_model_dir, warmup=False, batch_window_s=0.5) as engine:
+        solo = [engine.generate(r) for r in requests]
+        engine.batch_log.clear()
+        results: list = [None] * 3
+        threads = [
+            threading.Thread(target=lambda i=i: results.__setitem__(i, engine.generate(requests[i])))
+            for i in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert list(engine.batch_log) == [(3, 6)]
+    for alone, batched in zip(solo, results, strict=True):
+        assert batched.batch_size == 6
+        for a, b in zip(alone.takes, batched.takes, strict=True):
+            np.testing.assert_allclose(a.audio, b.audio, atol=1e-5)
+
+
+def test_incompatible_requests_run_in_separate_batches(tiny_model_dir):
+    with Engine(tiny_model_dir, warmup=False, batch_window_s=0.3) as engine:
+        futures = [
+            engine.submit(Request("a", seconds=0.2, seed=1, steps=2)),
+            engine.submit(Request("b", seconds=0.2, seed=1, steps=3)),
+            engine.submit(Request("c", seconds=0.2, seed=1, steps=2)),
+        ]
+        steps = [f.result(timeout=60).takes[0].params.steps for f in futures]
+        assert steps == [2, 3, 2]
+        assert sorted(engine.batch_log) == [(1, 1), (2, 2)]
+
+
+def test_engine_keeps_serving_after_a_failed_batch(engine):
+    with pytest.raises(RequestError):
+        engine.generate(Request("x", steps=-1))
+    assert engine.generate(Request("fine", seconds=0.2, seed=1)).takes
+
+
+def test_device_choice_on_this_machine():
+    assert pick_device().type in {"cpu", "cuda", "mps"}
+    assert pick_device("cpu").type == "cpu"
