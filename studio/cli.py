@@ -64,7 +64,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         p = take.params
         path = _free_path(out, f"{_slug(p.prompt)}_{p.seed}_{p.take_index + 1}", ".wav")
         write_audio(path, take.audio, take.sample_rate, args.bit_depth)
-        path.with_suffix(".json").write_text(json.dumps(p.to_dict(), indent=2) + "\n")
+        try:
+            path.with_suffix(".json").write_text(json.dumps(p.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise StudioError(f"cannot write {path.with_suffix('.json')}: {exc.strerror or exc}") from exc
         print(path)
     print(f"{len(result.takes)} take(s) in {result.elapsed_s:.2f} s on {result.device}", file=sys.stderr)
     return 0

@@ -58,7 +58,9 @@ class Request:
     seed: int | None = None  # None or -1: a random seed, reported in the result
     variations: int = 1
     diversity: float = 1.0
-    take_seeds: tuple[int, ...] | None = None  # default: seed, seed + 1, …
+    take_seeds: tuple[int, ...] | None = (
+        None  # one per take, overriding variations; default seed, seed + 1, …
+    )
     init_audio: InitAudio | None = None
     strength: float = DEFAULT_STRENGTH  # init noise level: 0 keeps the recording, 1 ignores it
     sampler: str | None = None
@@ -70,7 +72,10 @@ class Request:
         unknown = set(params) - known
         if unknown:
             raise RequestError(f"unknown take parameters: {sorted(unknown)}")
-        p = TakeParams(**params)
+        try:
+            p = TakeParams(**params)
+        except TypeError as exc:
+            raise RequestError(f"incomplete take parameters: {exc}") from None
         return cls(
             prompt=p.prompt,
             negative_prompt=p.negative_prompt,
@@ -192,8 +197,8 @@ class Engine:
         max_batch: int = 16,
         batch_window_s: float = 0.0,
     ):
-        self.model_path = resolve_model(str(model) if model is not None else None)
-        self.model_name = self.model_path.name
+        entry = resolve_model(str(model) if model is not None else None)
+        self.model_name, self.model_path = entry.name, entry.path
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.max_batch = max(1, max_batch)
@@ -269,12 +274,14 @@ class Engine:
             raise RequestError(
                 f"seed must be a whole number from 0 to {MAX_SEED} (or -1 for random), got {r.seed}"
             )
-        take_seeds = r.take_seeds or tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
-        if r.take_seeds is not None and (
-            (len(take_seeds) != r.variations and r.variations != 1)
-            or not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in take_seeds)
-        ):
-            raise RequestError("take_seeds must hold one seed (0 … 2^63-1) per variation")
+        if r.take_seeds is None:
+            take_seeds = tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
+        else:
+            take_seeds = tuple(r.take_seeds)
+            if not 1 <= len(take_seeds) <= MAX_VARIATIONS or not all(
+                isinstance(s, int) and 0 <= s <= MAX_SEED for s in take_seeds
+            ):
+                raise RequestError(f"take_seeds must hold 1 to {MAX_VARIATIONS} seeds from 0 to {MAX_SEED}")
         init, label, report, sigma_max = None, None, None, 1.0
         if r.init_audio is not None:
             strength = float(r.strength)

@@ -79,14 +79,10 @@ def test_params_sidecar_regenerates_the_take(tiny_model_dir, tmp_path):
     )
     assert first.returncode == 0, first.stderr
     second_take = tmp_path / "a" / "hat_3_2.wav"
+    sidecar = json.loads(second_take.with_suffix(".json").read_text())
+    assert sidecar["model"] == str(tiny_model_dir.resolve())  # found again without --model
     again = studio(
-        "generate",
-        "--params",
-        str(second_take.with_suffix(".json")),
-        "--model",
-        str(tiny_model_dir),
-        "--out",
-        str(tmp_path / "b"),
+        "generate", "--params", str(second_take.with_suffix(".json")), "--out", str(tmp_path / "b")
     )
     assert again.returncode == 0, again.stderr
     original, _ = sf.read(str(second_take))

@@ -22,7 +22,7 @@ HUB_MODELS = {"stable-audio-open-small": "stabilityai/stable-audio-open-small"}
 class ModelEntry:
     name: str
     path: Path
-    source: str  # "embedded" | "user" | "hf-cache"
+    source: str  # "embedded" | "user" | "hf-cache" | "folder"
 
 
 def embedded_models_dir() -> Path:
@@ -85,8 +85,11 @@ def list_models() -> list[ModelEntry]:
     )
 
 
-def resolve_model(name_or_path: str | None, download: bool = True) -> Path:
-    """A model folder for a name or path, downloading stable-audio-open-small if need be."""
+def resolve_model(name_or_path: str | None, download: bool = True) -> ModelEntry:
+    """The model a name or path means, downloading stable-audio-open-small if need be.
+
+    A folder given by path is named by its absolute path, so take parameters can find it again.
+    """
     name = name_or_path or DEFAULT_MODEL
     candidate = Path(name).expanduser()
     if candidate.is_dir() or os.sep in name or name.startswith("."):
@@ -97,12 +100,12 @@ def resolve_model(name_or_path: str | None, download: bool = True) -> Path:
                 f"{candidate} is not a model folder: it has no {CONFIG_FILE}",
                 f"a model folder holds {CONFIG_FILE} and {' or '.join(WEIGHT_FILES)}",
             )
-        return candidate
+        return ModelEntry(str(candidate.resolve()), candidate, "folder")
     for entry in list_models():
         if name in (entry.name, entry.path.name):
-            return entry.path
+            return entry
     if name in HUB_MODELS:
-        return _from_hub(name, download)
+        return ModelEntry(name, _from_hub(name, download), "hf-cache")
     known = sorted({e.name for e in list_models()})
     raise ModelNotFoundError(
         f"no model named '{name}'" + (f" (found: {', '.join(known)})" if known else " (no models found)"),
