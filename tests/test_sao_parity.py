@@ -7,6 +7,7 @@ same test proves parity on any folder in that format.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,14 +25,23 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).norm() / expected.norm())
 
 
-@pytest.fixture(scope="module")
-def model(fixture_dir) -> AudioModel:
-    return load_model(fixture_dir)
+HEAD64_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sao-parity-head64"
+
+
+@pytest.fixture(scope="module", params=["shared", "head64"])
+def parity_dir(request, fixture_dir) -> Path:
+    """The configured fixture folder, and ours recorded on a config whose rotary covers half a head."""
+    return fixture_dir if request.param == "shared" else HEAD64_FIXTURE
 
 
 @pytest.fixture(scope="module")
-def cases(fixture_dir) -> dict[str, torch.Tensor]:
-    return load_file(str(fixture_dir / "cases.safetensors"))
+def model(parity_dir) -> AudioModel:
+    return load_model(parity_dir)
+
+
+@pytest.fixture(scope="module")
+def cases(parity_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(parity_dir / "cases.safetensors"))
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +97,8 @@ def test_fixture_has_the_three_pingpong_runs(cases):
     assert {"gen8", "a2a", "a2a_low"} <= set(sampling_runs(cases))
 
 
-def test_pingpong_runs_with_recorded_noises(model, cases, conditioning, fixture_dir):
-    described = json.loads((fixture_dir / "cases.json").read_text()).get("sampling", {})
+def test_pingpong_runs_with_recorded_noises(model, cases, conditioning, parity_dir):
+    described = json.loads((parity_dir / "cases.json").read_text()).get("sampling", {})
     for tag in sampling_runs(cases):
         noises, recorded_schedule = cases[f"{tag}_noises"], cases[f"{tag}_schedule"]
         steps = len(recorded_schedule) - 1
