@@ -58,9 +58,8 @@ class Request:
     seed: int | None = None  # None or -1: a random seed, reported in the result
     variations: int = 1
     diversity: float = 1.0
-    take_seeds: tuple[int, ...] | None = (
-        None  # one per take, overriding variations; default seed, seed + 1, …
-    )
+    # One seed per take, overriding variations; by default seed, seed + 1, …
+    take_seeds: tuple[int, ...] | None = None
     init_audio: InitAudio | None = None
     strength: float = DEFAULT_STRENGTH  # init noise level: 0 keeps the recording, 1 ignores it
     sampler: str | None = None
@@ -164,7 +163,6 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
 class _Job:
     """A validated request with every default filled in."""
 
-    request: Request
     prompt: str
     negative_prompt: str
     seconds: float
@@ -293,7 +291,6 @@ class Engine:
             init, label, report = self._read_init(r.init_audio)
             sigma_max = strength
         return _Job(
-            request=r,
             prompt=r.prompt,
             negative_prompt=r.negative_prompt or "",
             seconds=seconds,
@@ -327,33 +324,34 @@ class Engine:
     # -- the worker -------------------------------------------------------------------------------
 
     def _next_batch(self) -> list[_Job] | None:
+        """The next job plus every waiting job that can share its batch, order kept for the rest."""
         first = self._backlog.popleft() if self._backlog else self._queue.get()
         if first is None:
             return None
-        batch, takes = [first], len(first.take_seeds)
-        deadline = time.monotonic() + self.batch_window_s
-        skipped: deque[_Job] = deque()
-        while self._backlog and takes < self.max_batch:
-            job = self._backlog.popleft()
+        batch, skipped = [first], deque()
+        takes = len(first.take_seeds)
+
+        def offer(job: _Job) -> None:
+            nonlocal takes
             if job.batch_key == first.batch_key and takes + len(job.take_seeds) <= self.max_batch:
                 batch.append(job)
                 takes += len(job.take_seeds)
             else:
                 skipped.append(job)
+
+        while self._backlog and takes < self.max_batch:
+            offer(self._backlog.popleft())
+        deadline = time.monotonic() + self.batch_window_s
         while takes < self.max_batch:
             try:
                 wait = deadline - time.monotonic()
                 job = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is None:
+            if job is None:  # closing: leave the marker for the serve loop
                 self._queue.put(None)
                 break
-            if job.batch_key == first.batch_key and takes + len(job.take_seeds) <= self.max_batch:
-                batch.append(job)
-                takes += len(job.take_seeds)
-            else:
-                skipped.append(job)
+            offer(job)
         self._backlog.extendleft(reversed(skipped))
         return batch
 
