@@ -44,12 +44,17 @@ class FitReport:
         return ", ".join(notes) or "used as is"
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file; with max_seconds only its beginning, so a two-hour upload costs no more
+    memory than the take it seeds."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        frames = -1
+        if max_seconds is not None:
+            frames = math.ceil(max_seconds * sf.info(str(path)).samplerate)
+        data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(
             f"{path}: not a readable audio file ({exc})".splitlines()[0],
@@ -60,6 +65,13 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     return data.T.copy(), int(rate)
+
+
+def audio_seconds(path: str | Path) -> float:
+    try:
+        return float(sf.info(str(path)).duration)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{path}: not a readable audio file ({exc})".splitlines()[0]) from exc
 
 
 def convert_channels(audio: np.ndarray, channels: int) -> np.ndarray:
@@ -91,18 +103,27 @@ def fit_length(audio: np.ndarray, frames: int) -> np.ndarray:
 
 
 def prepare_recording(
-    audio: np.ndarray, rate: int, target_rate: int, channels: int, frames: int
+    audio: np.ndarray,
+    rate: int,
+    target_rate: int,
+    channels: int,
+    frames: int,
+    original_seconds: float | None = None,
 ) -> tuple[np.ndarray, FitReport]:
-    """A recording made ready to be encoded: target rate, channel count and length."""
+    """A recording made ready to be encoded: target rate, channel count and length.
+
+    `original_seconds` is the whole recording's length when only its beginning was decoded.
+    """
     if audio.ndim == 1:
         audio = audio[None]
     original_channels = audio.shape[0]
     converted = convert_channels(resample(audio.astype(np.float32), rate, target_rate), channels)
+    seconds = audio.shape[1] / rate if original_seconds is None else original_seconds
     report = FitReport(
-        original_seconds=audio.shape[1] / rate,
+        original_seconds=seconds,
         resampled_from=rate if rate != target_rate else None,
         channels_from=original_channels if original_channels != channels else None,
-        trimmed=converted.shape[1] > frames,
+        trimmed=seconds * target_rate > frames + 0.5,
         padded=converted.shape[1] < frames,
     )
     return fit_length(converted, frames), report

@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.names import take_stem
 
 EXIT_USAGE = 2
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "take"
 
 
 def _free_path(folder: Path, stem: str, suffix: str) -> Path:
@@ -62,7 +58,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"init audio: {result.init_report.describe()}", file=sys.stderr)
     for take in result.takes:
         p = take.params
-        path = _free_path(out, f"{_slug(p.prompt)}_{p.seed}_{p.take_index + 1}", ".wav")
+        path = _free_path(out, take_stem(p.prompt, p.seed, p.take_index), ".wav")
         write_audio(path, take.audio, take.sample_rate, args.bit_depth)
         try:
             path.with_suffix(".json").write_text(json.dumps(p.to_dict(), indent=2) + "\n")
@@ -87,10 +83,79 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _auth(value: str | None, host: str) -> tuple[str, str] | None:
+    if value is None:
+        if host not in LOOPBACK_HOSTS:
+            raise StudioError(
+                f"refusing to serve on {host} without a password: anyone on the network could use it",
+                "add --auth user:password (or bind to 127.0.0.1)",
+            )
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise StudioError("--auth wants user:password", "e.g. --auth ana:correct-horse")
+    return user, password
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from studio.app import launch
+
+    auth = _auth(args.auth, args.host)
+    if not 0 < args.port < 65536:
+        raise StudioError(f"port {args.port} is not a TCP port", "use 1-65535, e.g. --port 7860")
+    try:
+        launch(args.model, args.host, args.port, args.device, auth)
+    except OSError as exc:
+        raise StudioError(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
+            "another program uses it? try --port 7861",
+        ) from exc
+    return 0
+
+
+def cmd_desktop(args: argparse.Namespace) -> int:
+    try:
+        import webview
+    except ImportError:
+        raise StudioError("the desktop window needs pywebview", 'pip install "studio[desktop]"') from None
+    from studio.app import launch
+
+    _, studio, url = launch(args.model, "127.0.0.1", args.port, args.device, None, block=False)
+    webview.create_window("Studio", url, width=1280, height=860)
+    try:
+        webview.start()
+    finally:
+        studio.host.engine.close()
+    return 0
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--auth", help="user:password, required when binding beyond loopback")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studio", description="Studio: a fast text-to-audio instrument.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
+    add_serve_options(parser)  # plain `studio` serves the app
+    parser.set_defaults(func=cmd_serve)
+
+    serve = sub.add_parser("serve", help="start the studio in the browser (the default command)")
+    add_serve_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    desktop = sub.add_parser("desktop", help="the studio in a desktop window (needs pywebview)")
+    desktop.add_argument("--port", type=int, default=7860)
+    desktop.add_argument("--model")
+    desktop.add_argument("--device")
+    desktop.set_defaults(func=cmd_desktop)
 
     gen = sub.add_parser("generate", help="generate takes from a prompt and write WAV + JSON files")
     gen.add_argument("prompt", nargs="?", help='what to hear, e.g. "punchy 808 kick, long tail"')

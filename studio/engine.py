@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from studio import sampling
-from studio.audio import FitReport, prepare_recording, read_audio
+from studio.audio import FitReport, audio_seconds, prepare_recording, read_audio
 from studio.errors import RequestError, StudioError
 from studio.models.checkpoint import load_model
 from studio.models.model import AudioModel, Conditioning
@@ -314,11 +314,15 @@ class Engine:
                 audio = audio.T  # accept [frames, channels] as well
             if audio.size == 0 or not np.isfinite(audio).all():
                 raise RequestError("init audio is empty or holds NaN/inf samples")
+            total_seconds = None
         else:
-            audio, rate = read_audio(init)
+            total_seconds = audio_seconds(init)
+            audio, rate = read_audio(init, max_seconds=self.config.max_seconds + 0.1)
             label = str(Path(init).resolve())
         c = self.config
-        prepared, report = prepare_recording(audio, int(rate), c.sample_rate, c.audio_channels, c.sample_size)
+        prepared, report = prepare_recording(
+            audio, int(rate), c.sample_rate, c.audio_channels, c.sample_size, total_seconds
+        )
         return prepared, label, report
 
     # -- the worker -------------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""The studio app as users reach it: the real server on a free port, driven with gradio_client."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import soundfile as sf
+from gradio_client import Client, handle_file
+
+from studio.app import launch
+
+REPO_ASSETS = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir, tmp_path_factory, monkeypatch_module):
+    library_dir = tmp_path_factory.mktemp("library")
+    monkeypatch_module.setenv("STUDIO_PRESETS_DIR", str(tmp_path_factory.mktemp("presets")))
+    app, studio, url = launch(str(tiny_model_dir), port=free_port(), library_dir=library_dir, block=False)
+    yield Client(url, verbose=False), studio, library_dir
+    app.close()
+    studio.host.engine.close()
+    studio.library.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def generate(
+    client: Client,
+    prompt="dusty snare",
+    seconds=0.5,
+    variations=1,
+    seed=1,
+    steps=4,
+    cfg=1.0,
+    diversity=1.0,
+    init=None,
+    strength=0.6,
+):
+    return client.predict(
+        prompt, seconds, variations, seed, steps, cfg, diversity, init, strength, api_name="/generate"
+    )
+
+
+def read(path) -> np.ndarray:
+    return sf.read(path, dtype="float32")[0]
+
+
+def test_generate_returns_library_files_and_parameters(served):
+    client, studio, library_dir = served
+    files, params = generate(client, "punchy 808 kick", seconds=0.75, variations=3, seed=7)
+    assert len(files) == len(params) == 3
+    for i, (path, p) in enumerate(zip(files, params, strict=True)):
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (44100, 2, round(0.75 * 44100))
+        assert p["prompt"] == "punchy 808 kick" and p["take_seed"] == 7 + i and p["steps"] == 4
+        record = studio.library.get(p["id"])
+        assert record.path.is_file() and record.path.is_relative_to(library_dir)
+
+
+def test_diversity_zero_identical_and_spread_rises_with_diversity(served):
+    client = served[0]
+    spreads = []
+    for diversity in (0.0, 0.4, 1.0):
+        files, _ = generate(client, "metal clang", variations=3, seed=21, diversity=diversity)
+        takes = [read(f) for f in files]
+        spreads.append(np.mean([np.abs(takes[0] - t).mean() for t in takes[1:]]))
+    assert spreads[0] == 0
+    assert spreads[0] < spreads[1] < spreads[2]
+
+
+def test_style_transfer_with_the_shipped_recording(served):
+    client = served[0]
+    recording = handle_file(str(REPO_ASSETS / "drum-loop-120bpm.wav"))
+    files, params = generate(client, "glitchy drum loop", seconds=1.0, seed=3, init=recording, strength=0.5)
+    assert params[0]["strength"] == 0.5 and params[0]["init_audio"]
+    plain, _ = generate(client, "glitchy drum loop", seconds=1.0, seed=3)
+    assert np.abs(read(files[0]) - read(plain[0])).mean() > 0
+
+
+def test_presets_fill_the_controls(served):
+    client = served[0]
+    values = client.predict("808 kick", api_name="/preset")
+    prompt, _, seconds, steps = values[:4]
+    assert "808" in prompt.lower() and 0 < seconds <= 1.49 and steps >= 1
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), [("wav16", "PCM_16"), ("wav24", "PCM_24"), ("flac", "PCM_24")])
+def test_export_formats(served, fmt, subtype):
+    client = served[0]
+    _, params = generate(client, "rim shot", seconds=0.5, seed=5)
+    info, path = client.predict(params[0]["id"], fmt, True, True, 0.01, 0.05, api_name="/export")
+    assert "exported" in info
+    assert sf.info(path).subtype == subtype
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seconds": 0}, "seconds must be more than 0"),
+        ({"seconds": 10_000}, "seconds must be more than 0 and at most"),
+        ({"prompt": ""}, "the prompt is empty"),
+        ({"prompt": "   "}, "the prompt is empty"),
+    ],
+)
+def test_bad_parameters_get_a_clear_message_and_nothing_is_written(served, changes, message):
+    client, studio, _ = served
+    before = len(studio.library.search(limit=10_000))
+    with pytest.raises(Exception, match=message):
+        generate(client, **changes)
+    assert len(studio.library.search(limit=10_000)) == before
+
+
+def test_corrupt_upload_is_refused_clearly(served, tmp_path):
+    client, studio, _ = served
+    corrupt = tmp_path / "broken.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
+    before = len(studio.library.search(limit=10_000))
+    with pytest.raises(Exception, match="not a readable audio file"):
+        generate(client, init=handle_file(str(corrupt)))
+    assert len(studio.library.search(limit=10_000)) == before
+
+
+def test_two_hour_upload_is_cut_and_the_ui_says_so(served, tmp_path):
+    client = served[0]
+    long_take = tmp_path / "two-hours.flac"
+    sf.write(long_take, np.zeros((44100 * 7200, 1), np.int16), 44100, subtype="PCM_16")  # silence: tiny FLAC
+    files, params = generate(client, "room tone", seconds=0.5, init=handle_file(str(long_take)), strength=0.8)
+    assert len(files) == 1 and params[0]["strength"] == 0.8
+
+
+def test_library_survives_a_restart(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_PRESETS_DIR", str(tmp_path / "presets"))
+    library_dir = tmp_path / "library"
+    app, studio, url = launch(str(tiny_model_dir), port=free_port(), library_dir=library_dir, block=False)
+    try:
+        _, params = generate(Client(url, verbose=False), "tape hiss", seed=99)
+    finally:
+        app.close()
+        studio.host.engine.close()
+        studio.library.close()
+    app, studio, url = launch(str(tiny_model_dir), port=free_port(), library_dir=library_dir, block=False)
+    try:
+        rows = Client(url, verbose=False).predict("tape hiss", False, "", api_name="/search")[0]
+        assert [row[0] for row in rows["data"]] == [params[0]["id"]]
+    finally:
+        app.close()
+        studio.host.engine.close()
+        studio.library.close()
