@@ -7,6 +7,7 @@ and every take is saved to the library before it is shown.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +158,7 @@ def _ui_error(exc: Exception) -> gr.Error:
 def build_app(studio: Studio) -> gr.Blocks:
     engine = studio.host.engine
     config = engine.config
-    max_seconds = round(config.max_seconds, 2)
+    max_seconds = math.floor(config.max_seconds * 100) / 100  # the slider's 2 decimals never exceed it
     presets = studio.presets()
 
     with gr.Blocks(title="Studio", fill_width=True) as app:
@@ -224,9 +225,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                             )
                             info = gr.Markdown()
                             with gr.Row():
-                                keep = gr.Button("☆ keep", size="sm")
-                                vary = gr.Button("vary this", size="sm")
-                                use = gr.Button("use as init", size="sm")
+                                keep = gr.Button("☆ keep", size="sm", min_width=60)
+                                vary = gr.Button("vary this", size="sm", min_width=60)
+                                use = gr.Button("use as init", size="sm", min_width=60)
                         slots.append((column, audio, info, keep, vary, use))
                 with gr.Row():
                     preset_name = gr.Textbox(label="Save these settings as a preset named", scale=3)
@@ -603,7 +604,8 @@ def build_app(studio: Studio) -> gr.Blocks:
             init_audio: str | None,
             strength: float | None,
         ) -> tuple[list[str], list[dict]]:
-            """Generate takes. Returns their WAV files (saved in the library) and their parameters."""
+            """Generate takes: their WAV files (already in the library) and, per take, its library id,
+            every parameter that reproduces it, the batch's generation time and the device."""
             request = Request(
                 prompt=prompt or "",
                 seconds=seconds,
@@ -616,10 +618,11 @@ def build_app(studio: Studio) -> gr.Blocks:
                 strength=strength if strength is not None else 0.6,
             )
             try:
-                _, records = studio.run(request)
+                result, records = studio.run(request)
             except StudioError as exc:
                 raise _ui_error(exc) from exc
-            return [str(r.path) for r in records], [{"id": r.id, **r.params} for r in records]
+            meta = {"generation_s": result.elapsed_s, "device": result.device}
+            return [str(r.path) for r in records], [{"id": r.id, **r.params, **meta} for r in records]
 
         api_button.click(
             api_generate,

@@ -267,7 +267,8 @@ class Engine:
         diversity = float(r.diversity)
         if not 0 <= diversity <= 1:
             raise RequestError(f"diversity must be between 0 and 1, got {r.diversity}")
-        seed = random.randrange(MAX_SEED) if r.seed is None or r.seed == -1 else r.seed
+        # Random seeds stay below 2^32 so every front-end (a browser's JS numbers, OSC int32) can echo them.
+        seed = random.randrange(2**32) if r.seed is None or r.seed == -1 else r.seed
         if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise RequestError(
                 f"seed must be a whole number from 0 to {MAX_SEED} (or -1 for random), got {r.seed}"

@@ -1,0 +1,91 @@
+"""A person in a browser: open the studio, type a prompt, press Enter, see the takes, play one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_app import free_port
+
+from studio.app import launch
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(
+    os.environ.get("STUDIO_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
+)
+# Chromium on a closed network: no background connections, no sandbox as root, no GPU.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_type_enter_see_takes_and_play_one(browser, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_PRESETS_DIR", str(tmp_path / "presets"))
+    app, studio, url = launch(
+        str(tiny_model_dir), port=free_port(), library_dir=tmp_path / "lib", block=False
+    )
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.fill("#prompt textarea", "punchy 808 kick, long tail")
+        page.press("#prompt textarea", "Enter")
+        page.wait_for_function(
+            "document.querySelector('#status').innerText.includes('take(s)')", timeout=60_000
+        )
+        status = page.inner_text("#status")
+        assert "4 take(s)" in status and "on cpu" in status
+        for i in range(4):
+            assert page.is_visible(f"#take-{i}")
+        assert not page.is_visible("#take-4")
+
+        page.click("#take-0 button[aria-label='Play']")
+        page.wait_for_selector("#take-0 button[aria-label='Pause']", timeout=5_000)  # it is playing
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "studio-play.png"), full_page=True)
+        assert len(studio.library.search(limit=100)) == 4  # saved before they were shown
+    finally:
+        app.close()
+        studio.host.engine.close()
+        studio.library.close()
+
+
+def test_empty_prompt_shows_a_message_and_saves_nothing(browser, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_PRESETS_DIR", str(tmp_path / "presets"))
+    app, studio, url = launch(
+        str(tiny_model_dir), port=free_port(), library_dir=tmp_path / "lib", block=False
+    )
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        page.press("#prompt textarea", "Enter")
+        page.get_by_text("the prompt is empty").wait_for(timeout=30_000)
+        assert studio.library.search() == []
+    finally:
+        app.close()
+        studio.host.engine.close()
+        studio.library.close()
