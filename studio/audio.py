@@ -68,6 +68,8 @@ def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.n
 
 
 def audio_seconds(path: str | Path) -> float:
+    if not Path(path).is_file():
+        raise AudioError(f"{path}: no such audio file")
     try:
         return float(sf.info(str(path)).duration)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
