@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +133,29 @@ def prepare_recording(
     return fit_length(converted, frames), report
 
 
+@contextmanager
+def atomic_path(path: Path, errors: tuple[type[Exception], ...] = ()) -> Iterator[Path]:
+    """A temporary file beside `path` that replaces it only if the block succeeds, so no reader ever
+    sees half a file. OSError (and `errors`) become an AudioError that says what to check."""
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+        os.close(fd)
+        tmp = Path(name)
+        yield tmp
+        os.replace(tmp, path)
+    except (OSError, *errors) as exc:
+        lines = str(exc).strip().splitlines()  # ffmpeg ends pages of banner with the reason
+        reason = getattr(exc, "strerror", None) or (lines[-1] if lines else type(exc).__name__)
+        raise AudioError(
+            f"cannot write {path}: {reason}", "check the folder exists, is writable and the disk has space"
+        ) from exc
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+
+
 def write_audio(path: str | Path, audio: np.ndarray, rate: int, bit_depth: int = 24) -> Path:
     """Write a WAV/FLAC atomically (temp file + rename), so no reader ever sees half a file."""
     path = Path(path)
@@ -143,18 +168,6 @@ def write_audio(path: str | Path, audio: np.ndarray, rate: int, bit_depth: int =
     file_format = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
     if file_format == "FLAC" and subtype == "FLOAT":
         raise AudioError("FLAC cannot hold 32-bit float", "use 16 or 24 bits, or WAV")
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-        with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, audio.T, rate, subtype=subtype, format=file_format)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise AudioError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            "check the folder exists, is writable and the disk has space",
-        ) from exc
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), audio.T, rate, subtype=subtype, format=file_format)
     return path

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from studio.audio import write_audio
+from studio.audio import atomic_path, write_audio
 from studio.errors import AudioError
 
 EXPORT_FORMATS = ("wav16", "wav24", "flac", "mp3")
@@ -303,24 +301,6 @@ def _export_mp3(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
     segment = AudioSegment(
         data=pcm.tobytes(), sample_width=2, frame_rate=sample_rate, channels=audio.shape[0]
     )
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".mp3")
-        os.close(fd)
-        segment.export(tmp, format="mp3", bitrate=MP3_BITRATE).close()
-        os.replace(tmp, path)
-    except (OSError, CouldntEncodeError) as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise AudioError(
-            f"cannot write {path}: {_last_line(exc)}",
-            "check the folder exists, is writable and the disk has space",
-        ) from exc
+    with atomic_path(path, (CouldntEncodeError,)) as tmp:
+        segment.export(str(tmp), format="mp3", bitrate=MP3_BITRATE).close()
     return path
-
-
-def _last_line(exc: Exception) -> str:
-    """The telling part of an error: ffmpeg's failures end with the reason after pages of banner."""
-    lines = str(exc).strip().splitlines()
-    return lines[-1] if lines else type(exc).__name__

@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,33 +32,6 @@ MAX_VARIATIONS = 16  # = studio.engine.MAX_VARIATIONS
 MAX_STEPS = 500  # = studio.engine.MAX_STEPS
 MAX_SEED = 2**63 - 1  # = studio.engine.MAX_SEED
 MAX_CFG = 30.0  # the engine's cfg limit
-PRESET_KEYS = (
-    "name",
-    "prompt",
-    "negative_prompt",
-    "seconds",
-    "steps",
-    "cfg",
-    "variations",
-    "diversity",
-    "strength",
-    "seed",
-    "description",
-    "midi_note",
-    "tags",
-)
-# The Request fields a preset fills in; the rest (take_seeds, init_audio, sampler) come as overrides.
-REQUEST_KEYS = (
-    "prompt",
-    "negative_prompt",
-    "seconds",
-    "steps",
-    "cfg",
-    "variations",
-    "diversity",
-    "strength",
-    "seed",
-)
 
 
 class PresetError(StudioError):
@@ -106,6 +79,12 @@ class Preset:
                 continue
             lines.append(f"{key} = {_toml_value(value)}")
         return "\n".join(lines) + "\n"
+
+
+# Keys a preset file may hold: every Preset field but where it came from.
+PRESET_KEYS = tuple(f.name for f in fields(Preset) if f.name != "source")
+# The Request fields a preset fills in; the rest (take_seeds, init_audio, sampler) come as overrides.
+REQUEST_KEYS = tuple(k for k in PRESET_KEYS if k not in ("name", "description", "midi_note", "tags"))
 
 
 def shipped_presets_dir() -> Path:
