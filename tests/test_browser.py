@@ -67,7 +67,16 @@ def test_type_enter_see_takes_and_play_one(browser, tiny_model_dir, tmp_path, mo
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "studio-play.png"), full_page=True)
-        assert len(studio.library.search(limit=100)) == 4  # saved before they were shown
+        records = studio.library.search(limit=100)
+        assert len(records) == 4  # saved before they were shown
+
+        page.locator("#take-1").locator("xpath=..").get_by_role("button", name="☆ keep").click()
+        page.get_by_role("button", name="★ kept").wait_for(timeout=10_000)
+        assert [r.starred for r in studio.library.search(limit=100)].count(True) == 1
+
+        page.get_by_role("tab", name="Library").click()
+        page.locator("text=punchy 808 kick, long tail >> visible=true").first.wait_for(timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "studio-library.png"), full_page=True)
     finally:
         app.close()
         studio.host.engine.close()
