@@ -6,6 +6,7 @@ and every take is saved to the library before it is shown.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from studio import loops
+from studio.audio import read_audio
 from studio.engine import MAX_VARIATIONS, Engine, Request, Result
 from studio.errors import StudioError
 from studio.library import Library, TakeRecord
@@ -337,15 +340,12 @@ def build_app(studio: Studio) -> gr.Blocks:
 
             def vary_take(ids: list[int], vary_strength: float, i: int = i) -> list[Any]:
                 record = studio.library.get(ids[i])
-                p = record.params
-                request = Request(
-                    prompt=p["prompt"],
-                    negative_prompt=p["negative_prompt"],
-                    seconds=p["seconds"],
-                    steps=p["steps"],
-                    cfg=p["cfg"],
+                # The take's own settings, re-noised from its audio with fresh seeds.
+                request = dataclasses.replace(
+                    Request.from_params(record.params),
+                    seed=None,
+                    take_seeds=None,
                     variations=len(ids),
-                    diversity=p["diversity"],
                     init_audio=str(record.path),
                     strength=float(vary_strength),
                 )
@@ -469,8 +469,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                     record = action(record, *args)
                 except StudioError as exc:
                     raise _ui_error(exc) from exc
-                rows, tags = search(*args[-3:]) if len(args) >= 3 else search("", False, "")
-                return rows, tags, record.name if record else "", ", ".join(record.tags) if record else ""
+                rows, tags = search(*args[-3:])  # every action passes the search filters last
+                return rows, tags, record.name, ", ".join(record.tags)
 
             return handler
 
@@ -645,9 +645,7 @@ def build_app(studio: Studio) -> gr.Blocks:
     return app
 
 
-def _take_audio(record: TakeRecord):
-    from studio.audio import read_audio
-
+def _take_audio(record: TakeRecord) -> tuple[np.ndarray, int]:
     return read_audio(record.path)
 
 

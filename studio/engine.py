@@ -161,26 +161,24 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
 
 @dataclass
 class _Job:
-    """A validated request with every default filled in."""
+    """A validated request: the parameters its takes share, their seeds, and the decoded recording."""
 
-    prompt: str
-    negative_prompt: str
-    seconds: float
-    steps: int
-    cfg: float
-    sampler: str
-    seed: int
+    params: TakeParams  # every default filled in; take_seed and take_index are the first take's
     take_seeds: tuple[int, ...]
-    diversity: float
     init: np.ndarray | None
-    init_label: str | None
     init_report: FitReport | None
-    sigma_max: float
     future: Future = field(default_factory=Future)
 
     @property
+    def sigma_max(self) -> float:
+        return self.params.strength if self.params.strength is not None else 1.0
+
+    @property
     def batch_key(self) -> tuple:
-        return (self.sampler, self.steps, self.cfg, self.sigma_max)
+        return (self.params.sampler, self.params.steps, self.params.cfg, self.sigma_max)
+
+    def take_params(self, index: int) -> TakeParams:
+        return dataclasses.replace(self.params, take_seed=self.take_seeds[index], take_index=index)
 
 
 class Engine:
@@ -281,7 +279,7 @@ class Engine:
                 isinstance(s, int) and 0 <= s <= MAX_SEED for s in take_seeds
             ):
                 raise RequestError(f"take_seeds must hold 1 to {MAX_VARIATIONS} seeds from 0 to {MAX_SEED}")
-        init, label, report, sigma_max = None, None, None, 1.0
+        init, label, report, strength = None, None, None, None
         if r.init_audio is not None:
             strength = float(r.strength)
             if not 0 < strength <= 1:
@@ -290,8 +288,7 @@ class Engine:
                     "low keeps more of the recording, 1 keeps almost none of it",
                 )
             init, label, report = self._read_init(r.init_audio)
-            sigma_max = strength
-        return _Job(
+        params = TakeParams(
             prompt=r.prompt,
             negative_prompt=r.negative_prompt or "",
             seconds=seconds,
@@ -299,13 +296,16 @@ class Engine:
             cfg=cfg,
             sampler=sampler,
             seed=seed,
-            take_seeds=tuple(take_seeds),
+            take_seed=take_seeds[0],
+            take_index=0,
+            variations=len(take_seeds),
             diversity=diversity,
-            init=init,
-            init_label=label,
-            init_report=report,
-            sigma_max=sigma_max,
+            init_audio=label,
+            strength=strength,
+            model=self.model_name,
+            sample_rate=self.config.sample_rate,
         )
+        return _Job(params, take_seeds, init, report)
 
     def _read_init(self, init: InitAudio) -> tuple[np.ndarray, str, FitReport]:
         if isinstance(init, tuple):
@@ -384,20 +384,20 @@ class Engine:
         model, c = self.model, self.config
         rows = [(job, i) for job in jobs for i in range(len(job.take_seeds))]
         key = jobs[0]
-        cond = model.condition([j.prompt for j, _ in rows], [j.seconds for j, _ in rows])
-        velocity = self._velocity_fn(rows, cond, key.cfg)
+        cond = model.condition([j.params.prompt for j, _ in rows], [j.params.seconds for j, _ in rows])
+        velocity = self._velocity_fn(rows, cond, key.params.cfg)
         noise = _NoiseSource(
-            [(j.seed, j.take_seeds[i], j.diversity) for j, i in rows],
+            [(j.params.seed, j.take_seeds[i], j.params.diversity) for j, i in rows],
             (c.autoencoder.latent_dim, c.latent_length),
         )
         x = noise.draw().to(self.device)
         if key.sigma_max < 1:
             x = sampling.noised_init(self._init_latents(rows), x, key.sigma_max)
-        if key.sampler == "pingpong":
-            schedule = sampling.logsnr_schedule(key.steps, key.sigma_max)
+        if key.params.sampler == "pingpong":
+            schedule = sampling.logsnr_schedule(key.params.steps, key.sigma_max)
             x = sampling.sample_pingpong(velocity, x, schedule, lambda _: noise.draw().to(self.device))
         else:
-            x = sampling.sample_euler(velocity, x, sampling.linear_schedule(key.steps, key.sigma_max))
+            x = sampling.sample_euler(velocity, x, sampling.linear_schedule(key.params.steps, key.sigma_max))
         audio = model.vae.decode(x.to(self.dtype)).float().cpu().numpy()
         elapsed = time.perf_counter() - start
         self.batch_log.append((len(jobs), len(rows)))
@@ -405,11 +405,9 @@ class Engine:
         results, offset = [], 0
         for job in jobs:
             takes = []
-            for i, take_seed in enumerate(job.take_seeds):
-                frames = round(job.seconds * c.sample_rate)
-                takes.append(
-                    Take(audio[offset + i, :, :frames].copy(), c.sample_rate, self._params(job, i, take_seed))
-                )
+            frames = round(job.params.seconds * c.sample_rate)
+            for i in range(len(job.take_seeds)):
+                takes.append(Take(audio[offset + i, :, :frames].copy(), c.sample_rate, job.take_params(i)))
             offset += len(job.take_seeds)
             results.append(Result(takes, elapsed, str(self.device), len(rows), job.init_report))
         return results
@@ -421,11 +419,13 @@ class Engine:
         if cfg == 1 or cond.context is None:
             return lambda x, t: model.velocity(x, t, cond)
         negative = None
-        if any(j.negative_prompt for j, _ in rows):
+        if any(j.params.negative_prompt for j, _ in rows):
             negatives = model.condition(
-                [j.negative_prompt for j, _ in rows], [j.seconds for j, _ in rows]
+                [j.params.negative_prompt for j, _ in rows], [j.params.seconds for j, _ in rows]
             ).context
-            has_negative = torch.tensor([bool(j.negative_prompt) for j, _ in rows], device=negatives.device)
+            has_negative = torch.tensor(
+                [bool(j.params.negative_prompt) for j, _ in rows], device=negatives.device
+            )
             negative = torch.where(has_negative[:, None, None], negatives, torch.zeros_like(negatives))
         uncond = cond.unconditional(negative)
         return sampling.guided(lambda x, t: model.velocity_pair(x, t, cond, uncond), cfg)
@@ -436,28 +436,9 @@ class Engine:
         for job, _ in rows:
             if id(job) not in encoded:
                 audio = torch.from_numpy(job.init)[None].to(self.device, self.dtype)
-                generator = torch.Generator().manual_seed(job.seed)
+                generator = torch.Generator().manual_seed(job.params.seed)
                 encoded[id(job)] = self.model.vae.encode(audio, generator).float()
         return torch.cat([encoded[id(job)] for job, _ in rows])
-
-    def _params(self, job: _Job, index: int, take_seed: int) -> TakeParams:
-        return TakeParams(
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt,
-            seconds=job.seconds,
-            steps=job.steps,
-            cfg=job.cfg,
-            sampler=job.sampler,
-            seed=job.seed,
-            take_seed=take_seed,
-            take_index=index,
-            variations=len(job.take_seeds),
-            diversity=job.diversity,
-            init_audio=job.init_label,
-            strength=job.sigma_max if job.init is not None else None,
-            model=self.model_name,
-            sample_rate=self.config.sample_rate,
-        )
 
 
 class _NoiseSource:
