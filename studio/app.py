@@ -7,9 +7,9 @@ and every take is saved to the library before it is shown.
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,12 @@ import numpy as np
 
 from studio import loops
 from studio.audio import read_audio
-from studio.engine import MAX_VARIATIONS, Engine, Request, Result
+from studio.engine import MAX_VARIATIONS, Request, Result
 from studio.errors import StudioError
-from studio.library import Library, TakeRecord
+from studio.library import TakeRecord
 from studio.models.registry import list_models
-from studio.presets import Preset, load_presets, save_user_preset, user_presets_dir
+from studio.presets import Preset, save_user_preset
+from studio.service import Studio, open_studio
 
 log = logging.getLogger("studio.app")
 
@@ -31,23 +32,6 @@ SLOTS = 8  # takes shown at once; the UI's variations slider goes to 8
 UI_MAX_VARIATIONS = min(SLOTS, MAX_VARIATIONS)
 ENGINE_QUEUE = "engine"  # one Gradio concurrency group for every event that runs the model
 LIBRARY_COLUMNS = ["id", "name", "prompt", "seconds", "seed", "kept", "tags", "created"]
-
-
-class EngineHost:
-    """Owns the current engine; the model picker swaps it without dropping requests in flight."""
-
-    def __init__(self, model: str | None, device: str | None = None, dtype: str | None = None):
-        self.device, self.dtype = device, dtype
-        self._lock = threading.Lock()
-        self.engine = Engine(model, device=device, dtype=dtype, batch_window_s=0.005)
-
-    def switch(self, model: str) -> Engine:
-        with self._lock:
-            if model not in (self.engine.model_name, self.engine.model_path.name):
-                replacement = Engine(model, device=self.device, dtype=self.dtype, batch_window_s=0.005)
-                old, self.engine = self.engine, replacement
-                old.close()  # finishes what it has queued first
-            return self.engine
 
 
 @dataclass
@@ -93,65 +77,43 @@ def _library_rows(records: list[TakeRecord]) -> list[list[Any]]:
     ]
 
 
-class Studio:
-    """State and handlers behind the UI; also used directly by the API endpoint."""
+def _status(result: Result, records: list[TakeRecord]) -> str:
+    parts = [
+        f"{len(records)} take(s) in {result.elapsed_s * 1000:.0f} ms on {result.device}",
+        f"seed {records[0].params['seed']}",
+    ]
+    if result.batch_size > len(records):
+        parts.append(f"batched with {result.batch_size - len(records)} other take(s)")
+    if result.init_report is not None:
+        parts.append(f"recording {result.init_report.describe()}")
+    return " · ".join(parts)
 
-    def __init__(self, host: EngineHost, library: Library, presets_dir: Path | None = None):
-        self.host = host
-        self.library = library
-        self.presets_dir = presets_dir
 
-    # -- generation -------------------------------------------------------------------------------
-
-    def run(self, request: Request) -> tuple[Result, list[TakeRecord]]:
-        if not request.prompt.strip():
-            raise StudioError("the prompt is empty", "describe the sound, e.g. 'punchy 808 kick, long tail'")
-        result = self.host.engine.generate(request)
-        return result, [self.library.add(take) for take in result.takes]
-
-    @staticmethod
-    def status(result: Result, records: list[TakeRecord]) -> str:
-        parts = [
-            f"{len(records)} take(s) in {result.elapsed_s * 1000:.0f} ms on {result.device}",
-            f"seed {records[0].params['seed']}",
-        ]
-        if result.batch_size > len(records):
-            parts.append(f"batched with {result.batch_size - len(records)} other take(s)")
-        if result.init_report is not None:
-            parts.append(f"recording {result.init_report.describe()}")
-        return " · ".join(parts)
-
-    def request_from_controls(
-        self,
-        prompt: str,
-        negative: str,
-        seconds: float,
-        steps: float,
-        cfg: float,
-        seed: float | None,
-        lock_seed: bool,
-        variations: float,
-        diversity: float,
-        init_audio: str | None,
-        strength: float,
-    ) -> Request:
-        return Request(
-            prompt=prompt or "",
-            negative_prompt=negative or "",
-            seconds=float(seconds),
-            steps=int(steps),
-            cfg=float(cfg),
-            seed=int(seed) if lock_seed and seed is not None and seed >= 0 else None,
-            variations=int(variations),
-            diversity=float(diversity),
-            init_audio=init_audio or None,
-            strength=float(strength),
-        )
-
-    # -- presets ----------------------------------------------------------------------------------
-
-    def presets(self) -> dict[str, Preset]:
-        return load_presets(self.presets_dir)
+def request_from_controls(
+    prompt: str,
+    negative: str,
+    seconds: float,
+    steps: float,
+    cfg: float,
+    seed: float | None,
+    lock_seed: bool,
+    variations: float,
+    diversity: float,
+    init_audio: str | None,
+    strength: float,
+) -> Request:
+    return Request(
+        prompt=prompt or "",
+        negative_prompt=negative or "",
+        seconds=float(seconds),
+        steps=int(steps),
+        cfg=float(cfg),
+        seed=int(seed) if lock_seed and seed is not None and seed >= 0 else None,
+        variations=int(variations),
+        diversity=float(diversity),
+        init_audio=init_audio or None,
+        strength=float(strength),
+    )
 
 
 def _ui_error(exc: Exception) -> gr.Error:
@@ -227,11 +189,12 @@ def build_app(studio: Studio) -> gr.Blocks:
                                 elem_id=f"take-{i}",
                             )
                             info = gr.Markdown()
+                            drag = gr.HTML(elem_classes=["drag-out-slot"])
                             with gr.Row():
                                 keep = gr.Button("☆ keep", size="sm", min_width=60)
                                 vary = gr.Button("vary this", size="sm", min_width=60)
                                 use = gr.Button("use as init", size="sm", min_width=60)
-                        slots.append((column, audio, info, keep, vary, use))
+                        slots.append((column, audio, info, keep, drag, vary, use))
                 with gr.Row():
                     preset_name = gr.Textbox(label="Save these settings as a preset named", scale=3)
                     save_preset = gr.Button("Save preset", scale=1)
@@ -294,12 +257,12 @@ def build_app(studio: Studio) -> gr.Blocks:
             init_audio,
             strength,
         )
-        slot_outputs = [c for slot in slots for c in slot[:4]]
+        slot_outputs = [c for slot in slots for c in slot[:5]]
         generation_outputs = [status, seed, shown_ids, *slot_outputs]
 
         def show(result: Result, records: list[TakeRecord]) -> list[Any]:
             out: list[Any] = [
-                Studio.status(result, records),
+                _status(result, records),
                 records[0].params["seed"],
                 [r.id for r in records],
             ]
@@ -311,14 +274,15 @@ def build_app(studio: Studio) -> gr.Blocks:
                         str(r.path),
                         _summary(r),
                         "★ kept" if r.starred else "☆ keep",
+                        _drag_link(r),
                     ]
                 else:
-                    out += [gr.update(visible=False), None, "", "☆ keep"]
+                    out += [gr.update(visible=False), None, "", "☆ keep", ""]
             return out
 
         def play(*values: Any) -> list[Any]:
             try:
-                return show(*studio.run(studio.request_from_controls(*values)))
+                return show(*studio.run(request_from_controls(*values)))
             except StudioError as exc:
                 raise _ui_error(exc) from exc
 
@@ -332,7 +296,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 api_visibility="private",
             )
 
-        for i, (_, _, _, keep, vary, use) in enumerate(slots):
+        for i, (_, _, _, keep, _, vary, use) in enumerate(slots):
 
             def toggle_keep(ids: list[int], i: int = i) -> str:
                 record = studio.library.get(ids[i])
@@ -405,7 +369,7 @@ def build_app(studio: Studio) -> gr.Blocks:
         )
 
         def store_preset(name: str, *values: Any) -> tuple[str, Any]:
-            request = studio.request_from_controls(*values)
+            request = request_from_controls(*values)
             try:
                 preset = Preset(
                     name=(name or "").strip(),
@@ -538,7 +502,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 if do_normalise:
                     audio = loops.normalize_loudness(audio, rate)
                 audio = loops.fade(audio, rate, float(f_in or 0), float(f_out or 0))
-                path = loops.export_audio(audio, rate, _export_dir(studio) / record.path.stem, fmt)
+                path = loops.export_audio(audio, rate, studio.exports() / record.path.stem, fmt)
             except StudioError as exc:
                 raise _ui_error(exc) from exc
             return f"exported **{path.name}**", str(path)
@@ -563,7 +527,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 audio, rate = _take_audio(record)
                 loop, report = loops.make_loop(audio, rate, float(bpm), int(bar_count) or None)
                 path = loops.export_audio(
-                    loop, rate, _export_dir(studio) / f"{record.path.stem}_loop{bpm:g}", "wav24"
+                    loop, rate, studio.exports() / f"{record.path.stem}_loop{bpm:g}", "wav24"
                 )
             except StudioError as exc:
                 raise _ui_error(exc) from exc
@@ -645,14 +609,59 @@ def build_app(studio: Studio) -> gr.Blocks:
     return app
 
 
+# Chromium turns a drag that carries "DownloadURL" into a file drop, so a take can be dragged from the
+# browser straight onto a DAW track or sampler; other browsers fall back to dragging the link.
+DRAG_OUT_JS = """<script>
+document.addEventListener("dragstart", (event) => {
+  const link = event.target.closest && event.target.closest("a.drag-out");
+  if (!link) return;
+  const url = new URL(link.getAttribute("href"), window.location.href).href;
+  event.dataTransfer.setData("DownloadURL", `audio/wav:${link.dataset.filename}:${url}`);
+  event.dataTransfer.setData("text/uri-list", url);
+});
+</script>"""
+
+
+def _drag_link(record: TakeRecord) -> str:
+    filename = html.escape(f"{record.name}.wav", quote=True)
+    href = html.escape(f"gradio_api/file={record.path}", quote=True)
+    return (
+        f'<a class="drag-out" draggable="true" href="{href}" data-filename="{filename}" '
+        f'download="{filename}" title="drag onto a DAW track or sampler">⇲ drag into your DAW</a>'
+    )
+
+
 def _take_audio(record: TakeRecord) -> tuple[np.ndarray, int]:
     return read_audio(record.path)
 
 
-def _export_dir(studio: Studio) -> Path:
-    folder = studio.library.root / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def serve(
+    studio: Studio,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+) -> tuple[gr.Blocks, str]:
+    """Serve the studio in the browser; with block, until Ctrl+C. Returns (app, url)."""
+    app = build_app(studio)
+    app.queue(default_concurrency_limit=16)
+    _, url, _ = app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        auth=auth,
+        prevent_thread_lock=True,
+        allowed_paths=[str(studio.library.root), str(studio.exports())],
+        footer_links=["api", "settings"],
+        show_error=True,
+        quiet=True,
+        head=DRAG_OUT_JS,
+    )
+    engine = studio.host.engine
+    print(f"Studio is running at {url} ({engine.model_name} on {engine.device}); Ctrl+C stops it", flush=True)
+    if block:
+        app.block_thread()
+    return app, url
 
 
 def launch(
@@ -665,26 +674,10 @@ def launch(
     block: bool = True,
 ) -> tuple[gr.Blocks, Studio, str]:
     """Load the model once, build the app and serve it; returns (app, studio, url)."""
-    studio = Studio(EngineHost(model, device), Library(library_dir), user_presets_dir())
-    app = build_app(studio)
-    app.queue(default_concurrency_limit=16)
-    library_root = str(studio.library.root)
-    _, url, _ = app.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        auth=auth,
-        prevent_thread_lock=True,
-        allowed_paths=[library_root],
-        footer_links=["api", "settings"],
-        show_error=True,
-        quiet=True,
-    )
-    engine = studio.host.engine
-    print(f"Studio is running at {url} ({engine.model_name} on {engine.device}); Ctrl+C stops it", flush=True)
-    if block:
-        try:
-            app.block_thread()
-        finally:
-            engine.close()
+    studio = open_studio(model, device, library_dir)
+    try:
+        app, url = serve(studio, host, port, auth, block)
+    finally:
+        if block:
+            studio.close()
     return app, studio, url

@@ -7,18 +7,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.errors import StudioError
-from studio.names import take_stem
+from studio.names import free_path, take_stem
+
+if TYPE_CHECKING:
+    from studio.bridges.remote import BridgeOptions, Bridges
+    from studio.service import Studio
 
 EXIT_USAGE = 2
-
-
-def _free_path(folder: Path, stem: str, suffix: str) -> Path:
-    path, n = folder / f"{stem}{suffix}", 2
-    while path.exists() or path.with_suffix(".json").exists():
-        path, n = folder / f"{stem}-{n}{suffix}", n + 1
-    return path
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -58,7 +56,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"init audio: {result.init_report.describe()}", file=sys.stderr)
     for take in result.takes:
         p = take.params
-        path = _free_path(out, take_stem(p.prompt, p.seed, p.take_index), ".wav")
+        path = free_path(out, take_stem(p.prompt, p.seed, p.take_index), ".wav", (".json",))
         write_audio(path, take.audio, take.sample_rate, args.bit_depth)
         try:
             path.with_suffix(".json").write_text(json.dumps(p.to_dict(), indent=2) + "\n")
@@ -100,20 +98,140 @@ def _auth(value: str | None, host: str) -> tuple[str, str] | None:
     return user, password
 
 
+def _bridge_options(args: argparse.Namespace, osc_port: int | None) -> BridgeOptions:
+    from studio.bridges.remote import BridgeOptions
+
+    for name, port in (("--osc-port", osc_port), ("--osc-reply-port", args.osc_reply_port)):
+        if port is not None and not 0 < port < 65536:
+            raise StudioError(f"{name} {port} is not a UDP port", "use 1-65535, e.g. 9000")
+    return BridgeOptions(
+        osc_port=osc_port,
+        osc_host=args.osc_host,
+        osc_reply_port=args.osc_reply_port,
+        allow_dirs=[Path(d) for d in args.allow_dir],
+        midi=args.midi,
+        midi_in=args.midi_in,
+        midi_out=args.midi_out,
+        midi_channel=args.midi_channel,
+        midi_cc=args.midi_cc,
+        play=args.play,
+        audio_device=args.audio_device,
+        audio_latency=args.audio_latency,
+    )
+
+
+def _start_bridges(studio: Studio, options: BridgeOptions) -> Bridges | None:
+    if not options.wanted:
+        return None
+    from studio.bridges.remote import Bridges
+
+    bridges = Bridges(studio, options)
+    for note in bridges.notes:
+        print(note, flush=True)
+    return bridges
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from studio.app import launch
+    from studio.app import serve
+    from studio.service import open_studio
 
     auth = _auth(args.auth, args.host)
     if not 0 < args.port < 65536:
         raise StudioError(f"port {args.port} is not a TCP port", "use 1-65535, e.g. --port 7860")
+    options = _bridge_options(args, args.osc_port)
+    studio = open_studio(args.model, args.device, args.library, args.export_dir)
+    bridges = None
     try:
-        launch(args.model, args.host, args.port, args.device, auth)
+        bridges = _start_bridges(studio, options)
+        serve(studio, args.host, args.port, auth)
     except OSError as exc:
         raise StudioError(
             f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
             "another program uses it? try --port 7861",
         ) from exc
+    finally:
+        if bridges is not None:
+            bridges.close()
+        studio.close()
     return 0
+
+
+def cmd_osc(args: argparse.Namespace) -> int:
+    """The DAW bridge without the browser: OSC (and MIDI, playback) on the one engine."""
+    import threading
+
+    from studio.service import open_studio
+
+    options = _bridge_options(args, args.port)
+    studio = open_studio(args.model, args.device, args.library, args.export_dir)
+    try:
+        bridges = _start_bridges(studio, options)
+        engine = studio.host.engine
+        print(
+            f"Studio OSC bridge ready ({engine.model_name} on {engine.device}); Ctrl+C stops it", flush=True
+        )
+        try:
+            threading.Event().wait()
+        finally:
+            if bridges is not None:
+                bridges.close()
+    finally:
+        studio.close()
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """What playback and MIDI could use here, or why they cannot run."""
+    from studio.bridges.midi import MidiUnavailable, port_names
+    from studio.bridges.playback import PlaybackError, output_devices
+
+    try:
+        outputs = output_devices()
+        print("audio outputs:" if outputs else "audio outputs: none found")
+        for name in outputs:
+            print(f"  {name}")
+    except PlaybackError as exc:
+        print(f"audio outputs: {exc}")
+    try:
+        ins, outs = port_names()
+        print(f"MIDI inputs: {', '.join(ins) or 'none'}")
+        print(f"MIDI outputs: {', '.join(outs) or 'none'}")
+    except MidiUnavailable as exc:
+        print(f"MIDI: {exc}")
+    return 0
+
+
+def add_library_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--library", help="library folder (default: $STUDIO_LIBRARY_DIR or the user data folder)"
+    )
+    parser.add_argument(
+        "--export-dir", help="folder DAWs watch for takes and exports (default: LIBRARY/exports)"
+    )
+
+
+def add_bridge_options(parser: argparse.ArgumentParser, osc_port_flag: str | None) -> None:
+    group = parser.add_argument_group("DAW bridge (see docs/osc.md and docs/midi.md)")
+    if osc_port_flag:
+        group.add_argument(
+            osc_port_flag, type=int, dest="osc_port", help="start the OSC server on this UDP port"
+        )
+    group.add_argument("--osc-host", default="127.0.0.1", help="OSC address to bind (default loopback only)")
+    group.add_argument("--osc-reply-port", type=int, help="send replies to this port (default: the sender's)")
+    group.add_argument(
+        "--allow-dir",
+        action="append",
+        default=[],
+        help="a folder OSC may read recordings from (repeatable; the library and export folders always)",
+    )
+    group.add_argument("--midi", action="store_true", help='open virtual MIDI ports "Studio In"/"Studio Out"')
+    group.add_argument("--midi-in", help="an existing MIDI input port to listen to instead (e.g. loopMIDI)")
+    group.add_argument("--midi-out", help="an existing MIDI output port to send to instead")
+    group.add_argument("--midi-channel", type=int, help="listen on one channel, 1-16 (default: all)")
+    group.add_argument("--midi-cc", help='CC map, e.g. "diversity=1,strength=71,seconds=74" (the default)')
+    group.add_argument("--play", action="store_true", help="play takes on this machine (on with --midi)")
+    group.add_argument("--audio-device", help="output device name or number (see `studio devices`)")
+    group.add_argument("--audio-latency", default="low", help="low, high or seconds (default low)")
 
 
 def cmd_desktop(args: argparse.Namespace) -> int:
@@ -128,7 +246,7 @@ def cmd_desktop(args: argparse.Namespace) -> int:
     try:
         webview.start()
     finally:
-        studio.host.engine.close()
+        studio.close()
     return 0
 
 
@@ -138,6 +256,8 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--auth", help="user:password, required when binding beyond loopback")
+    add_library_options(parser)
+    add_bridge_options(parser, "--osc-port")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_argument("--model")
     desktop.add_argument("--device")
     desktop.set_defaults(func=cmd_desktop)
+
+    osc = sub.add_parser("osc", help="the DAW bridge alone: OSC server (+ MIDI, playback), no browser")
+    osc.add_argument("--port", type=int, default=9000, help="UDP port to listen on (default 9000)")
+    osc.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
+    osc.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_library_options(osc)
+    add_bridge_options(osc, None)
+    osc.set_defaults(func=cmd_osc)
+
+    devices = sub.add_parser("devices", help="list audio outputs and MIDI ports, or why there are none")
+    devices.set_defaults(func=cmd_devices)
 
     gen = sub.add_parser("generate", help="generate takes from a prompt and write WAV + JSON files")
     gen.add_argument("prompt", nargs="?", help='what to hear, e.g. "punchy 808 kick, long tail"')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -12,3 +13,11 @@ def slug(text: str, limit: int = 40) -> str:
 def take_stem(prompt: str, seed: int, take_index: int) -> str:
     """e.g. "punchy-808-kick_7_2" for the second take of seed 7."""
     return f"{slug(prompt)}_{seed}_{take_index + 1}"
+
+
+def free_path(folder: Path, stem: str, suffix: str, siblings: tuple[str, ...] = ()) -> Path:
+    """folder/stem+suffix, numbered "-2", "-3", … past any existing file (or sibling with those suffixes)."""
+    path, n = folder / f"{stem}{suffix}", 2
+    while path.exists() or any(path.with_suffix(s).exists() for s in siblings):
+        path, n = folder / f"{stem}-{n}{suffix}", n + 1
+    return path

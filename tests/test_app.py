@@ -27,8 +27,7 @@ def served(tiny_model_dir, tmp_path_factory, monkeypatch_module):
     app, studio, url = launch(str(tiny_model_dir), port=free_port(), library_dir=library_dir, block=False)
     yield Client(url, verbose=False), studio, library_dir
     app.close()
-    studio.host.engine.close()
-    studio.library.close()
+    studio.close()
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +148,11 @@ def test_library_survives_a_restart(tiny_model_dir, tmp_path, monkeypatch):
         _, params = generate(Client(url, verbose=False), "tape hiss", seed=99)
     finally:
         app.close()
-        studio.host.engine.close()
-        studio.library.close()
+        studio.close()
     app, studio, url = launch(str(tiny_model_dir), port=free_port(), library_dir=library_dir, block=False)
     try:
         rows = Client(url, verbose=False).predict("tape hiss", False, "", api_name="/search")[0]
         assert [row[0] for row in rows["data"]] == [params[0]["id"]]
     finally:
         app.close()
-        studio.host.engine.close()
-        studio.library.close()
+        studio.close()

@@ -62,6 +62,21 @@ def test_type_enter_see_takes_and_play_one(browser, tiny_model_dir, tmp_path, mo
             assert page.is_visible(f"#take-{i}")
         assert not page.is_visible("#take-4")
 
+        # Drag-out: the take's link carries the file as a DownloadURL, which Chromium drops as a file.
+        link = page.locator("#take-0").locator("xpath=..").locator("a.drag-out")
+        assert link.get_attribute("draggable") == "true"
+        dragged = link.evaluate(
+            """(a) => {
+                const transfer = new DataTransfer();
+                a.dispatchEvent(new DragEvent("dragstart", {bubbles: true, dataTransfer: transfer}));
+                return transfer.getData("DownloadURL");
+            }"""
+        )
+        kind, name, href = dragged.split(":", 2)
+        assert kind == "audio/wav" and name.endswith(".wav")
+        response = page.request.get(href)
+        assert response.ok and response.body()[:4] == b"RIFF"
+
         page.click("#take-0 button[aria-label='Play']")
         page.wait_for_selector("#take-0 button[aria-label='Pause']", timeout=5_000)  # it is playing
 
@@ -79,8 +94,7 @@ def test_type_enter_see_takes_and_play_one(browser, tiny_model_dir, tmp_path, mo
         page.screenshot(path=str(ARTIFACTS / "studio-library.png"), full_page=True)
     finally:
         app.close()
-        studio.host.engine.close()
-        studio.library.close()
+        studio.close()
 
 
 def test_empty_prompt_shows_a_message_and_saves_nothing(browser, tiny_model_dir, tmp_path, monkeypatch):
@@ -96,5 +110,4 @@ def test_empty_prompt_shows_a_message_and_saves_nothing(browser, tiny_model_dir,
         assert studio.library.search() == []
     finally:
         app.close()
-        studio.host.engine.close()
-        studio.library.close()
+        studio.close()

@@ -1,0 +1,1 @@
+"""Front-ends for DAWs: OSC control surface, MIDI in/out, local playback."""

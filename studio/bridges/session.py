@@ -1,0 +1,406 @@
+"""The live session that OSC and MIDI drive: what the next trigger generates, the last takes, playback.
+
+A control surface is stateful: a fader sets the diversity, a pad fires a preset, a button plays take 2.
+`Session` keeps that state for every remote front-end at once (one instrument, many controllers),
+turns triggers into engine requests through the shared `Studio`, hands finished takes to the DAW
+(absolute path, a copy in the watched export folder, MIDI out notes) and plays them on request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from studio.audio import audio_seconds, write_audio
+from studio.engine import MAX_STEPS, MAX_VARIATIONS, Request, Result
+from studio.errors import RequestError, StudioError
+from studio.library import TakeRecord
+from studio.models.registry import HUB_MODELS, list_models
+from studio.names import free_path, take_stem
+from studio.presets import Preset, find_preset, preset_for_note
+from studio.service import Saved, Studio
+
+if TYPE_CHECKING:
+    from studio.bridges.midi import MidiBridge
+    from studio.bridges.playback import Player
+
+log = logging.getLogger("studio.session")
+
+MAX_PROMPT_CHARS = 1000
+OSC_MAX_INT = 2**31 - 1  # OSC ints are int32: every seed a remote controller may send or receive
+PARAM_NAMES = (
+    "prompt",
+    "negative",
+    "seconds",
+    "steps",
+    "cfg",
+    "diversity",
+    "strength",
+    "variations",
+    "seed",
+    "autoplay",
+    "model",
+)
+
+
+@dataclass
+class LiveParams:
+    """What the next trigger generates. None means "the preset's or the model's own value"."""
+
+    prompt: str = ""
+    negative: str = ""
+    seconds: float | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    diversity: float | None = None
+    strength: float | None = None
+    variations: int | None = None
+    seed: int | None = None
+    init: str | None = None
+    autoplay: bool = False  # OSC triggers hand files over; MIDI pads always play
+
+
+@dataclass
+class SessionTake:
+    """A take the session can play or vary: its library record and its audio in memory."""
+
+    record: TakeRecord
+    audio: np.ndarray
+    sample_rate: int
+
+
+@dataclass
+class Ticket:
+    """One accepted trigger: its id (echoed in every reply about it) and its saved result."""
+
+    request_id: int
+    request: Request
+    future: Future[Saved]
+    handoff: list[Path] = field(default_factory=list)  # filled before the future's callbacks run
+
+
+class Session:
+    """Shared live state behind OSC and MIDI."""
+
+    def __init__(
+        self,
+        studio: Studio,
+        allowed_dirs: list[Path] | None = None,
+        handoff: bool = True,
+        player: Player | None = None,
+        playback_off: str = "playback is off: start the studio with --play",
+    ):
+        self.studio = studio
+        self.params = LiveParams()
+        self.handoff = handoff
+        self.player = player
+        self.playback_off = playback_off
+        self.midi: MidiBridge | None = None
+        self.midi_off = "MIDI is off: start the studio with --midi"
+        roots = [studio.library.root, studio.export_dir, *(allowed_dirs or [])]
+        self.allowed_dirs = [Path(p).expanduser().resolve() for p in roots]
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending = 0
+        self._last: list[SessionTake] = []
+        self._notes: dict[int, int] = {}  # id(request) -> the MIDI note that triggered it
+        studio.listeners.append(self._announce_to_midi)
+
+    # -- triggers ---------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        seconds: float | None = None,
+        variations: int | None = None,
+        seed: int | None = None,
+    ) -> Ticket:
+        """A take (or several) from the live parameters; arguments override them for this one."""
+        p = self.params
+        text = p.prompt if prompt is None else prompt
+        _check_text("prompt", text)
+        request = Request(
+            prompt=text,
+            negative_prompt=p.negative,
+            seconds=p.seconds if seconds is None else seconds,
+            steps=p.steps,
+            cfg=p.cfg,
+            seed=p.seed if seed is None else seed,
+            variations=(p.variations or 1) if variations is None else variations,
+            diversity=1.0 if p.diversity is None else p.diversity,
+            init_audio=p.init,
+            strength=0.6 if p.strength is None else p.strength,
+        )
+        return self._submit(request, autoplay=p.autoplay)
+
+    def vary(self, take: int) -> Ticket:
+        """New takes around one of the last takes: its settings, re-noised from its own audio."""
+        source = self._take(take)
+        p = self.params
+        with self._lock:
+            shown = len(self._last)
+        request = dataclasses.replace(
+            Request.from_params(source.record.params),
+            seed=None,
+            take_seeds=None,
+            variations=p.variations or shown,  # as many new takes as the controller had, by default
+            init_audio=str(source.record.path),
+            strength=0.35 if p.strength is None else p.strength,
+        )
+        return self._submit(request, autoplay=p.autoplay)
+
+    def trigger_preset(self, preset: Preset, velocity: int = 127, note: int | None = None) -> Ticket:
+        """A pad: the preset's sound, with whatever the live controls have changed since."""
+        p = self.params
+        overrides: dict[str, Any] = {"init_audio": p.init}
+        for name in ("seconds", "steps", "cfg", "diversity", "strength"):
+            if getattr(p, name) is not None:
+                overrides[name] = getattr(p, name)
+        if overrides.get("seconds") is not None:
+            overrides["seconds"] = min(overrides["seconds"], self.max_seconds)
+        request = preset.request(**overrides)
+        return self._submit(request, autoplay=True, gain=velocity / 127, note=note)
+
+    def trigger_note(self, note: int, velocity: int) -> None:
+        """MIDI note-on: the preset of the pad bank on that note."""
+        preset = preset_for_note(note, self.studio.presets_dir)
+        if preset is None:
+            log.warning("MIDI note %d has no preset: set `midi_note = %d` in a preset to use it", note, note)
+            return
+        ticket = self.trigger_preset(preset, velocity, note)
+        ticket.future.add_done_callback(_log_failure)
+
+    def play(self, take: int, gain: float = 1.0, note: int | None = None) -> int:
+        """Play one of the last takes on the local output; overlapping plays mix."""
+        if self.player is None:
+            raise StudioError(self.playback_off)
+        source = self._take(take)
+        note = 60 + take if note is None else note
+        midi = self.midi
+        return self.player.play(
+            source.audio,
+            source.sample_rate,
+            gain,
+            on_start=(lambda: midi.voice_started(note, round(gain * 127))) if midi else None,
+            on_end=(lambda: midi.voice_ended(note)) if midi else None,
+        )
+
+    def stop(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+
+    # -- parameters -------------------------------------------------------------------------------
+
+    def set_param(self, name: str, value: Any) -> Any:
+        """Validate and set one live parameter; returns the value as stored."""
+        if name not in PARAM_NAMES:
+            raise RequestError(f"unknown parameter '{name}'", f"use one of {', '.join(PARAM_NAMES)}")
+        if name == "model":
+            return self.switch_model(value)
+        if name in ("prompt", "negative"):
+            _check_text(name, value)
+            setattr(self.params, name, value)
+            return value
+        if name == "autoplay":
+            self.params.autoplay = bool(_number(name, value))
+            return int(self.params.autoplay)
+        checked = _check_number(name, value, self.max_seconds)
+        setattr(self.params, name, None if name == "seed" and checked == -1 else checked)
+        return checked
+
+    def apply_preset(self, name: str) -> Preset:
+        """Load a preset into the live parameters (its prompt becomes the prompt)."""
+        preset = find_preset(name, self.studio.presets_dir)
+        p = self.params
+        p.prompt, p.negative = preset.prompt, preset.negative_prompt
+        p.seconds = None if preset.seconds is None else min(preset.seconds, self.max_seconds)
+        p.steps, p.cfg, p.seed = preset.steps, preset.cfg, preset.seed
+        p.variations, p.diversity, p.strength = preset.variations, preset.diversity, preset.strength
+        return preset
+
+    def set_init(self, path: str) -> str | None:
+        """The recording to restyle; an empty path clears it. Only files in allowed folders."""
+        if not path:
+            self.params.init = None
+            return None
+        resolved = Path(path).expanduser().resolve()
+        if not any(resolved.is_relative_to(root) for root in self.allowed_dirs):
+            raise RequestError(
+                f"{resolved} is outside the folders remote control may read",
+                "move the recording into the library or export folder, or start the studio with "
+                "--allow-dir FOLDER",
+            )
+        audio_seconds(resolved)  # a missing or non-audio file fails now, not at the next trigger
+        self.params.init = str(resolved)
+        return self.params.init
+
+    def switch_model(self, name: str) -> str:
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+            raise RequestError(
+                f"model must be a model name, got {name!r}", "see `studio models` for the names"
+            )
+        known = {entry.name for entry in list_models()} | set(HUB_MODELS)
+        if name not in known:
+            raise RequestError(f"unknown model '{name}'", f"use one of {', '.join(sorted(known))}")
+        return self.studio.host.switch(name).model_name
+
+    @property
+    def max_seconds(self) -> float:
+        return self.studio.host.engine.config.max_seconds
+
+    def status(self) -> list[tuple[str, Any]]:
+        """Key/value pairs of everything a controller may want to show."""
+        engine, p = self.studio.host.engine, self.params
+        with self._lock:
+            pending, last = self._pending, len(self._last)
+        return [
+            ("model", engine.model_name),
+            ("device", str(engine.device)),
+            ("pending", pending),
+            ("takes", last),
+            ("prompt", p.prompt),
+            ("negative", p.negative),
+            ("seconds", float(p.seconds if p.seconds is not None else self.max_seconds)),
+            ("steps", int(p.steps or 0)),
+            ("cfg", float(p.cfg if p.cfg is not None else 1.0)),
+            ("diversity", float(p.diversity if p.diversity is not None else 1.0)),
+            ("strength", float(p.strength if p.strength is not None else 0.6)),
+            ("variations", int(p.variations or 1)),
+            ("seed", -1 if p.seed is None else int(p.seed)),
+            ("init", p.init or ""),
+            ("autoplay", int(p.autoplay)),
+            ("export_dir", str(self.studio.export_dir)),
+            ("playback", "on" if self.player is not None else self.playback_off),
+            ("midi", "on" if self.midi is not None else self.midi_off),
+        ]
+
+    def close(self) -> None:
+        """Stop hearing about takes; the studio itself stays open for its other front-ends."""
+        if self._announce_to_midi in self.studio.listeners:
+            self.studio.listeners.remove(self._announce_to_midi)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _submit(self, request: Request, autoplay: bool, gain: float = 1.0, note: int | None = None) -> Ticket:
+        future = self.studio.submit(request)
+        ticket = Ticket(next(self._ids), request, Future())
+        with self._lock:
+            self._pending += 1
+            if note is not None:
+                self._notes[id(request)] = note
+        future.add_done_callback(lambda done: self._finish(ticket, done, autoplay, gain, note))
+        return ticket
+
+    def _finish(
+        self, ticket: Ticket, done: Future[Saved], autoplay: bool, gain: float, note: int | None
+    ) -> None:
+        """Runs on the saver thread: remember the takes, hand them over, then resolve the ticket."""
+        with self._lock:
+            self._pending -= 1
+            self._notes.pop(id(ticket.request), None)
+        try:
+            result, records = done.result()
+            takes = [
+                SessionTake(record, take.audio, take.sample_rate)
+                for record, take in zip(records, result.takes, strict=True)
+            ]
+            with self._lock:
+                self._last = takes
+            if self.handoff:
+                ticket.handoff = [self._hand_off(t, result) for t in takes]
+        except BaseException as exc:
+            ticket.future.set_exception(exc)
+            return
+        ticket.future.set_result((result, records))
+        if autoplay and self.player is not None and takes:
+            try:
+                self.play(0, gain, note)
+            except StudioError as exc:
+                log.warning("cannot play the take: %s", exc)
+
+    def _hand_off(self, take: SessionTake, result: Result) -> Path:
+        """A copy named like the take in the export folder: DAWs watch it, and a DAW project that
+        uses the file keeps working when the take is deleted from the library."""
+        p = take.record.params
+        path = free_path(self.studio.exports(), take_stem(p["prompt"], p["seed"], p["take_index"]), ".wav")
+        return write_audio(path, take.audio, take.sample_rate, bit_depth=24)
+
+    def _take(self, index: int) -> SessionTake:
+        with self._lock:
+            takes = list(self._last)
+        if not takes:
+            raise RequestError("there are no takes yet", "generate first")
+        if not isinstance(index, int) or not 0 <= index < len(takes):
+            raise RequestError(f"take must be from 0 to {len(takes) - 1}, got {index}")
+        return takes[index]
+
+    def _announce_to_midi(self, request: Request, result: Result, records: list[TakeRecord]) -> None:
+        """Every take from any front-end sends a MIDI out trigger: the pad's note, else 60 + take."""
+        midi = self.midi
+        if midi is None:
+            return
+        with self._lock:
+            note = self._notes.get(id(request))
+        for i, _ in enumerate(records):
+            midi.take_ready(note if note is not None else 60 + i)
+
+
+def _log_failure(future: Future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("pad trigger failed: %s", exc)
+
+
+def _check_text(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be text, got {type(value).__name__}")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise RequestError(f"{name} is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}")
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RequestError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _whole(name: str, value: Any) -> int:
+    number = _number(name, value)
+    if number != int(number):
+        raise RequestError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+_WHOLE_RANGES = {"steps": (1, MAX_STEPS), "variations": (1, MAX_VARIATIONS), "seed": (-1, OSC_MAX_INT)}
+# (low, high, whether low itself is excluded)
+_RANGES = {"cfg": (0.0, 30.0, False), "diversity": (0.0, 1.0, False), "strength": (0.0, 1.0, True)}
+
+
+def _check_number(name: str, value: Any, max_seconds: float) -> float | int:
+    """The engine's limits, checked when a control moves rather than at the next trigger."""
+    if name == "seconds":
+        v = _number(name, value)
+        if not 0 < v <= max_seconds:
+            raise RequestError(f"seconds must be more than 0 and at most {max_seconds:.2f}, got {value}")
+        return v
+    if name in ("steps", "variations", "seed"):
+        v = _whole(name, value)
+        low, high = _WHOLE_RANGES[name]
+        if not low <= v <= high:
+            raise RequestError(f"{name} must be from {low} to {high}, got {value}")
+        return v
+    v = _number(name, value)
+    low, high, low_open = _RANGES[name]
+    if v > high or v < low or (low_open and v == low):
+        bound = f"more than {low:g}" if low_open else f"at least {low:g}"
+        raise RequestError(f"{name} must be {bound} and at most {high:g}, got {value}")
+    return v
