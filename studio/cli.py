@@ -312,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the models Studio can find")
     models.set_defaults(func=cmd_models)
+
+    from studio.data.cli import add_data_commands
+
+    add_data_commands(sub)
     return parser
 
 
