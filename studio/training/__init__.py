@@ -1,0 +1,11 @@
+"""Training: `studio train autoencoder | flow | arc` (see docs/training.md).
+
+autoencoder.py  the Oobleck VAE (STFT + adversarial + feature-matching + KL losses)
+flow.py         rectified-flow pretraining of the DiT on cached latents, with CFG dropout
+arc.py          ARC post-training into a few-step ping-pong model
+loop.py         what they share: run folder (state.pt, log.jsonl, model/), EMA, DDP, progress
+data.py         the corpus manifest, audio and latent datasets, the latent cache
+losses.py       losses and noise-level samplers (pure functions)
+discriminators.py  multi-scale STFT discriminator, ARC's DiT-trunk discriminator
+cli.py          the command line
+"""

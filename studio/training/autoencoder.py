@@ -1,0 +1,196 @@
+"""`studio train autoencoder`: the Oobleck VAE, as the field trains it.
+
+Loss = multi-resolution STFT (mid/side) + kl_weight · KL + adversarial_weight · hinge loss of a
+multi-scale STFT discriminator + feature_weight · feature matching, with the adversarial terms
+joining after `disc_start` steps. Each step updates the discriminator on (real, decoded) first,
+then the VAE. The exported folder is a complete model (the VAE plus the DiT and conditioners of
+the config, untrained) that `studio train flow --init` starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from studio.models import AudioModel, ModelConfig, load_model
+from studio.models.oobleck import OobleckVAE, vae_sample
+from studio.training import losses
+from studio.training.data import AudioClips, read_manifest, split_clips
+from studio.training.discriminators import MultiScaleSTFTDiscriminator
+from studio.training.loop import (
+    EMA,
+    Run,
+    TrainConfig,
+    TrainingError,
+    frozen,
+    optimizer_step,
+    step_generator,
+    train_only,
+)
+
+
+@dataclass
+class AutoencoderTrainConfig(TrainConfig):
+    config: Path | None = None  # model_config.json to start from scratch …
+    init: Path | None = None  # … or a model folder whose VAE to train further
+    lr: float = 1.5e-4
+    chunk: int = 65_536  # audio frames per example (rounded down to whole latent frames)
+    disc_lr: float = 3e-4
+    disc_filters: int = 32
+    disc_n_ffts: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    disc_start: int = 0  # steps of reconstruction-only training before the adversarial terms join
+    fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
+    kl_weight: float = 1e-4
+    adversarial_weight: float = 0.1
+    feature_weight: float = 5.0
+
+
+class VaeRoundTrip(nn.Module):
+    """Encode, draw from the posterior, decode: the module the VAE step trains (and DDP wraps)."""
+
+    def __init__(self, vae: OobleckVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(
+        self, audio: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """audio [B, C, T], posterior noise [B, latent_dim, T / hop] (None: the mean) ->
+        (decoded audio, posterior mean, posterior stdev)."""
+        latents, mean, stdev = vae_sample(self.vae.encoder(audio), noise)
+        return self.vae.decoder(latents), mean, stdev
+
+
+def autoencoder_step(
+    net: nn.Module,
+    disc: nn.Module,
+    opt_vae: torch.optim.Optimizer,
+    opt_disc: torch.optim.Optimizer,
+    audio: torch.Tensor,
+    noise: torch.Tensor,
+    config: AutoencoderTrainConfig,
+    adversarial: bool,
+) -> dict[str, float]:
+    """One discriminator update (when `adversarial`), then one VAE update; returns the losses."""
+    decoded, mean, stdev = net(audio, noise)
+    decoded = decoded.float()
+    reconstruction = losses.multi_resolution_stft_loss(decoded, audio, config.fft_sizes)
+    kl = losses.kl_loss(mean, stdev)
+    loss = reconstruction + config.kl_weight * kl
+    values = {"stft": reconstruction.item(), "kl": kl.item()}
+    if adversarial:
+        # Real and decoded in one forward, so DDP sees the discriminator run once per update.
+        logits, _ = disc(torch.cat((audio, decoded.detach())))
+        real, fake = zip(*(scale.chunk(2) for scale in logits), strict=True)
+        disc_loss = losses.hinge_discriminator_loss(list(real), list(fake))
+        optimizer_step(opt_disc, disc_loss, config.grad_clip)
+        with frozen(disc) as judge:
+            logits, features = judge(torch.cat((audio, decoded)))
+        fake = [scale.chunk(2)[1] for scale in logits]
+        real_features = [[f.chunk(2)[0] for f in scale] for scale in features]
+        fake_features = [[f.chunk(2)[1] for f in scale] for scale in features]
+        adversarial_loss = losses.hinge_generator_loss(fake)
+        matching = losses.feature_matching_loss(real_features, fake_features)
+        loss = loss + config.adversarial_weight * adversarial_loss + config.feature_weight * matching
+        values |= {"disc": disc_loss.item(), "adv": adversarial_loss.item(), "feature": matching.item()}
+    optimizer_step(opt_vae, loss, config.grad_clip)
+    return values | {"loss": loss.item()}
+
+
+def _initial_model(config: AutoencoderTrainConfig) -> AudioModel:
+    if (config.config is None) == (config.init is None):
+        raise TrainingError(
+            "autoencoder training starts from --config (a new model) or --init (a model folder), one of them",
+            "e.g. --config model_config.json",
+        )
+    if config.init is not None:
+        return load_model(config.init)
+    return AudioModel(ModelConfig.from_file(config.config))
+
+
+def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
+    """Train (or continue training) the VAE; returns the folder of the exported model."""
+    run = Run(config, "autoencoder")
+    state = run.saved_state()
+    model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else _initial_model(config)
+    model_config = model.config
+    hop = model_config.autoencoder.downsampling_ratio
+    chunk = min(config.chunk, model_config.sample_size) // hop * hop
+    if chunk < hop:
+        raise TrainingError(f"--chunk {config.chunk} is shorter than one latent frame ({hop} samples)")
+    corpus = read_manifest(config.corpus)
+    train = AudioClips(
+        split_clips(corpus, "train", config.corpus),
+        model_config.sample_rate,
+        model_config.audio_channels,
+        chunk,
+    )
+    valid = split_clips(corpus, "valid", config.corpus, required=False)
+
+    model.to(run.device)
+    train_only(model, model.vae)
+    net = VaeRoundTrip(model.vae)
+    disc = MultiScaleSTFTDiscriminator(model_config.audio_channels, config.disc_filters, config.disc_n_ffts)
+    disc.to(run.device)
+    ema = EMA(net, config.ema_decay)
+    opt_vae = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.8, 0.99))
+    opt_disc = torch.optim.Adam(disc.parameters(), lr=config.disc_lr, betas=(0.8, 0.99))
+    parts = {"model": model, "discriminator": disc, "ema": ema, "opt_vae": opt_vae, "opt_disc": opt_disc}
+    start = run.restore(state, parts) if state else 0
+    ddp_net, ddp_disc = run.ddp(net), run.ddp(disc)
+    latent_shape = (model_config.autoencoder.latent_dim, chunk // hop)
+
+    def step_fn(step: int, batch: dict) -> dict[str, float]:
+        audio = batch["audio"].to(run.device, non_blocking=True)
+        noise = torch.randn(
+            (audio.shape[0], *latent_shape), generator=step_generator(config.seed, run.dist.rank, step)
+        )
+        with run.autocast():
+            values = autoencoder_step(
+                ddp_net,
+                ddp_disc,
+                opt_vae,
+                opt_disc,
+                audio,
+                noise.to(run.device),
+                config,
+                step >= config.disc_start,
+            )
+        ema.update(net, step)
+        return values
+
+    validate_fn = None
+    if valid:
+        fixed = run.fixed_batches(
+            AudioClips(valid, model_config.sample_rate, model_config.audio_channels, chunk)
+        )
+        validate_fn = _validator(net, ema, fixed, run.device, config.fft_sizes)
+
+    def checkpoint_fn(step: int) -> None:
+        run.export(model, ema, net)
+        run.save(step, parts, model_config)
+
+    run.loop(start, run.batches(train, start), step_fn, checkpoint_fn, validate_fn)
+    return run.export_dir
+
+
+def _validator(
+    net: VaeRoundTrip, ema: EMA, fixed: list[dict], device: torch.device, fft_sizes: tuple[int, ...]
+) -> Callable[[], dict[str, float]]:
+    """STFT loss of the EMA weights' round trip (posterior mean) on fixed validation clips."""
+
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        scores = []
+        with ema.applied(net):
+            for batch in fixed:
+                audio = batch["audio"].to(device)
+                decoded = net(audio, None)[0].float()
+                scores.append(losses.multi_resolution_stft_loss(decoded, audio, fft_sizes).item())
+        return {"stft": sum(scores) / len(scores)}
+
+    return validate

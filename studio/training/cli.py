@@ -1,0 +1,176 @@
+"""`studio train autoencoder | flow | arc`.
+
+`add_train_commands(subparsers)` registers the commands on the `studio` parser; this module also
+runs on its own (`python -m studio.training.cli flow …`). Under torchrun the same command line
+trains on every process: `torchrun --nproc-per-node 8 -m studio train flow …`.
+Option defaults come from the config dataclasses, so the help and the code cannot disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from studio.errors import StudioError
+from studio.training.arc import ArcTrainConfig, train_arc
+from studio.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
+from studio.training.flow import FlowTrainConfig, train_flow
+
+EXIT_USAGE = 2
+
+
+def _defaults(config_class: type) -> dict[str, Any]:
+    return {
+        f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING
+    }
+
+
+def _common(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    def add(flag: str, kind: type, help_text: str) -> None:
+        name = flag.lstrip("-").replace("-", "_")
+        parser.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults[name]})")
+
+    parser.add_argument("--corpus", type=Path, required=True, help="corpus folder holding manifest.jsonl")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder: state.pt, log.jsonl, model/ (resumes if state.pt exists)",
+    )
+    add("--steps", int, "total optimiser steps to reach")
+    add("--batch-size", int, "clips per step and process")
+    add("--lr", float, "learning rate")
+    add("--ema-decay", float, "EMA decay of the exported weights")
+    add("--export-every", int, "steps between exports of model/ and state.pt")
+    add("--log-every", int, "steps between lines in log.jsonl")
+    add("--val-every", int, "steps between validation losses on the 'valid' split (0: never)")
+    add("--grad-clip", float, "gradient norm clip (0: off)")
+    add("--seed", int, "seed of the initial weights, data order and noise")
+    add("--workers", int, "data-loading processes")
+    parser.add_argument(
+        "--device", help="cuda, mps or cpu (default: the best available; torchrun: one GPU per process)"
+    )
+
+
+def _config(config_class: type, args: argparse.Namespace) -> Any:
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+def _tuple_of_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+
+
+def _report(model_folder: Path) -> None:
+    """Print the exported model folder once, not once per torchrun process."""
+    if os.environ.get("RANK", "0") == "0":
+        print(model_folder)
+
+
+def cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    _report(train_autoencoder(_config(AutoencoderTrainConfig, args)))
+    return 0
+
+
+def cmd_train_flow(args: argparse.Namespace) -> int:
+    _report(train_flow(_config(FlowTrainConfig, args)))
+    return 0
+
+
+def cmd_train_arc(args: argparse.Namespace) -> int:
+    _report(train_arc(_config(ArcTrainConfig, args)))
+    return 0
+
+
+def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Register `train autoencoder|flow|arc` on a parser's subcommands; returns the `train` group."""
+    train = subparsers.add_parser("train", help="train the VAE, pretrain the flow DiT, ARC post-train it")
+    kinds = train.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,flow,arc}")
+
+    defaults = _defaults(AutoencoderTrainConfig)
+    ae = kinds.add_parser("autoencoder", help="train an Oobleck VAE (STFT + adversarial + KL losses)")
+    _common(ae, defaults)
+    ae.add_argument("--config", type=Path, help="model_config.json of a new model")
+    ae.add_argument("--init", type=Path, help="model folder whose VAE to train further")
+    ae.add_argument("--chunk", type=int, help=f"audio frames per example (default: {defaults['chunk']})")
+    ae.add_argument(
+        "--disc-lr", type=float, help=f"discriminator learning rate (default: {defaults['disc_lr']})"
+    )
+    ae.add_argument(
+        "--disc-filters", type=int, help=f"discriminator width (default: {defaults['disc_filters']})"
+    )
+    ae.add_argument(
+        "--disc-n-ffts",
+        type=_tuple_of_ints,
+        help=f"discriminator FFT sizes (default: {','.join(map(str, defaults['disc_n_ffts']))})",
+    )
+    ae.add_argument(
+        "--disc-start",
+        type=int,
+        help=f"steps before the adversarial losses join (default: {defaults['disc_start']})",
+    )
+    ae.add_argument("--kl-weight", type=float, help=f"(default: {defaults['kl_weight']})")
+    ae.add_argument("--adversarial-weight", type=float, help=f"(default: {defaults['adversarial_weight']})")
+    ae.add_argument("--feature-weight", type=float, help=f"(default: {defaults['feature_weight']})")
+    ae.set_defaults(func=cmd_train_autoencoder)
+
+    defaults = _defaults(FlowTrainConfig)
+    flow = kinds.add_parser("flow", help="rectified-flow pretraining of the DiT over a trained VAE")
+    _common(flow, defaults)
+    flow.add_argument(
+        "--init", type=Path, help="model folder with the trained VAE (e.g. an autoencoder run's model/)"
+    )
+    flow.add_argument("--config", type=Path, help="model_config.json for a new DiT over --init's VAE")
+    flow.add_argument("--cache", type=Path, help="latent cache folder (default: CORPUS/.cache/latents)")
+    flow.add_argument(
+        "--cond-dropout",
+        type=float,
+        help=f"share of rows trained unconditioned, for CFG (default: {defaults['cond_dropout']})",
+    )
+    flow.set_defaults(func=cmd_train_flow)
+
+    defaults = _defaults(ArcTrainConfig)
+    arc = kinds.add_parser("arc", help="ARC post-training of a flow model into a few-step model")
+    _common(arc, defaults)
+    arc.add_argument("--init", type=Path, help="the pretrained flow model folder (a flow run's model/)")
+    arc.add_argument("--cache", type=Path, help="latent cache folder (default: CORPUS/.cache/latents)")
+    arc.add_argument(
+        "--disc-lr", type=float, help=f"discriminator learning rate (default: {defaults['disc_lr']})"
+    )
+    arc.add_argument(
+        "--depth-fraction",
+        type=float,
+        help=f"share of DiT blocks the discriminator copies (default: {defaults['depth_fraction']})",
+    )
+    arc.add_argument(
+        "--contrastive-weight",
+        type=float,
+        help=f"weight λ of the contrastive loss (default: {defaults['contrastive_weight']})",
+    )
+    arc.set_defaults(func=cmd_train_arc)
+    return kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m studio.training.cli autoencoder|flow|arc …` (the same as `studio train …`)."""
+    parser = argparse.ArgumentParser(prog="studio-train")
+    add_train_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return args.func(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Training data: the corpus manifest, clips as fixed-length audio or as VAE latents, the latent cache.
+
+A corpus folder holds `manifest.jsonl` (one JSON object per clip: id, path relative to the folder,
+caption, captions, split, …) and the audio. Every random choice a clip makes in a batch (crop
+offset, phrasing, posterior draw) comes from a seed derived from (run seed, epoch, clip index),
+so a resumed run sees exactly the batches an uninterrupted one would have seen, on any rank and
+in any data-loader worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+from studio.audio import convert_channels, fit_length, read_audio, resample
+from studio.errors import StudioError
+from studio.models.oobleck import OobleckVAE, vae_sample
+
+MANIFEST = "manifest.jsonl"
+SPLITS = ("train", "valid", "test")
+
+
+class CorpusError(StudioError):
+    """The training corpus is missing, malformed, or has no clips where some are needed."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    path: Path  # absolute
+    captions: tuple[str, ...]  # every phrasing; one is drawn per use
+    split: str
+
+
+def read_manifest(corpus: str | Path) -> list[Clip]:
+    """Every clip of a corpus folder's manifest, with errors that name the line that was wrong."""
+    corpus = Path(corpus)
+    path = corpus / MANIFEST
+    if not path.is_file():
+        raise CorpusError(
+            f"{corpus}: no {MANIFEST}",
+            "point --corpus at a corpus folder (manifest.jsonl next to the audio files)",
+        )
+    clips, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{where}: not valid JSON ({exc})", "one JSON object per line") from None
+        clip = _clip(row, corpus, where)
+        if clip.id in seen:
+            raise CorpusError(f"{where}: clip id '{clip.id}' appears twice", "give every clip its own id")
+        seen.add(clip.id)
+        clips.append(clip)
+    return clips
+
+
+def _clip(row: Any, corpus: Path, where: str) -> Clip:
+    if not isinstance(row, dict):
+        raise CorpusError(f"{where}: should be a JSON object")
+    for field in ("id", "path", "caption", "split"):
+        if not isinstance(row.get(field), str) or not row[field]:
+            raise CorpusError(f"{where}: field '{field}' is missing or not text")
+    if row["split"] not in SPLITS:
+        raise CorpusError(f"{where}: split '{row['split']}' is not one of {', '.join(SPLITS)}")
+    phrasings = row.get("captions") or []
+    if not isinstance(phrasings, list) or not all(isinstance(c, str) for c in phrasings):
+        raise CorpusError(f"{where}: field 'captions' should be a list of text")
+    captions = tuple(dict.fromkeys(c for c in phrasings if c.strip())) or (row["caption"],)
+    return Clip(id=row["id"], path=corpus / row["path"], captions=captions, split=row["split"])
+
+
+def split_clips(clips: list[Clip], split: str, corpus: str | Path, required: bool = True) -> list[Clip]:
+    """The clips of one split; an empty split is an error when `required`."""
+    chosen = [c for c in clips if c.split == split]
+    if required and not chosen:
+        raise CorpusError(
+            f"{corpus}: the manifest has no clips in the '{split}' split",
+            f'mark some clips "split": "{split}" when building the corpus',
+        )
+    return chosen
+
+
+def draw_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 32-bit seed for one use of one clip."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def fixed_keys(count: int, seed: int) -> list[tuple[int, int]]:
+    """Dataset keys with draws that never change: for validation."""
+    return [(i, draw_seed(seed, 0, i)) for i in range(count)]
+
+
+class StepSampler(Sampler[tuple[int, int]]):
+    """Endless (clip index, draw seed) keys for one rank, epoch after epoch.
+
+    Each epoch is a DistributedSampler shuffle (so ranks see disjoint shards); the sampler starts
+    `skip` keys in, which is how a resumed run picks up mid-epoch without decoding what it skips.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1, skip: int = 0):
+        self.size, self.seed, self.rank, self.world, self.skip = size, seed, rank, world, skip
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        shard = DistributedSampler(range(self.size), num_replicas=self.world, rank=self.rank, seed=self.seed)
+        epoch, offset = divmod(self.skip, len(shard))
+        while True:
+            shard.set_epoch(epoch)
+            for index in list(shard)[offset:]:
+                yield index, draw_seed(self.seed, epoch, index)
+            epoch, offset = epoch + 1, 0
+
+
+def load_clip_audio(path: Path, sample_rate: int, channels: int) -> np.ndarray:
+    """A clip as float32 [channels, frames] at the model's rate and channel count."""
+    audio, rate = read_audio(path)
+    return convert_channels(resample(audio, rate, sample_rate), channels)
+
+
+class AudioClips(Dataset):
+    """Clips as `frames`-long audio: long clips cropped at random, short ones padded with silence.
+
+    An item is {"audio": [channels, frames], "seconds": how much of it is the clip, "caption"}.
+    """
+
+    def __init__(self, clips: list[Clip], sample_rate: int, channels: int, frames: int):
+        self.clips, self.sample_rate, self.channels, self.frames = clips, sample_rate, channels, frames
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, seed = key
+        clip, rng = self.clips[index], np.random.default_rng(seed)
+        audio = load_clip_audio(clip.path, self.sample_rate, self.channels)
+        if audio.shape[1] > self.frames:
+            start = int(rng.integers(0, audio.shape[1] - self.frames + 1))
+            audio = audio[:, start : start + self.frames]
+        seconds = min(audio.shape[1], self.frames) / self.sample_rate
+        return {
+            "audio": torch.from_numpy(np.ascontiguousarray(fit_length(audio, self.frames))),
+            "seconds": seconds,
+            "caption": clip.captions[int(rng.integers(len(clip.captions)))],
+        }
+
+
+def vae_fingerprint(vae: OobleckVAE) -> str:
+    """A short hash of the VAE's weights: cached latents are only valid for the VAE that made them."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LatentCache:
+    """Per-clip VAE posteriors (mean and stdev) on disk, under a folder named for the VAE's weights.
+
+    Encoding is the expensive part of flow and ARC training on a small machine; with the
+    posterior cached, every step still draws a fresh latent from it, as on-the-fly encoding would.
+    """
+
+    folder: Path
+    sample_rate: int
+    channels: int
+    min_frames: int  # clips shorter than the model's window are padded to it before encoding
+
+    @classmethod
+    def for_vae(
+        cls, root: str | Path, vae: OobleckVAE, sample_rate: int, channels: int, min_frames: int
+    ) -> LatentCache:
+        name = f"{vae_fingerprint(vae)}-{sample_rate}hz-{min_frames}"
+        return cls(Path(root) / name, sample_rate, channels, min_frames)
+
+    def path(self, clip: Clip) -> Path:
+        # Ids may hold slashes or odd characters; a hash makes a safe, stable file name.
+        return self.folder / f"{hashlib.sha1(clip.id.encode()).hexdigest()[:24]}.safetensors"
+
+    def missing(self, clips: list[Clip]) -> list[Clip]:
+        return [c for c in clips if not self.path(c).is_file()]
+
+    @torch.no_grad()
+    def encode(self, clip: Clip, vae: OobleckVAE, device: torch.device) -> None:
+        audio = load_clip_audio(clip.path, self.sample_rate, self.channels)
+        frames = audio.shape[1]
+        padded = math.ceil(max(frames, self.min_frames) / vae.hop) * vae.hop
+        x = torch.from_numpy(np.ascontiguousarray(fit_length(audio, padded)))[None].to(device)
+        _, mean, stdev = vae_sample(vae.encoder(x).float(), None)
+        tensors = {
+            "mean": (mean[0] / vae.scale).cpu().contiguous(),
+            "stdev": (stdev[0] / vae.scale).cpu().contiguous(),
+        }
+        path = self.path(clip)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file(tensors, str(tmp), metadata={"id": clip.id, "frames": str(frames)})
+        tmp.replace(path)  # atomic: a crash never leaves a half-written entry behind
+
+    def load(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(mean, stdev) [latent_dim, latent_frames] and the clip's length in audio frames."""
+        path = self.path(clip)
+        try:
+            with safe_open(str(path), "pt") as handle:
+                frames = int(handle.metadata()["frames"])
+                mean, stdev = handle.get_tensor("mean"), handle.get_tensor("stdev")
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
+            raise CorpusError(
+                f"{path}: cached latents for clip '{clip.id}' are unreadable ({exc})",
+                f"delete {self.folder} and train again to re-encode",
+            ) from exc
+        return mean, stdev, frames
+
+
+class LatentClips(Dataset):
+    """Clips as `latent_length` frames of latents drawn from their cached posterior.
+
+    Long clips are cropped at a random latent frame; short ones were padded with silence before
+    encoding. "seconds" is how much of the window the clip fills (the seconds conditioner's value).
+    """
+
+    def __init__(self, clips: list[Clip], cache: LatentCache, latent_length: int, hop: int):
+        self.clips, self.cache, self.latent_length, self.hop = clips, cache, latent_length, hop
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, seed = key
+        clip, rng = self.clips[index], np.random.default_rng(seed)
+        mean, stdev, frames = self.cache.load(clip)
+        start = int(rng.integers(0, mean.shape[1] - self.latent_length + 1))
+        mean = mean[:, start : start + self.latent_length]
+        stdev = stdev[:, start : start + self.latent_length]
+        noise = torch.from_numpy(rng.standard_normal(mean.shape, dtype=np.float32))
+        window = self.latent_length * self.hop
+        return {
+            "latents": mean + stdev * noise,
+            "seconds": max(0.0, min(window, frames - start * self.hop)) / self.cache.sample_rate,
+            "caption": clip.captions[int(rng.integers(len(clip.captions)))],
+        }

@@ -1,0 +1,145 @@
+"""Discriminators: multi-scale STFT for the autoencoder, DiT trunk + conv head for ARC."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from studio.models.dit import DiT, fourier_time_features, rotary_angles
+
+
+class STFTDiscriminator(nn.Module):
+    """One resolution of an EnCodec-style discriminator: 2-D convs over the complex spectrogram.
+
+    The spectrogram's real and imaginary parts of every channel are the input planes (time ×
+    frequency); convolutions dilate in time and stride in frequency. Returns per-cell logits and
+    every hidden activation (for feature matching).
+    """
+
+    def __init__(
+        self, channels: int, filters: int, n_fft: int, hop: int, dilations: tuple[int, ...] = (1, 2, 4)
+    ):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        convs = [weight_norm(nn.Conv2d(2 * channels, filters, (3, 9), padding=(1, 4)))]
+        convs += [
+            weight_norm(nn.Conv2d(filters, filters, (3, 9), stride=(1, 2), dilation=(d, 1), padding=(d, 4)))
+            for d in dilations
+        ]
+        convs.append(weight_norm(nn.Conv2d(filters, filters, (3, 3), padding=(1, 1))))
+        self.convs = nn.ModuleList(convs)
+        self.out = weight_norm(nn.Conv2d(filters, 1, (3, 3), padding=(1, 1)))
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """audio [B, C, T] -> (logits [B, 1, frames, bins], hidden activations)."""
+        batch, channels, samples = audio.shape
+        spec = torch.stft(
+            audio.reshape(batch * channels, samples).float(),
+            self.n_fft,
+            self.hop,
+            window=self.window,
+            normalized=True,
+            return_complex=True,
+        )
+        spec = spec.view(batch, channels, *spec.shape[1:])
+        x = torch.cat((spec.real, spec.imag), dim=1).transpose(2, 3)  # [B, 2C, frames, bins]
+        features = []
+        for conv in self.convs:
+            x = self.act(conv(x))
+            features.append(x)
+        return self.out(x), features
+
+
+class MultiScaleSTFTDiscriminator(nn.Module):
+    """STFT discriminators at several FFT sizes (hop = n_fft / 4), as used to train Oobleck VAEs."""
+
+    def __init__(
+        self, channels: int, filters: int = 32, n_ffts: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    ):
+        super().__init__()
+        self.scales = nn.ModuleList(STFTDiscriminator(channels, filters, n, n // 4) for n in n_ffts)
+
+    def forward(self, audio: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """audio [B, C, T] -> (logits per scale, hidden activations per scale)."""
+        outputs = [scale(audio) for scale in self.scales]
+        return [logits for logits, _ in outputs], [features for _, features in outputs]
+
+
+def conv_head(in_channels: int, channels: int, groups: int, layers: int = 4) -> nn.Sequential:
+    """`layers` × (conv1d k3 → GroupNorm → SiLU), then a 1×1 conv to one logit per frame."""
+    groups = math.gcd(groups, channels)
+    modules: list[nn.Module] = []
+    for i in range(layers):
+        modules += [
+            nn.Conv1d(in_channels if i == 0 else channels, channels, 3, padding=1),
+            nn.GroupNorm(groups, channels),
+            nn.SiLU(),
+        ]
+    modules.append(nn.Conv1d(channels, 1, 1))
+    return nn.Sequential(*modules)
+
+
+class ArcDiscriminator(nn.Module):
+    """ARC's discriminator: a copy of a pretrained DiT's input path and first blocks, plus a conv head.
+
+    Starting from the flow model's own features means the discriminator already understands
+    noisy latents and prompts on step one. It reads the same inputs as the DiT (noisy latents,
+    time, cross-attention tokens, global condition) and returns one logit per sample: the head's
+    per-frame logits averaged over frames.
+    """
+
+    def __init__(
+        self,
+        dit: DiT,
+        depth_fraction: float = 0.75,
+        head_channels: int = 256,
+        head_groups: int = 32,
+    ):
+        super().__init__()
+        depth = max(1, round(len(dit.blocks) * depth_fraction))
+        self.time_weight = nn.Parameter(dit.time_weight.detach().clone())
+        self.time_mlp = copy.deepcopy(dit.time_mlp)
+        self.context_mlp = copy.deepcopy(dit.context_mlp)
+        self.global_mlp = copy.deepcopy(dit.global_mlp)
+        self.input_conv = copy.deepcopy(dit.input_conv)
+        self.proj_in = copy.deepcopy(dit.proj_in)
+        self.register_buffer("rotary_inv_freq", dit.rotary_inv_freq.detach().clone())
+        self.blocks = nn.ModuleList(copy.deepcopy(block) for block in list(dit.blocks)[:depth])
+        self.head = conv_head(dit.proj_in.out_features, head_channels, head_groups)
+
+    def hidden_states(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor | None = None,
+        global_cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token states [B, 1 + T, D] after the copied blocks, computed exactly as DiT.forward does."""
+        global_token = self.time_mlp(fourier_time_features(t, self.time_weight))
+        if self.global_mlp is not None and global_cond is not None:
+            global_token = global_token + self.global_mlp(global_cond)
+        if self.context_mlp is not None and context is not None:
+            context = self.context_mlp(context)
+        x = self.input_conv(x) + x
+        tokens = torch.cat((global_token[:, None], self.proj_in(x.transpose(1, 2))), dim=1)
+        angles = rotary_angles(self.rotary_inv_freq, tokens.shape[1])
+        for block in self.blocks:
+            tokens = block(tokens, context, angles)
+        return tokens
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor | None = None,
+        global_cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x [B, C, T] noisy latents at times t [B] -> logits [B] (higher = more real)."""
+        frames = self.hidden_states(x, t, context, global_cond)[:, 1:].transpose(1, 2)
+        return self.head(frames).mean(dim=(1, 2))

@@ -1,0 +1,202 @@
+"""`studio train flow`: rectified-flow pretraining of the DiT on cached VAE latents.
+
+x_t = (1 - t) · x0 + t · ε with t logit-normal, and the DiT (with its conditioners) learns the
+velocity ε - x0 — the parametrisation the engine's Euler sampler integrates and ARC later turns
+into a few-step ping-pong model. The cross-attention tokens (prompt and seconds) are dropped,
+i.e. zeroed, for a `cond_dropout` share of rows: exactly the unconditional branch the engine
+builds for classifier-free guidance. The VAE is frozen; the exported model is complete and
+marked `rectified_flow`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from studio.models import AudioModel, Conditioning, ModelConfig, load_model
+from studio.training import losses
+from studio.training.data import Clip, LatentCache, LatentClips, read_manifest, split_clips
+from studio.training.loop import (
+    EMA,
+    Run,
+    TrainConfig,
+    TrainingError,
+    check_same_autoencoder,
+    optimizer_step,
+    step_generator,
+    train_only,
+    with_objective,
+)
+
+OBJECTIVE = "rectified_flow"
+VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+@dataclass
+class FlowTrainConfig(TrainConfig):
+    init: Path | None = None  # model folder with the trained VAE (and, without --config, the DiT)
+    config: Path | None = None  # model_config.json for a fresh DiT and conditioners over init's VAE
+    cache: Path | None = None  # latent cache root; default CORPUS/.cache/latents
+    cond_dropout: float = 0.1
+    time_mean: float = 0.0  # logit-normal training times: sigmoid(mean + std · n)
+    time_std: float = 1.0
+    weight_decay: float = 1e-3
+
+
+class ConditionedVelocity(nn.Module):
+    """Conditioners + DiT as one module (what the flow step trains and DDP wraps)."""
+
+    def __init__(self, model: AudioModel):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, prompts: list[str], seconds: list[float], keep: torch.Tensor
+    ) -> torch.Tensor:
+        """Velocity at x [B, C, T], t [B]; rows with keep 0 get zeroed cross-attention tokens."""
+        cond = self.model.condition(prompts, seconds)
+        context = None if cond.context is None else cond.context * keep[:, None, None].to(cond.context)
+        return self.model.velocity(x, t, Conditioning(context, cond.global_cond))
+
+
+def flow_loss(
+    net: nn.Module,
+    latents: torch.Tensor,
+    prompts: list[str],
+    seconds: list[float],
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """The rectified-flow loss of one batch at given times, noise and dropout mask."""
+    velocity = net(losses.add_noise(latents, noise, t), t, prompts, seconds, keep)
+    return losses.rectified_flow_loss(velocity, latents, noise)
+
+
+def flow_model(config: FlowTrainConfig) -> AudioModel:
+    """The model a new flow run starts from: --init as is, or --config's DiT over --init's VAE."""
+    if config.init is None:
+        raise TrainingError(
+            "flow training needs --init: a model folder holding the trained VAE",
+            "train one with `studio train autoencoder` and pass its RUN/model folder",
+        )
+    init = load_model(config.init)
+    if config.config is None:
+        model = init
+    else:
+        model_config = ModelConfig.from_file(config.config)
+        check_same_autoencoder(model_config, init.config, config.config, config.init)
+        model = AudioModel(model_config)
+        model.vae.load_state_dict(init.vae.state_dict())
+    model.config = with_objective(model.config, OBJECTIVE)
+    return model
+
+
+def prepare_latents(run: Run, cache_root: Path, model: AudioModel, clips: list[Clip]) -> LatentCache:
+    """The VAE's latent cache, with every clip in it (each rank encodes its share of what is missing)."""
+    c = model.config
+    cache = LatentCache.for_vae(cache_root, model.vae, c.sample_rate, c.audio_channels, c.sample_size)
+    missing = cache.missing(clips)
+    run.barrier()  # every rank has the same list before any rank adds to the cache
+    if missing:
+        run.say(f"encoding {len(missing)} clip(s) into the latent cache {cache.folder}")
+        mine = missing[run.dist.rank :: run.dist.world]
+        for clip in tqdm(mine, desc="encode", unit="clip", disable=not run.dist.main, leave=False):
+            cache.encode(clip, model.vae, run.device)
+    run.barrier()
+    return cache
+
+
+def train_flow(config: FlowTrainConfig) -> Path:
+    """Pretrain (or continue) the DiT with rectified flow; returns the exported model folder."""
+    if not 0 <= config.cond_dropout <= 1:
+        raise TrainingError(f"--cond-dropout must be in [0, 1], got {config.cond_dropout}", "0.1 is usual")
+    run = Run(config, "flow")
+    state = run.saved_state()
+    model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else flow_model(config)
+    model_config = model.config
+    corpus = read_manifest(config.corpus)
+    train_clips = split_clips(corpus, "train", config.corpus)
+    valid_clips = split_clips(corpus, "valid", config.corpus, required=False)
+
+    model.to(run.device)
+    trainable = train_only(model, model.dit, model.conditioners)
+    net = ConditionedVelocity(model)
+    cache = prepare_latents(
+        run, config.cache or Path(config.corpus) / ".cache" / "latents", model, train_clips + valid_clips
+    )
+    hop, latent_length = model_config.autoencoder.downsampling_ratio, model_config.latent_length
+    train = LatentClips(train_clips, cache, latent_length, hop)
+
+    ema = EMA(net, config.ema_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    parts = {"model": model, "ema": ema, "optimizer": optimizer}
+    start = run.restore(state, parts) if state else 0
+    ddp_net = run.ddp(net)
+
+    def step_fn(step: int, batch: dict) -> dict[str, float]:
+        latents = batch["latents"].to(run.device, non_blocking=True)
+        generator = step_generator(config.seed, run.dist.rank, step)
+        batch_size = latents.shape[0]
+        t = losses.logit_normal_t(batch_size, generator, config.time_mean, config.time_std)
+        noise = torch.randn(latents.shape, generator=generator)
+        keep = (torch.rand(batch_size, generator=generator) >= config.cond_dropout).float()
+        with run.autocast():
+            loss = flow_loss(
+                ddp_net,
+                latents,
+                list(batch["caption"]),
+                batch["seconds"].tolist(),
+                t.to(run.device),
+                noise.to(run.device),
+                keep.to(run.device),
+            )
+        optimizer_step(optimizer, loss, config.grad_clip)
+        ema.update(net, step)
+        return {"flow": loss.item()}
+
+    def checkpoint_fn(step: int) -> None:
+        run.export(model, ema, net)
+        run.save(step, parts, model_config)
+
+    validate_fn = None
+    if valid_clips:
+        fixed = run.fixed_batches(LatentClips(valid_clips, cache, latent_length, hop))
+        validate_fn = _validator(net, ema, fixed, run.device, config.seed)
+    run.loop(start, run.batches(train, start), step_fn, checkpoint_fn, validate_fn)
+    return run.export_dir
+
+
+def _validator(
+    net: ConditionedVelocity, ema: EMA, fixed: list[dict], device: torch.device, seed: int
+) -> Callable[[], dict[str, float]]:
+    """Flow loss of the EMA weights on fixed validation batches, at fixed times and noise."""
+
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        generator = torch.Generator().manual_seed(seed)
+        scores = []
+        with ema.applied(net):
+            for batch in fixed:
+                latents = batch["latents"].to(device)
+                rows = latents.shape[0]
+                t = torch.tensor([VALIDATION_TIMES[i % len(VALIDATION_TIMES)] for i in range(rows)])
+                noise = torch.randn(latents.shape, generator=generator)
+                loss = flow_loss(
+                    net,
+                    latents,
+                    list(batch["caption"]),
+                    batch["seconds"].tolist(),
+                    t.to(device),
+                    noise.to(device),
+                    torch.ones(rows, device=device),
+                )
+                scores.append(loss.item())
+        return {"flow": sum(scores) / len(scores)}
+
+    return validate

@@ -1,0 +1,165 @@
+"""Training losses and noise-level samplers, as small pure functions.
+
+Conventions are the sampler's (studio.sampling): x_t = (1 - t) · x0 + t · ε, the DiT predicts the
+velocity v = ε - x0, and one step denoises with x0 = x_t - t · v. Discriminator logits are
+"higher = more real"; every adversarial loss here is a mean over all logits it is given.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# -- noise levels --------------------------------------------------------------------------------
+
+
+def logsnr_uniform_t(
+    batch: int, generator: torch.Generator, low: float = -6.0, high: float = 2.0
+) -> torch.Tensor:
+    """Times t = sigmoid(-λ) with λ = log((1 - t) / t) uniform in [low, high].
+
+    λ is the log-SNR in the convention of studio.sampling.logsnr_schedule, so the ARC generator
+    trains on exactly the span the ping-pong sampler walks: t from sigmoid(6) ≈ 0.998 down to
+    sigmoid(-2) ≈ 0.119.
+    """
+    logsnr = low + (high - low) * torch.rand(batch, generator=generator)
+    return torch.sigmoid(-logsnr)
+
+
+def logit_normal_t(
+    batch: int, generator: torch.Generator, mean: float = 0.0, std: float = 1.0
+) -> torch.Tensor:
+    """t = sigmoid(mean + std · n). A mean of log(s) is the usual "shift by s" of flow models
+    (t' = s·t / (1 + (s - 1)·t)): negative means favour low noise, positive high noise."""
+    return torch.sigmoid(mean + std * torch.randn(batch, generator=generator))
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) · x0 + t · ε with one t per row."""
+    t = t.view(-1, *([1] * (x0.dim() - 1))).to(x0)
+    return (1 - t) * x0 + t * noise
+
+
+def denoise(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """One-step estimate of x0 from x_t and the predicted velocity: x_t - t · v."""
+    return x_t - t.view(-1, *([1] * (x_t.dim() - 1))).to(x_t) * velocity
+
+
+# -- flow matching -------------------------------------------------------------------------------
+
+
+def rectified_flow_loss(velocity: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the predicted velocity and the flow's velocity ε - x0."""
+    return F.mse_loss(velocity.float(), (noise - x0).float())
+
+
+# -- autoencoder ---------------------------------------------------------------------------------
+
+
+def kl_loss(mean: torch.Tensor, stdev: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, stdev²) ‖ N(0, 1)) of [B, C, T] posteriors, summed over C and averaged over B, T.
+
+    Without the usual ½, as stable-audio-tools computes it, so its weight (1e-4) carries over.
+    """
+    var = stdev.float().square()
+    return (mean.float().square() + var - var.log() - 1).sum(1).mean()
+
+
+def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """[N, T] signals -> [N, n_fft/2 + 1, frames] magnitudes (Hann window), floored at 1e-4 (-80 dB
+    re. 1) so the log of silence is finite, as auraloss does."""
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(x.float(), n_fft, hop, window=window, return_complex=True)
+    return spec.abs().clamp_min(1e-4)
+
+
+def stft_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Spectral convergence + L1 of log magnitudes at one resolution, for [N, T] signals.
+
+    Convergence is one ratio over all N signals together, so a silent one (a padded clip, the side
+    channel of a mono source) does not divide by nearly zero.
+    """
+    p, t = stft_magnitude(pred, n_fft, hop), stft_magnitude(target, n_fft, hop)
+    convergence = torch.linalg.vector_norm(t - p) / torch.linalg.vector_norm(t)
+    return convergence + F.l1_loss(p.log(), t.log())
+
+
+def multi_resolution_stft_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32),
+    hop_fraction: float = 0.25,
+) -> torch.Tensor:
+    """Mean of `stft_loss` over resolutions, for [B, C, T] audio.
+
+    Stereo is compared as sum and difference (mid/side), as the field trains stereo VAEs: an
+    error in the stereo image then costs as much as one in the mix.
+    """
+    if pred.shape[1] == 2:
+        pred = torch.stack((pred[:, 0] + pred[:, 1], pred[:, 0] - pred[:, 1]), dim=1)
+        target = torch.stack((target[:, 0] + target[:, 1], target[:, 0] - target[:, 1]), dim=1)
+    pred, target = pred.flatten(0, 1), target.flatten(0, 1)
+    terms = [stft_loss(pred, target, n_fft, max(1, int(n_fft * hop_fraction))) for n_fft in fft_sizes]
+    return torch.stack(terms).mean()
+
+
+def hinge_discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Σ over discriminators of mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))."""
+    return sum(
+        F.relu(1 - r.float()).mean() + F.relu(1 + f.float()).mean() for r, f in zip(real, fake, strict=True)
+    )
+
+
+def hinge_generator_loss(fake: list[torch.Tensor]) -> torch.Tensor:
+    """Σ over discriminators of mean(relu(1 - D(fake)))."""
+    return sum(F.relu(1 - f.float()).mean() for f in fake)
+
+
+def lsgan_discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Least-squares GAN: Σ mean((1 - D(real))²) + mean(D(fake)²)."""
+    return sum(
+        (1 - r.float()).square().mean() + f.float().square().mean() for r, f in zip(real, fake, strict=True)
+    )
+
+
+def lsgan_generator_loss(fake: list[torch.Tensor]) -> torch.Tensor:
+    """Least-squares GAN: Σ mean((1 - D(fake))²)."""
+    return sum((1 - f.float()).square().mean() for f in fake)
+
+
+def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """L1 between discriminator feature maps, each layer normalised by its real activations' mean
+    magnitude (EnCodec's recipe) so loud layers do not drown quiet ones; averaged over layers."""
+    terms = [
+        F.l1_loss(f.float(), r.detach().float()) / r.detach().float().abs().mean().clamp_min(1e-5)
+        for real_layers, fake_layers in zip(real, fake, strict=True)
+        for r, f in zip(real_layers, fake_layers, strict=True)
+    ]
+    return torch.stack(terms).mean()
+
+
+# -- ARC post-training ---------------------------------------------------------------------------
+
+
+def relativistic_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """softplus(D(fake) - D(real)) over pairs that share prompt and noise: D ranks real above fake."""
+    return F.softplus(fake.float() - real.float()).mean()
+
+
+def relativistic_generator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """softplus(D(real) - D(fake)): the generator pushes its sample above its real partner."""
+    return F.softplus(real.float() - fake.float()).mean()
+
+
+def contrastive_discriminator_loss(
+    right: torch.Tensor, wrong: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """softplus(D(real, other prompt) - D(real, its prompt)): D must prefer the right prompt.
+
+    `mask` (bool per row) leaves out rows whose "other" prompt happens to be the same text.
+    """
+    loss = F.softplus(wrong.float() - right.float())
+    if mask is None:
+        return loss.mean()
+    weight = mask.to(loss)
+    return (loss * weight).sum() / weight.sum().clamp_min(1)

@@ -1,0 +1,532 @@
+"""Training: losses, data, discriminators, the three trainers on tiny configs, resume, export, DDP."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from tiny import make_model_folder, tiny_config
+
+from studio.engine import Engine, Request
+from studio.models import AudioModel, ModelConfig, load_model
+from studio.training import cli, losses
+from studio.training.arc import (
+    ArcNoise,
+    ArcTrainConfig,
+    arc_batch,
+    discriminator_step,
+    generate_x0,
+    generator_step,
+    train_arc,
+)
+from studio.training.autoencoder import (
+    AutoencoderTrainConfig,
+    VaeRoundTrip,
+    autoencoder_step,
+    train_autoencoder,
+)
+from studio.training.cli import add_train_commands, main
+from studio.training.data import AudioClips, CorpusError, StepSampler, read_manifest
+from studio.training.discriminators import ArcDiscriminator, MultiScaleSTFTDiscriminator
+from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, train_flow
+from studio.training.loop import EMA, TrainingError, ema_decay, train_only
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_SIZE = 8192  # 4 latent frames: ~0.19 s at 44.1 kHz
+AE_OPTIONS = {
+    "batch_size": 2,
+    "workers": 0,
+    "lr": 1e-3,
+    "chunk": SAMPLE_SIZE // 2,
+    "disc_filters": 4,
+    "disc_n_ffts": (256, 128),
+    "fft_sizes": (512, 128, 32),
+    "log_every": 1,
+    "val_every": 0,
+}
+AE_CLI = ["--batch-size", "1", "--workers", "0", "--chunk", str(SAMPLE_SIZE // 2), "--disc-filters", "4"]
+
+
+def small_config() -> dict:
+    return tiny_config(sample_size=SAMPLE_SIZE)
+
+
+def sine(freq: float, seconds: float, rate: int = 44100, channels: int = 2) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return np.repeat(0.5 * np.sin(2 * np.pi * freq * t)[None], channels, axis=0).astype(np.float32)
+
+
+def write_corpus(folder: Path) -> Path:
+    """Four train clips (short and padded, long and cropped, mono at 22.05 kHz) and one valid clip."""
+    rng = np.random.default_rng(0)
+    clips = [
+        ("sine-low", sine(220, 0.1), 44100, "train", ["a soft low sine tone", "gentle low sine"]),
+        (
+            "noise-mono",
+            (0.3 * rng.standard_normal((1, 8820))).astype(np.float32),
+            22050,
+            "train",
+            ["noise burst"],
+        ),
+        ("sine-high", sine(1760, 0.3), 44100, "train", ["a bright high beep"]),
+        ("sine-mid", sine(660, 0.15), 44100, "train", ["a mid sine blip", "short sine"]),
+        ("valid-sine", sine(440, 0.2), 44100, "valid", ["a sine at 440 hz"]),
+    ]
+    (folder / "audio").mkdir(parents=True)
+    rows = []
+    for name, audio, rate, split, captions in clips:
+        path = f"audio/{name}.wav" if split == "train" else f"audio/{name}.flac"
+        sf.write(folder / path, audio.T, rate)
+        rows.append(
+            {
+                "id": f"synthetic/{name}",
+                "path": path,
+                "caption": captions[0],
+                "captions": captions,
+                "category": "test",
+                "source": "synthetic",
+                "source_file": name,
+                "licence": "CC0-1.0",
+                "split": split,
+                "seconds": audio.shape[1] / rate,
+                "sample_rate": rate,
+                "augment": None,
+                "tags": [],
+            }
+        )
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "model_config.json"
+    path.write_text(json.dumps(small_config()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("vae") / "model", small_config())
+
+
+@pytest.fixture(scope="module")
+def flow_folder(corpus, vae_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("flow-run")
+    return train_flow(
+        FlowTrainConfig(
+            corpus=corpus,
+            out=out,
+            init=vae_folder,
+            steps=3,
+            batch_size=2,
+            workers=0,
+            lr=1e-3,
+            log_every=1,
+            val_every=3,
+        )
+    )
+
+
+def log_rows(run: Path, split: str = "train") -> list[dict]:
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+def generate(folder: Path) -> tuple[str, np.ndarray]:
+    with Engine(folder, warmup=False) as engine:
+        take = engine.generate(Request("a soft low sine tone", seconds=0.15, steps=2, seed=3)).takes[0]
+        return engine.default_sampler, take.audio
+
+
+# -- losses --------------------------------------------------------------------------------------
+
+
+def test_relativistic_and_contrastive_losses_have_the_right_signs():
+    real, fake = torch.tensor([3.0, 2.0]), torch.tensor([-1.0, 0.0])
+    even = torch.zeros(2)
+    d = losses.relativistic_discriminator_loss
+    g = losses.relativistic_generator_loss
+    assert d(real, fake) < d(even, even) < d(fake, real)  # D is rewarded for ranking real above fake
+    assert g(fake, real) < g(even, even) < g(real, fake)  # G for the opposite
+    assert math.isclose(d(even, even).item(), math.log(2), rel_tol=1e-6)
+    assert torch.isclose(d(real, fake), g(fake, real))
+
+    real = real.clone().requires_grad_(True)
+    fake = fake.clone().requires_grad_(True)
+    d(real, fake).backward()
+    assert (real.grad < 0).all() and (fake.grad > 0).all()  # descending D's loss raises D(real) - D(fake)
+
+    right, wrong = torch.tensor([2.0, 1.0]), torch.tensor([-2.0, 3.0])
+    c = losses.contrastive_discriminator_loss
+    assert c(right, wrong) > c(right[:1], wrong[:1])  # row 1 prefers the wrong prompt and is penalised
+    assert torch.isclose(c(right, wrong, torch.tensor([True, False])), c(right[:1], wrong[:1]))
+
+
+def test_noise_level_samplers_cover_their_ranges():
+    generator = torch.Generator().manual_seed(0)
+    t = losses.logsnr_uniform_t(4000, generator, -6.0, 2.0)
+    logsnr = torch.log((1 - t) / t)
+    assert logsnr.min() >= -6.001 and logsnr.max() <= 2.001
+    assert abs(logsnr.mean().item() + 2.0) < 0.2  # uniform: centred on the middle of [-6, 2]
+    s = losses.logit_normal_t(4000, generator, mean=-1.0, std=1.0)
+    assert abs(s.median().item() - torch.sigmoid(torch.tensor(-1.0)).item()) < 0.03
+    x0, noise = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
+    times = torch.tensor([0.2, 0.5, 0.9])
+    x_t = losses.add_noise(x0, noise, times)
+    torch.testing.assert_close(
+        losses.denoise(x_t, noise - x0, times), x0
+    )  # the true velocity denoises exactly
+
+
+def test_reconstruction_and_kl_losses():
+    audio = torch.from_numpy(sine(440, 0.1))[None]
+    mono_source = audio.clone()  # identical channels: a silent side channel
+    assert losses.multi_resolution_stft_loss(audio, mono_source, (256, 64)).item() < 1e-6
+    noisy = audio + 0.05 * torch.randn_like(audio)
+    worse = audio + 0.2 * torch.randn_like(audio)
+    small = losses.multi_resolution_stft_loss(noisy, audio, (256, 64))
+    large = losses.multi_resolution_stft_loss(worse, audio, (256, 64))
+    assert torch.isfinite(large) and 0 < small < large < 50
+    assert losses.kl_loss(torch.zeros(2, 3, 4), torch.ones(2, 3, 4)).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.kl_loss(torch.ones(2, 3, 4), torch.ones(2, 3, 4)).item() == pytest.approx(3.0)
+
+
+def test_ema_warms_up_then_averages_and_applies():
+    assert ema_decay(0, 0.999) == 0.0
+    assert 0 < ema_decay(10, 0.999) < ema_decay(100, 0.999) < 0.999
+    assert ema_decay(10**7, 0.999) == 0.999
+    layer = torch.nn.Linear(2, 2)
+    ema = EMA(layer, 0.5)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    ema.update(layer, step=0)  # decay 0: the average becomes the weights
+    with torch.no_grad():
+        layer.weight.fill_(3.0)
+    ema.update(layer, step=10**6)  # decay 0.5
+    with ema.applied(layer):
+        assert torch.allclose(layer.weight, torch.full((2, 2), 2.0))
+    assert torch.allclose(layer.weight, torch.full((2, 2), 3.0))
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def test_corpus_errors_say_what_is_wrong(config_file, tmp_path):
+    with pytest.raises(CorpusError, match=r"no manifest\.jsonl") as info:
+        read_manifest(tmp_path)
+    assert "--corpus" in info.value.hint
+    row = '{"id": "a", "path": "a.wav", "caption": "x", "split": "valid"}\n'
+    (tmp_path / "manifest.jsonl").write_text(row + "{oops\n")
+    with pytest.raises(CorpusError, match=r"manifest\.jsonl:2: not valid JSON"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text(row.replace('"valid"', '"dev"'))
+    with pytest.raises(CorpusError, match="split 'dev' is not one of"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text(row)
+    with pytest.raises(CorpusError, match="no clips in the 'train' split") as info:
+        train_autoencoder(AutoencoderTrainConfig(corpus=tmp_path, out=tmp_path / "run", config=config_file))
+    assert '"split": "train"' in info.value.hint
+
+
+def test_step_sampler_resumes_mid_epoch_and_shards_ranks():
+    def take(sampler, n):
+        stream = iter(sampler)
+        return [next(stream) for _ in range(n)]
+
+    whole = take(StepSampler(5, seed=3), 12)
+    assert take(StepSampler(5, seed=3, skip=7), 5) == whole[7:]
+    assert sorted(i for i, _ in whole[:5]) == list(range(5))  # an epoch visits every clip once
+    rank0 = [i for i, _ in take(StepSampler(6, seed=3, rank=0, world=2), 3)]
+    rank1 = [i for i, _ in take(StepSampler(6, seed=3, rank=1, world=2), 3)]
+    assert sorted(rank0 + rank1) == list(range(6))
+
+
+def test_audio_clips_are_cropped_padded_resampled_and_phrased(corpus):
+    clips = {c.id: c for c in read_manifest(corpus)}
+    data = AudioClips(list(clips.values()), 44100, 2, SAMPLE_SIZE)
+    names = list(clips)
+    short = data[(names.index("synthetic/sine-low"), 1)]
+    assert short["audio"].shape == (2, SAMPLE_SIZE)
+    assert short["seconds"] == pytest.approx(0.1, abs=1e-4)
+    assert short["audio"][:, 4500:].abs().max() == 0  # padded with silence
+    assert short["caption"] in clips["synthetic/sine-low"].captions
+    mono = data[(names.index("synthetic/noise-mono"), 1)]  # 0.4 s mono at 22.05 kHz
+    assert mono["audio"].shape == (2, SAMPLE_SIZE) and torch.equal(mono["audio"][0], mono["audio"][1])
+    assert mono["seconds"] == pytest.approx(SAMPLE_SIZE / 44100)
+    crops = {
+        data[(names.index("synthetic/sine-high"), seed)]["audio"][0, :64].sum().item() for seed in range(4)
+    }
+    assert len(crops) > 1  # random crops of a long clip
+
+
+# -- discriminators ------------------------------------------------------------------------------
+
+
+def test_arc_discriminator_reuses_the_dit_trunk():
+    torch.manual_seed(0)
+    model = AudioModel(ModelConfig.from_dict(tiny_config(**{"model.diffusion.config.depth": 4})))
+    dit = model.dit
+    x, t = torch.randn(2, 8, 6), torch.tensor([0.3, 0.8])
+    context, global_cond = torch.randn(2, 5, 64), torch.randn(2, 64)
+    whole = ArcDiscriminator(dit, depth_fraction=1.0, head_channels=16)
+    y = dit.proj_out(whole.hidden_states(x, t, context, global_cond)[:, 1:]).transpose(1, 2)
+    torch.testing.assert_close(dit.output_conv(y) + y, dit(x, t, context, global_cond))
+    disc = ArcDiscriminator(dit, head_channels=16)
+    assert len(disc.blocks) == 3  # the first 75% of 4 blocks
+    assert disc(x, t, context, global_cond).shape == (2,)
+    assert not disc.blocks[0].self_norm.bias.requires_grad  # the DiT's fixed LayerNorm biases stay fixed
+    stft = MultiScaleSTFTDiscriminator(2, filters=4, n_ffts=(256, 128))
+    logits, features = stft(torch.randn(3, 2, 4096))
+    assert len(logits) == 2 and logits[0].shape[:2] == (3, 1) and len(features[0]) == 5
+
+
+# -- each trainer's step on a fixed batch ----------------------------------------------------------
+
+
+def test_autoencoder_losses_fall_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = AudioModel(ModelConfig.from_dict(small_config()))
+    net = VaeRoundTrip(model.vae)
+    disc = MultiScaleSTFTDiscriminator(2, filters=4, n_ffts=(256, 128))
+    config = AutoencoderTrainConfig(corpus=Path("."), out=Path("."), **AE_OPTIONS)
+    opt_vae = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.8, 0.99))
+    opt_disc = torch.optim.Adam(disc.parameters(), lr=1e-3, betas=(0.8, 0.99))
+    frames = AE_OPTIONS["chunk"]
+    audio = torch.stack([torch.from_numpy(sine(f, frames / 44100)) for f in (220, 1320)])
+    noise = torch.randn(2, 8, frames // 2048)
+    history = [autoencoder_step(net, disc, opt_vae, opt_disc, audio, noise, config, True) for _ in range(6)]
+    assert all(math.isfinite(v) for step in history for v in step.values())
+    assert history[-1]["stft"] < 0.85 * history[0]["stft"]
+    assert history[-1]["disc"] < history[0]["disc"]  # the discriminator learns to tell them apart
+
+
+def test_flow_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = AudioModel(ModelConfig.from_dict(small_config()))
+    trainable = train_only(model, model.dit, model.conditioners)
+    net = ConditionedVelocity(model)
+    optimizer = torch.optim.AdamW(trainable, lr=3e-3)
+    latents, noise = torch.randn(3, 8, 4), torch.randn(3, 8, 4)
+    t, keep = torch.tensor([0.2, 0.5, 0.8]), torch.tensor([1.0, 1.0, 0.0])
+    prompts, seconds = ["kick", "snare", "hat"], [0.1, 0.15, 0.19]
+    history = []
+    for _ in range(15):
+        loss = flow_loss(net, latents, prompts, seconds, t, noise, keep)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    assert all(math.isfinite(v) for v in history)
+    assert history[-1] < 0.5 * history[0]
+
+
+def arc_setup(seed: int = 0) -> tuple:
+    torch.manual_seed(seed)
+    model = AudioModel(ModelConfig.from_dict(small_config()))
+    disc = ArcDiscriminator(model.dit, head_channels=16)
+    train_only(model, model.dit)
+    config = ArcTrainConfig(corpus=Path("."), out=Path("."), grad_clip=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(4, 8, 4)
+    batch = arc_batch(model, latents, ["kick", "snare", "hat", "kick"], [0.1, 0.1, 0.2, 0.2], generator)
+    draws = ArcNoise.draw(latents.shape, generator, config)
+    return model, disc, config, batch, draws
+
+
+def test_arc_batch_swaps_only_the_prompt_tokens():
+    _, _, _, batch, _ = arc_setup()
+    prompt_tokens = 16  # the tiny config's MiniLM max_length; the seconds token follows
+    assert not torch.equal(batch.wrong_context[:, :prompt_tokens], batch.cond.context[:, :prompt_tokens])
+    torch.testing.assert_close(batch.wrong_context[:, prompt_tokens:], batch.cond.context[:, prompt_tokens:])
+    assert batch.contrast.sum() >= 2  # rows meeting another text ("kick" may meet "kick")
+
+
+def test_a_discriminator_step_raises_the_real_fake_margin():
+    model, disc, config, batch, draws = arc_setup()
+    optimizer = torch.optim.Adam([p for p in disc.parameters() if p.requires_grad], lr=1e-4)
+
+    def margin() -> float:
+        with torch.no_grad():
+            fake = generate_x0(model.dit, batch, draws)
+            real_s = losses.add_noise(batch.latents, draws.renoise, draws.s)
+            fake_s = losses.add_noise(fake, draws.renoise, draws.s)
+            cond = (draws.s, batch.cond.context, batch.cond.global_cond)
+            return (disc(real_s, *cond) - disc(fake_s, *cond)).mean().item()
+
+    before = margin()
+    values = discriminator_step(model.dit, disc, optimizer, batch, draws, config)
+    assert values["d_margin"] == pytest.approx(before, abs=1e-5)
+    assert margin() > before
+
+
+def test_arc_losses_fall_on_a_fixed_batch():
+    model, disc, config, batch, draws = arc_setup(1)
+    opt_d = torch.optim.Adam([p for p in disc.parameters() if p.requires_grad], lr=1e-3)
+    d_history = [discriminator_step(model.dit, disc, opt_d, batch, draws, config) for _ in range(6)]
+    total = [v["d_relativistic"] + v["d_contrastive"] for v in d_history]
+    assert all(math.isfinite(v) for v in total)
+    assert total[-1] < total[0]
+    opt_g = torch.optim.Adam([p for p in model.dit.parameters() if p.requires_grad], lr=1e-3)
+    g_history = [
+        generator_step(model.dit, disc, opt_g, batch, draws, config)["g_relativistic"] for _ in range(6)
+    ]
+    assert all(math.isfinite(v) for v in g_history)
+    assert g_history[-1] < g_history[0]  # against a fixed discriminator the generator catches up
+
+
+# -- whole runs ----------------------------------------------------------------------------------
+
+
+def test_autoencoder_run_resumes_exactly_and_exports_a_loadable_model(corpus, config_file, tmp_path):
+    options = {"corpus": corpus, "config": config_file, **AE_OPTIONS}
+    straight = train_autoencoder(AutoencoderTrainConfig(out=tmp_path / "straight", steps=3, **options))
+    train_autoencoder(AutoencoderTrainConfig(out=tmp_path / "resumed", steps=1, **options))
+    assert torch.load(tmp_path / "resumed" / "state.pt", weights_only=True)["step"] == 1
+    resumed = train_autoencoder(AutoencoderTrainConfig(out=tmp_path / "resumed", steps=3, **options))
+
+    rows = log_rows(tmp_path / "straight")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(math.isfinite(r["stft"]) and math.isfinite(r["disc"]) for r in rows)
+    assert [r["step"] for r in log_rows(tmp_path / "resumed")] == [1, 2, 3]
+    for a, b in zip(rows, log_rows(tmp_path / "resumed"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    states = [torch.load(p.parent / "state.pt", weights_only=True) for p in (straight, resumed)]
+    assert states[0]["step"] == states[1]["step"] == 3
+    for part in ("model", "discriminator", "ema"):
+        for key, tensor in states[0]["parts"][part].items():
+            torch.testing.assert_close(tensor, states[1]["parts"][part][key], rtol=1e-4, atol=1e-6)
+    assert (
+        states[0]["parts"]["opt_vae"]["state"][0]["step"] == states[1]["parts"]["opt_vae"]["state"][0]["step"]
+    )
+
+    model = load_model(straight)  # the EMA weights, in the checkpoint format
+    ema = states[0]["parts"]["ema"]
+    torch.testing.assert_close(model.vae.encoder.in_conv.weight_v, ema["vae.encoder.in_conv.weight_v"])
+
+
+def test_flow_run_exports_a_model_the_engine_samples_with_euler(flow_folder):
+    rows = log_rows(flow_folder.parent)
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(math.isfinite(r["flow"]) for r in rows)
+    assert math.isfinite(log_rows(flow_folder.parent, "valid")[0]["flow"])
+    assert (
+        json.loads((flow_folder / "model_config.json").read_text())["model"]["diffusion"][
+            "diffusion_objective"
+        ]
+        == "rectified_flow"
+    )
+    sampler, audio = generate(flow_folder)
+    assert sampler == "euler" and audio.shape == (2, round(0.15 * 44100)) and np.isfinite(audio).all()
+
+
+def test_arc_run_exports_a_ping_pong_model(corpus, flow_folder, tmp_path):
+    out = train_arc(
+        ArcTrainConfig(
+            corpus=corpus,
+            out=tmp_path / "arc",
+            init=flow_folder,
+            steps=2,
+            batch_size=3,
+            workers=0,
+            head_channels=16,
+            log_every=1,
+            val_every=2,
+        )
+    )
+    rows = log_rows(tmp_path / "arc")
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("d_relativistic", "d_contrastive", "d_margin", "g_relativistic"):
+        assert all(math.isfinite(r[key]) for r in rows)
+    sampler, audio = generate(out)
+    assert sampler == "pingpong" and np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+def test_flow_refuses_a_config_whose_vae_differs_from_init(corpus, vae_folder, tmp_path):
+    other = tiny_config(sample_size=SAMPLE_SIZE, **{"model.pretransform.config.encoder.config.channels": 8})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    options = {"corpus": corpus, "out": tmp_path / "run", "init": vae_folder, "workers": 0}
+    with pytest.raises(TrainingError, match="'autoencoder' differs"):
+        train_flow(FlowTrainConfig(config=tmp_path / "other.json", **options))
+
+
+def test_a_run_folder_refuses_another_kind_of_run(corpus, config_file, vae_folder, tmp_path):
+    train_autoencoder(
+        AutoencoderTrainConfig(corpus=corpus, out=tmp_path, config=config_file, steps=1, **AE_OPTIONS)
+    )
+    with pytest.raises(TrainingError, match="holds a 'autoencoder' run"):
+        train_flow(FlowTrainConfig(corpus=corpus, out=tmp_path, init=vae_folder, workers=0))
+
+
+def test_cli_maps_options_onto_the_configs(corpus, capsys):
+    parser = argparse.ArgumentParser(prog="studio")
+    parser.add_argument("--device")  # the top-level `studio` parser has serve options of its own
+    add_train_commands(parser.add_subparsers(dest="command"))
+    argv = ["train", "flow", "--corpus", str(corpus), "--out", "run", "--init", "vae", "--steps", "7"]
+    args = parser.parse_args([*argv, "--cond-dropout", "0.2"])
+    config = cli._config(FlowTrainConfig, args)
+    assert (config.steps, config.cond_dropout, config.init, config.out) == (7, 0.2, Path("vae"), Path("run"))
+    assert config.lr == FlowTrainConfig.lr and config.device is None  # unset options keep the defaults
+    args = parser.parse_args(
+        ["train", "autoencoder", "--corpus", "c", "--out", "o", "--disc-n-ffts", "512,128"]
+    )
+    assert cli._config(AutoencoderTrainConfig, args).disc_n_ffts == (512, 128)
+    assert main(["flow", "--corpus", str(corpus), "--out", str(corpus / "run")]) == 2
+    assert "needs --init" in capsys.readouterr().err
+
+
+# -- torchrun ------------------------------------------------------------------------------------
+
+
+def test_torchrun_trains_on_two_processes(corpus, config_file, tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "studio.training.cli",
+        "autoencoder",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--config",
+        str(config_file),
+        "--steps",
+        "2",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        *AE_CLI,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot spawn torchrun processes here: {exc}")
+    if result.returncode != 0 and "Address family not supported" in result.stderr:
+        pytest.skip("this machine cannot open the local sockets the process group needs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(out / "state.pt", weights_only=True)
+    assert state["step"] == 2
+    rows = log_rows(out)
+    assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
+    assert load_model(out / "model").config.sample_size == SAMPLE_SIZE
