@@ -314,8 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     from studio.data.cli import add_data_commands
+    from studio.eval.cli import add_clap_train_command, add_eval_commands
+    from studio.training.cli import add_train_commands
 
     add_data_commands(sub)
+    add_clap_train_command(add_train_commands(sub))
+    add_eval_commands(sub)
     return parser
 
 

@@ -92,7 +92,7 @@ def cmd_train_arc(args: argparse.Namespace) -> int:
 def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Register `train autoencoder|flow|arc` on a parser's subcommands; returns the `train` group."""
     train = subparsers.add_parser("train", help="train the VAE, pretrain the flow DiT, ARC post-train it")
-    kinds = train.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,flow,arc}")
+    kinds = train.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,flow,arc,clap}")
 
     defaults = _defaults(AutoencoderTrainConfig)
     ae = kinds.add_parser("autoencoder", help="train an Oobleck VAE (STFT + adversarial + KL losses)")

@@ -1,0 +1,359 @@
+"""`studio bench`: latency per stage of generation, end to end, memory and real-time factor.
+
+Stages are timed on the model's own pieces, the way the engine runs them: text conditioning, one
+DiT velocity call per sampling step, VAE decode. Every stage boundary synchronises the GPU, so a
+stage's time is its own. Each batch size runs `warmup` untimed times first, then `runs` timed
+times; results are the median, min and max. `--arch sao-small` builds stable-audio-open-small's
+full-size architecture (random weights unless its checkpoint is on this machine), so speed can be
+measured anywhere. Results go to `<out>/<device>-<date>.json`, one entry per model, merged with
+what that file already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from studio import sampling
+from studio.engine import pick_device, pick_dtype
+from studio.errors import ModelNotFoundError, StudioError
+from studio.models import AudioModel, ModelConfig, load_model
+from studio.models.conditioners import PromptEncoder
+from studio.models.registry import resolve_model
+
+SAO_SMALL = "sao-small"
+PROMPT = "punchy 808 kick drum with a long tail"
+# stable-audio-open-small's model_config.json (../shared/docs/sao-small-format.md).
+SAO_SMALL_CONFIG: dict[str, Any] = {
+    "model_type": "diffusion_cond",
+    "sample_size": 524288,
+    "sample_rate": 44100,
+    "audio_channels": 2,
+    "model": {
+        "pretransform": {
+            "type": "autoencoder",
+            "iterate_batch": True,
+            "config": {
+                "encoder": {
+                    "type": "oobleck",
+                    "config": {
+                        "in_channels": 2,
+                        "channels": 128,
+                        "c_mults": [1, 2, 4, 8, 16],
+                        "strides": [2, 4, 4, 8, 8],
+                        "latent_dim": 128,
+                        "use_snake": True,
+                    },
+                },
+                "decoder": {
+                    "type": "oobleck",
+                    "config": {
+                        "out_channels": 2,
+                        "channels": 128,
+                        "c_mults": [1, 2, 4, 8, 16],
+                        "strides": [2, 4, 4, 8, 8],
+                        "latent_dim": 64,
+                        "use_snake": True,
+                        "final_tanh": False,
+                    },
+                },
+                "bottleneck": {"type": "vae"},
+                "latent_dim": 64,
+                "downsampling_ratio": 2048,
+                "io_channels": 2,
+            },
+        },
+        "conditioning": {
+            "configs": [
+                {"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 64}},
+                {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 256}},
+            ],
+            "cond_dim": 768,
+        },
+        "diffusion": {
+            "cross_attention_cond_ids": ["prompt", "seconds_total"],
+            "global_cond_ids": ["seconds_total"],
+            "diffusion_objective": "rf_denoiser",
+            "type": "dit",
+            "config": {
+                "io_channels": 64,
+                "embed_dim": 1024,
+                "depth": 16,
+                "num_heads": 8,
+                "cond_token_dim": 768,
+                "global_cond_dim": 768,
+                "transformer_type": "continuous_transformer",
+                "attn_kwargs": {"qk_norm": "ln"},
+            },
+        },
+        "io_channels": 64,
+    },
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str | None = None
+    arch: str | None = None  # "sao-small": the full-size architecture, random weights if need be
+    device: str | None = None
+    dtype: str | None = None
+    batch_sizes: tuple[int, ...] = (1, 8)
+    steps: int = 8
+    sampler: str = "pingpong"
+    seconds: float | None = None  # default: the model's full length
+    runs: int = 5
+    warmup: int = 1
+    out: Path = Path("reports/bench")
+
+
+@dataclass
+class BenchResult:
+    path: Path
+    name: str
+    entry: dict[str, Any]
+
+
+def _t5_cached(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(filename: str) -> bool:
+        return isinstance(try_to_load_from_cache(name, filename), str)
+
+    return cached("config.json") and (cached("model.safetensors") or cached("pytorch_model.bin"))
+
+
+def _text_encoder(model: AudioModel, device: torch.device, dtype: torch.dtype) -> str:
+    """Which prompt encoder runs; a T5 that is not cached here is replaced by MiniLM, and said so."""
+    cond = model.config.prompt_conditioner
+    if cond is None:
+        return "none"
+    if cond.type != "t5":
+        return cond.type
+    name = cond.options.get("t5_model_name", "t5-base")
+    if _t5_cached(name):
+        return f"t5 ({name})"
+    max_length = int(cond.options.get("max_length", 128))
+    model.conditioners[cond.id] = PromptEncoder("minilm", model.config.cond_dim, max_length).to(device, dtype)
+    return (
+        f"minilm stand-in (max_length {max_length}, random projection to {model.config.cond_dim}): {name} is "
+        "not in the Hugging Face cache, so text-encoding times are MiniLM's, not T5's"
+    )
+
+
+def build_model(config: BenchConfig, device: torch.device, dtype: torch.dtype) -> tuple[AudioModel, dict]:
+    """The model to time and what it is: a model folder/name, or the sao-small architecture."""
+    if config.arch is not None and config.arch != SAO_SMALL:
+        raise StudioError(f"unknown architecture '{config.arch}'", f"use --arch {SAO_SMALL}")
+    if config.arch == SAO_SMALL:
+        try:
+            entry = resolve_model("stable-audio-open-small", download=False)
+        except ModelNotFoundError:
+            entry = None
+        if entry is None:
+            torch.manual_seed(0)
+            with torch.device(device):  # built in place: no 2 GB copy from the CPU
+                model = AudioModel(ModelConfig.from_dict(SAO_SMALL_CONFIG))
+            model = model.to(dtype).eval()
+            info = {"name": SAO_SMALL, "weights": "random (checkpoint not on this machine)"}
+        else:
+            model = load_model(entry.path).to(device, dtype)
+            info = {"name": SAO_SMALL, "weights": str(entry.path)}
+    else:
+        entry = resolve_model(config.model)
+        model = load_model(entry.path).to(device, dtype)
+        info = {"name": Path(entry.name).name, "weights": str(entry.path)}
+    info["text_encoder"] = _text_encoder(model, device, dtype)
+    info["parameters"] = {
+        "dit": sum(p.numel() for p in model.dit.parameters()),
+        "vae": sum(p.numel() for p in model.vae.parameters()),
+    }
+    return model, info
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def time_generation(
+    model: AudioModel, batch: int, seconds: float, steps: int, sampler: str, device: torch.device
+) -> dict[str, Any]:
+    """One generation of `batch` takes, timed per stage (seconds)."""
+    c = model.config
+    dtype = next(model.dit.parameters()).dtype
+    _sync(device)
+    start = time.perf_counter()
+    cond = model.condition([PROMPT] * batch, [seconds] * batch)
+    _sync(device)
+    text = time.perf_counter() - start
+    step_times: list[float] = []
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        _sync(device)
+        begin = time.perf_counter()
+        v = model.velocity(x, t, cond)
+        _sync(device)
+        step_times.append(time.perf_counter() - begin)
+        return v
+
+    x = torch.randn(batch, c.autoencoder.latent_dim, c.latent_length, device=device)
+    if sampler == "pingpong":
+        x = sampling.sample_pingpong(
+            velocity, x, sampling.logsnr_schedule(steps), lambda _: torch.randn_like(x)
+        )
+    else:
+        x = sampling.sample_euler(velocity, x, sampling.linear_schedule(steps))
+    _sync(device)
+    sampled = time.perf_counter()
+    model.vae.decode(x.to(dtype))
+    _sync(device)
+    end = time.perf_counter()
+    return {
+        "text_encoding": text,
+        "steps": step_times,
+        "sampling": sampled - start - text,
+        "vae_decode": end - sampled,
+        "end_to_end": end - start,
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def bench_batch(
+    model: AudioModel, config: BenchConfig, batch: int, seconds: float, device: torch.device
+) -> dict[str, Any]:
+    """Warm-up runs, then timed runs of one batch size; stage statistics, memory and RTF."""
+    for _ in range(config.warmup):
+        time_generation(model, batch, seconds, config.steps, config.sampler, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runs = [
+        time_generation(model, batch, seconds, config.steps, config.sampler, device)
+        for _ in range(config.runs)
+    ]
+    end_to_end = _stats([r["end_to_end"] for r in runs])
+    return {
+        "batch_size": batch,
+        "warmup_runs": config.warmup,
+        "runs": config.runs,
+        "text_encoding_s": _stats([r["text_encoding"] for r in runs]),
+        "step_s": [_stats([r["steps"][i] for r in runs]) for i in range(config.steps)],
+        "sampling_s": _stats([r["sampling"] for r in runs]),
+        "vae_decode_s": _stats([r["vae_decode"] for r in runs]),
+        "end_to_end_s": end_to_end,
+        "per_take_s": end_to_end["median"] / batch,
+        # Audio made per wall-clock second: batch x take length over the median end-to-end time.
+        "rtf": batch * seconds / end_to_end["median"],
+        "peak_vram_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def describe_machine(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform.processor() is what there is
+    machine: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "ram_gb": _ram_gb(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        machine["gpu"] = {
+            "name": props.name,
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda,
+        }
+    return machine
+
+
+def _ram_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None  # sysconf names are POSIX-only
+
+
+def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) -> BenchResult:
+    if config.sampler not in sampling.SAMPLERS:
+        raise StudioError(f"unknown sampler '{config.sampler}'", f"use one of {', '.join(sampling.SAMPLERS)}")
+    if config.runs < 1 or config.steps < 1 or not config.batch_sizes or min(config.batch_sizes) < 1:
+        raise StudioError("runs, steps and batch sizes must be at least 1")
+    device = pick_device(config.device)
+    dtype = pick_dtype(device, config.dtype)
+    say(f"building {config.arch or config.model or 'the default model'} on {device} ({dtype})")
+    model, info = build_model(config, device, dtype)
+    seconds = config.seconds or model.config.max_seconds
+    batches = {}
+    for batch in config.batch_sizes:
+        say(f"batch {batch}: {config.warmup} warm-up + {config.runs} timed runs of {config.steps} steps")
+        batches[str(batch)] = bench_batch(model, config, batch, seconds, device)
+    entry = {
+        **info,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "sampler": config.sampler,
+        "steps": config.steps,
+        "audio_seconds": seconds,
+        "prompt": PROMPT,
+        "batches": batches,
+        "notes": "peak_rss_mb is the process's high-water mark so far (it includes model loading); "
+        "stage times include a GPU synchronisation at each boundary",
+    }
+    path = config.out / f"{device.type}-{date.today().isoformat()}.json"
+    write_entry(path, device, info["name"], entry)
+    return BenchResult(path, info["name"], entry)
+
+
+def write_entry(path: Path, device: torch.device, name: str, entry: dict[str, Any]) -> None:
+    """Add one model's entry to the day's file for this device. An earlier entry for the same model
+    and settings keeps the batch sizes this run did not measure, so batch 1 and batch 8 can be
+    measured by separate runs (the slow CPU case); any other earlier entry is replaced."""
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report["device"] = device.type
+    report["date"] = date.today().isoformat()
+    report["machine"] = describe_machine(device)
+    benchmarks = report.setdefault("benchmarks", {})
+    earlier = benchmarks.get(name)
+    if earlier is not None and all(earlier.get(k) == entry[k] for k in _SAME_SETTINGS):
+        entry = {**entry, "batches": {**earlier["batches"], **entry["batches"]}}
+    benchmarks[name] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+_SAME_SETTINGS = ("weights", "text_encoder", "device", "dtype", "sampler", "steps", "audio_seconds")

@@ -1,0 +1,207 @@
+"""`studio eval [adherence]`, `studio bench` and `studio train clap`.
+
+`add_eval_commands(subparsers)` registers `eval` and `bench` on the main parser's subcommands;
+`add_clap_train_command(train_subparsers)` registers `clap` under `studio train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from studio.errors import StudioError
+from studio.eval.corpus import default_corpus_dir
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _categories(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of categories")
+    return names
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from studio.eval.run import EvalConfig, run_adherence, run_eval
+
+    config = EvalConfig(
+        model=args.model,
+        corpus=Path(args.corpus),
+        out=Path(args.out),
+        clap=Path(args.clap) if args.clap else None,
+        quick=args.quick,
+        device=args.device,
+        seed=args.seed,
+        takes=args.takes,
+        categories=args.categories,
+    )
+    result = run_adherence(config, _say) if args.mode == "adherence" else run_eval(config, _say)
+    report = result.report
+    accuracy = report["category_accuracy"]
+    print(f"prompt-category accuracy {accuracy['top1']:.3f} (chance {accuracy['chance']:.3f})")
+    if "fad" in report:
+        print(
+            f"FAD {report['fad']['overall']:.3f}, adherence {report['adherence']['mean']:.3f}, "
+            f"CCDS {report['ccds']['mean']:.3f}"
+        )
+        if not report["diversity"]["rises"]:
+            _say("warning: CCDS does not rise with the diversity knob")
+    for path in result.files:
+        print(path)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from studio.eval.bench import BenchConfig, run_bench
+
+    if args.model and args.arch:
+        raise StudioError("--model and --arch name two different things to time", "pass one of them")
+    result = run_bench(
+        BenchConfig(
+            model=args.model,
+            arch=args.arch,
+            device=args.device,
+            dtype=args.dtype,
+            batch_sizes=args.batch,
+            steps=args.steps,
+            sampler=args.sampler,
+            seconds=args.seconds,
+            runs=args.runs,
+            warmup=args.warmup,
+            out=Path(args.out),
+        ),
+        _say,
+    )
+    entry = result.entry
+    print(
+        f"{result.name} on {entry['device']} ({entry['dtype']}), {entry['steps']} {entry['sampler']} steps, "
+        f"{entry['audio_seconds']:.2f} s of audio per take; medians in seconds:"
+    )
+    print("batch  text    step    decode  total   per take  RTF")
+    for batch, b in entry["batches"].items():
+        step = sum(s["median"] for s in b["step_s"]) / len(b["step_s"])
+        text, decode, total = (b[k]["median"] for k in ("text_encoding_s", "vae_decode_s", "end_to_end_s"))
+        print(
+            f"{batch:>5}  {text:.3f}  {step:.3f}  {decode:.3f}  {total:.3f}  {b['per_take_s']:.3f}  "
+            f"   {b['rtf']:.2f}"
+        )
+    print(result.path)
+    return 0
+
+
+def cmd_train_clap(args: argparse.Namespace) -> int:
+    from studio.eval.clap import ClapTrainConfig, train_clap
+    from studio.eval.run import default_clap_dir
+
+    corpus = Path(args.corpus)
+    config = ClapTrainConfig(
+        corpus=corpus,
+        out=Path(args.out) if args.out else default_clap_dir(corpus),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        log_every=args.log_every,
+        device=args.device,
+    )
+    result = train_clap(config, lambda step, loss: _say(f"step {step}/{config.steps}: loss {loss:.4f}"))
+    print(result)
+    return 0
+
+
+def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `eval` and `bench` on the main parser's subcommands."""
+    ev = subparsers.add_parser(
+        "eval",
+        help="score a model: FAD, prompt-category accuracy, adherence, diversity, sampler sweep",
+        description="Generate takes for category prompts and score them against the corpus's held-out "
+        "clips; writes OUT/<model>/eval.json, eval.md and PNG plots (see docs/eval.md). "
+        "`studio eval adherence` runs only prompt-category accuracy (OUT/<model>/adherence.json).",
+    )
+    ev.add_argument("mode", nargs="?", choices=["full", "adherence"], default="full", help="default: full")
+    ev.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
+    ev.add_argument(
+        "--corpus",
+        default=str(default_corpus_dir()),
+        help="corpus folder with manifest.jsonl (default: $STUDIO_CORPUS_DIR or ./corpus)",
+    )
+    ev.add_argument("--quick", action="store_true", help="2 takes, 3 sampler settings, 3 diversity values")
+    ev.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    ev.add_argument(
+        "--clap", help="contrastive model folder (default: CORPUS/clap, from `studio train clap`)"
+    )
+    ev.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    ev.add_argument("--seed", type=int, default=0, help="anchor seed of the first prompt (default 0)")
+    ev.add_argument("--takes", type=int, help="takes per prompt (default 4; --quick 2)")
+    ev.add_argument(
+        "--categories",
+        type=_categories,
+        help="comma list (default: the 12 core categories; --quick: those with held-out clips)",
+    )
+    ev.set_defaults(func=cmd_eval)
+
+    bench = subparsers.add_parser(
+        "bench",
+        help="time text encoding, each sampling step, VAE decode and the whole generation",
+        description="Latency per stage and end to end (median/min/max after warm-up), peak RAM/VRAM and "
+        "real-time factor; writes OUT/<device>-<date>.json.",
+    )
+    bench.add_argument("--model", help="model name or folder (default studio-mini)")
+    bench.add_argument(
+        "--arch",
+        choices=["sao-small"],
+        help="stable-audio-open-small's full-size architecture; random weights if its checkpoint is absent",
+    )
+    bench.add_argument("--device", help="cuda or cpu (default: the best available)")
+    bench.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16/fp16 on GPU"
+    )
+    bench.add_argument("--batch", type=_batch_sizes, default=(1, 8), help="batch sizes (default 1,8)")
+    bench.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
+    bench.add_argument("--sampler", choices=["pingpong", "euler"], default="pingpong")
+    bench.add_argument("--seconds", type=float, help="take length (default: the model's full length)")
+    bench.add_argument("--runs", type=int, default=5, help="timed runs per batch size (default 5)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    bench.add_argument("--out", default="reports/bench", help="folder for the JSON (default reports/bench)")
+    bench.set_defaults(func=cmd_bench)
+
+
+def add_clap_train_command(train_subparsers: argparse._SubParsersAction) -> None:
+    """Register `clap` under `studio train`."""
+    from studio.eval.clap import ClapTrainConfig
+
+    defaults = ClapTrainConfig(corpus=Path(), out=Path())
+    clap = train_subparsers.add_parser(
+        "clap",
+        help="train the small audio-text contrastive model that `studio eval` scores adherence with",
+        description="Train on the corpus's train split, report retrieval on its held-out split, save "
+        "clap.safetensors + clap.json.",
+    )
+    clap.add_argument(
+        "--corpus",
+        default=str(default_corpus_dir()),
+        help="corpus folder with manifest.jsonl (default: $STUDIO_CORPUS_DIR or ./corpus)",
+    )
+    clap.add_argument("--out", help="model folder (default: CORPUS/clap, where `studio eval` looks)")
+    clap.add_argument("--steps", type=int, default=defaults.steps, help=f"default {defaults.steps}")
+    clap.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}"
+    )
+    clap.add_argument("--lr", type=float, default=defaults.lr, help=f"default {defaults.lr}")
+    clap.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    clap.add_argument(
+        "--log-every", type=int, default=defaults.log_every, help=f"default {defaults.log_every}"
+    )
+    clap.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    clap.set_defaults(func=cmd_train_clap)
