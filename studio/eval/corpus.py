@@ -13,26 +13,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.data.manifest import CORE_CATEGORIES  # the builder guarantees these in every split
 from studio.errors import StudioError
 
 MANIFEST = "manifest.jsonl"
 DEFAULT_CORPUS = Path("corpus")
 HELD_OUT = "test"
-# The twelve categories prompt-category accuracy is scored on (docs/data.md, "core categories").
-CORE_CATEGORIES = (
-    "kick",
-    "snare",
-    "hi-hat",
-    "bass",
-    "piano",
-    "strings",
-    "pad",
-    "bell",
-    "rain",
-    "footsteps",
-    "explosion",
-    "riser",
-)
 # What the model is asked for per category: the plain name of the sound, as a user would type it.
 CATEGORY_PROMPTS = {
     "kick": "kick drum",
