@@ -13,10 +13,11 @@ import pytest
 import soundfile as sf
 from scipy.linalg import sqrtm
 
+from studio.data import CorpusError, read_manifest
 from studio.eval import metrics
 from studio.eval.clap import ClapModel, ClapModelError
 from studio.eval.cli import add_clap_train_command, add_eval_commands
-from studio.eval.corpus import CorpusError, held_out_by_category, read_clips
+from studio.eval.corpus import held_out_by_category
 from studio.eval.embeddings import AisfxEmbedder, mel_filterbank, mel_spectrogram
 
 RATE = 44100
@@ -284,8 +285,8 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
 
 
 def test_eval_errors_say_how_to_fix(corpus, tmp_path, tiny_model_dir):
-    with pytest.raises(CorpusError, match=r"manifest\.jsonl is missing") as missing:
-        read_clips(tmp_path)
+    with pytest.raises(CorpusError, match=r"no manifest\.jsonl") as missing:
+        read_manifest(tmp_path)
     assert "studio data build" in missing.value.hint
     with pytest.raises(CorpusError, match=r"no held-out .* clips for bell"):
         held_out_by_category(corpus, ("kick", "bell"))

@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 from tiny import make_model_folder, tiny_config
 
+from studio.data import CorpusError, read_manifest
 from studio.engine import Engine, Request
 from studio.models import AudioModel, ModelConfig, load_model
 from studio.training import cli, losses
@@ -35,7 +36,7 @@ from studio.training.autoencoder import (
     train_autoencoder,
 )
 from studio.training.cli import add_train_commands, main
-from studio.training.data import AudioClips, CorpusError, StepSampler, read_manifest
+from studio.training.data import AudioClips, StepSampler
 from studio.training.discriminators import ArcDiscriminator, MultiScaleSTFTDiscriminator
 from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, train_flow
 from studio.training.loop import EMA, TrainingError, ema_decay, train_only

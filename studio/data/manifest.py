@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -96,40 +96,65 @@ def split_for(source_file: str) -> str:
     return SPLITS[-1]
 
 
-@dataclass(frozen=True)
+# A hand-made corpus needs only these; everything else a builder records is optional.
+REQUIRED_FIELDS = ("id", "path", "caption", "split")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Clip:
-    """One manifest record; `path` is relative to the corpus folder."""
+    """One manifest record; `path` is relative to the corpus folder (`file` is the absolute one)."""
 
     id: str
     path: str
     caption: str
-    captions: tuple[str, ...]
-    category: str | None
-    source: str
-    source_file: str
-    licence: str
+    captions: tuple[str, ...] = ()  # every phrasing, `caption` first; one is drawn per training use
+    category: str | None = None
+    source: str = ""
+    source_file: str = ""
+    licence: str = ""
     split: str
-    seconds: float
-    sample_rate: int
-    augment: dict[str, Any] | None
-    tags: tuple[str, ...]
+    seconds: float = 0.0
+    sample_rate: int = 0
+    augment: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    folder: Path | None = field(default=None, compare=False, repr=False)  # set by read_manifest
+
+    def __post_init__(self) -> None:
+        phrasings = tuple(dict.fromkeys(c for c in (self.caption, *self.captions) if c.strip()))
+        object.__setattr__(self, "captions", phrasings)
+
+    @property
+    def file(self) -> Path:
+        return Path(self.folder or ".") / self.path
 
     def to_dict(self) -> dict[str, Any]:
-        record = asdict(self)
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "folder"}
         record["captions"] = list(self.captions)
         record["tags"] = list(self.tags)
         return record
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> Clip:
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in record]
-        if missing:
-            raise ValueError(f"missing field(s) {', '.join(missing)}")
-        values = {n: record[n] for n in names}
-        values["captions"] = tuple(values["captions"])
-        values["tags"] = tuple(values["tags"])
-        return cls(**values)
+    def from_dict(cls, record: Any, folder: Path | None = None) -> Clip:
+        """A record checked field by field; ValueError says which field is wrong."""
+        if not isinstance(record, dict):
+            raise ValueError("should be a JSON object")
+        for name in REQUIRED_FIELDS:
+            if not isinstance(record.get(name), str) or not record[name].strip():
+                raise ValueError(f"field '{name}' is missing or not text")
+        if record["split"] not in SPLITS:
+            raise ValueError(f"split '{record['split']}' is not one of {', '.join(SPLITS)}")
+        for name in ("captions", "tags"):
+            value = record.get(name) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"field '{name}' should be a list of text")
+        seconds = record.get("seconds", 0.0)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError("field 'seconds' should be a number of seconds")
+        known = {f.name for f in fields(cls)} - {"folder"}
+        values = {name: value for name, value in record.items() if name in known and value is not None}
+        values["captions"] = tuple(record.get("captions") or ())
+        values["tags"] = tuple(record.get("tags") or ())
+        return cls(**values, folder=folder)
 
 
 def write_manifest(folder: Path, clips: Iterable[Clip]) -> Path:
@@ -154,24 +179,40 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def read_manifest(folder: str | Path, split: str | None = None) -> list[Clip]:
-    """The clips of a corpus folder, in manifest order; with `split`, only that split's."""
+    """The clips of a corpus folder, in manifest order; with `split`, only that split's.
+
+    Errors name the line that was wrong and how to mend it.
+    """
     if split is not None and split not in SPLITS:
         raise CorpusError(f"unknown split '{split}'", f"use one of {', '.join(SPLITS)}")
-    path = Path(folder) / MANIFEST_NAME
+    folder = Path(folder)
+    path = folder / MANIFEST_NAME
     if not path.is_file():
-        raise CorpusError(f"{path}: no corpus manifest", "build one: studio data build --hours 1 --out DIR")
-    clips = []
+        raise CorpusError(
+            f"{folder}: no {MANIFEST_NAME} (not a corpus folder)",
+            "pass --corpus a folder made by `studio data build --hours 1 --out DIR` (eval also reads "
+            "STUDIO_CORPUS_DIR), or write manifest.jsonl yourself (fields: docs/data.md)",
+        )
+    clips, seen = [], set()
     with path.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            where = f"{path}:{line_no}"
             try:
-                clip = Clip.from_dict(json.loads(line))
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CorpusError(f"{where}: not valid JSON ({exc})", "one JSON object per line") from None
+            try:
+                clip = Clip.from_dict(record, folder)
             except (ValueError, TypeError) as exc:
                 raise CorpusError(
-                    f"{path}:{line_no}: not a manifest record ({exc})",
-                    "rebuild the corpus with studio data build",
-                ) from exc
+                    f"{where}: not a manifest record ({exc})",
+                    "fix the line (fields: docs/data.md) or rebuild with `studio data build`",
+                ) from None
+            if clip.id in seen:
+                raise CorpusError(f"{where}: clip id '{clip.id}' appears twice", "give every clip its own id")
+            seen.add(clip.id)
             if split is None or clip.split == split:
                 clips.append(clip)
     return clips

@@ -31,9 +31,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from studio.audio import read_audio, resample
+from studio.data.manifest import Clip, read_manifest
 from studio.engine import pick_device
 from studio.errors import StudioError
-from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT, Clip, read_clips
+from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT
 from studio.eval.metrics import cosine_similarity, recall_at_k
 from studio.models.conditioners import MINILM_WIDTH, _load_minilm
 
@@ -252,7 +253,7 @@ def retrieval_report(model: ClapModel, clips: list[Clip]) -> dict[str, float]:
     against the category prompts of every category present (zero-shot classification).
     """
     audio = model.embed_audio(
-        [read_audio(c.path, max_seconds=model.config.clip_seconds + 0.1) for c in clips]
+        [read_audio(c.file, max_seconds=model.config.clip_seconds + 0.1) for c in clips]
     )
     text = model.embed_text([c.caption for c in clips])
     captions = np.array([c.caption for c in clips])
@@ -285,7 +286,7 @@ def _load_mels(model: ClapModel, clips: list[Clip], batch_size: int = 64) -> tor
     with torch.inference_mode():
         for i in range(0, len(clips), batch_size):
             waves = np.stack(
-                [model.waveform(*read_audio(c.path, max_seconds=seconds)) for c in clips[i : i + batch_size]]
+                [model.waveform(*read_audio(c.file, max_seconds=seconds)) for c in clips[i : i + batch_size]]
             )
             out.append(model.log_mel(torch.from_numpy(waves)).half())
     return torch.cat(out)
@@ -296,8 +297,8 @@ def train_clap(
 ) -> ClapTrainResult:
     """Train on the corpus's "train" split, report retrieval on its held-out "test" split, save."""
     start = time.perf_counter()
-    train = read_clips(config.corpus, "train")
-    held_out = read_clips(config.corpus, HELD_OUT)
+    train = read_manifest(config.corpus, "train")
+    held_out = read_manifest(config.corpus, HELD_OUT)
     if len(train) < 2 or len(held_out) < 2:
         raise ClapModelError(
             f"{config.corpus}: {len(train)} train and {len(held_out)} held-out clips; CLAP needs 2 of each",

@@ -1,22 +1,16 @@
-"""Reading a corpus folder (`studio data build`'s output) for evaluation: manifest.jsonl + audio files.
+"""The evaluation's view of a corpus (`studio data build`'s output): held-out clips per category.
 
-Evaluation reads the manifest itself rather than through the builder's package, so it depends only
-on the file format (docs/data.md), and it only ever takes reference clips from the held-out "test"
-split: the model never trained on them.
+Reference clips only ever come from the held-out "test" split: the model never trained on them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
-from studio.data.manifest import CORE_CATEGORIES  # the builder guarantees these in every split
-from studio.errors import StudioError
+from studio.data.manifest import CORE_CATEGORIES, Clip, CorpusError, read_manifest
 
-MANIFEST = "manifest.jsonl"
 DEFAULT_CORPUS = Path("corpus")
 HELD_OUT = "test"
 # What the model is asked for per category: the plain name of the sound, as a user would type it.
@@ -46,58 +40,8 @@ CATEGORY_PROMPTS = {
 }
 
 
-class CorpusError(StudioError):
-    """The corpus folder is missing, unreadable, or lacks the clips an evaluation needs."""
-
-
-@dataclass(frozen=True)
-class Clip:
-    id: str
-    path: Path  # absolute
-    caption: str
-    captions: tuple[str, ...]
-    category: str | None
-    split: str
-    seconds: float
-
-
 def default_corpus_dir() -> Path:
     return Path(os.environ.get("STUDIO_CORPUS_DIR", DEFAULT_CORPUS))
-
-
-def read_clips(folder: Path, split: str | None = None) -> list[Clip]:
-    """The manifest's clips, in manifest order, optionally of one split."""
-    folder = Path(folder)
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        raise CorpusError(
-            f"no corpus at {folder}: {MANIFEST} is missing",
-            "build one with `studio data build --hours 1 --out corpus/`, then pass --corpus corpus/ "
-            "(or set STUDIO_CORPUS_DIR)",
-        )
-    clips = []
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            clip = Clip(
-                id=str(row["id"]),
-                path=folder / row["path"],
-                caption=str(row["caption"]),
-                captions=tuple(row.get("captions") or [row["caption"]]),
-                category=row.get("category"),
-                split=str(row["split"]),
-                seconds=float(row["seconds"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorpusError(
-                f"{manifest}:{number}: not a manifest row ({exc})",
-                "rebuild the corpus with `studio data build`",
-            ) from None
-        if split is None or clip.split == split:
-            clips.append(clip)
-    return clips
 
 
 def by_category(clips: list[Clip]) -> dict[str, list[Clip]]:
@@ -113,7 +57,7 @@ def held_out_by_category(folder: Path, categories: tuple[str, ...] | None) -> di
 
     categories None: every category that has test clips, in CORE_CATEGORIES order first.
     """
-    groups = by_category(read_clips(folder, HELD_OUT))
+    groups = by_category(read_manifest(folder, HELD_OUT))
     if categories is None:
         order = [c for c in CORE_CATEGORIES if c in groups] + sorted(set(groups) - set(CORE_CATEGORIES))
         categories = tuple(order)

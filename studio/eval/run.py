@@ -21,17 +21,11 @@ from typing import Any
 import numpy as np
 
 from studio.audio import read_audio
+from studio.data.manifest import CORE_CATEGORIES, Clip, read_manifest
 from studio.engine import DEFAULT_STEPS, Engine, Request
 from studio.errors import StudioError
 from studio.eval.clap import ClapModel, retrieval_report
-from studio.eval.corpus import (
-    CATEGORY_PROMPTS,
-    CORE_CATEGORIES,
-    HELD_OUT,
-    Clip,
-    held_out_by_category,
-    read_clips,
-)
+from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT, held_out_by_category
 from studio.eval.embeddings import AisfxEmbedder
 from studio.eval.metrics import (
     ccds,
@@ -137,7 +131,7 @@ class Reference:
     @classmethod
     def build(cls, clips: dict[str, list[Clip]], embedder: AisfxEmbedder) -> Reference:
         ordered = [clip for group in clips.values() for clip in group]
-        return cls(embedder.embed_files([c.path for c in ordered]), [c.category for c in ordered])
+        return cls(embedder.embed_files([c.file for c in ordered]), [c.category for c in ordered])
 
     def of(self, category: str) -> np.ndarray:
         return self.aisfx[np.array(self.labels) == category]
@@ -349,7 +343,7 @@ def _reference_adherence(
     seconds = clap.config.clip_seconds + 0.1
     scores = []
     for category, clips in held_out.items():
-        embeddings = clap.embed_audio([read_audio(c.path, max_seconds=seconds) for c in clips])
+        embeddings = clap.embed_audio([read_audio(c.file, max_seconds=seconds) for c in clips])
         scores.extend(embeddings @ prompts[category])
     return float(np.mean(scores))
 
@@ -391,7 +385,7 @@ def run_eval(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     report["diversity"] = diversity
     report["clap"] = {
         "folder": str(config.clap or default_clap_dir(config.corpus)),
-        "held_out": retrieval_report(clap, read_clips(config.corpus, HELD_OUT)),
+        "held_out": retrieval_report(clap, read_manifest(config.corpus, HELD_OUT)),
     }
     report["sweep"] = [_compact(s) for s in sweep]
     report["elapsed_s"] = time.perf_counter() - start

@@ -4,7 +4,7 @@ autoencoder.py  the Oobleck VAE (STFT + adversarial + feature-matching + KL loss
 flow.py         rectified-flow pretraining of the DiT on cached latents, with CFG dropout
 arc.py          ARC post-training into a few-step ping-pong model
 loop.py         what they share: run folder (state.pt, log.jsonl, model/), EMA, DDP, progress
-data.py         the corpus manifest, audio and latent datasets, the latent cache
+data.py         audio and latent datasets over the corpus, the latent cache
 losses.py       losses and noise-level samplers (pure functions)
 discriminators.py  multi-scale STFT discriminator, ARC's DiT-trunk discriminator
 cli.py          the command line

@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from studio.data.manifest import read_manifest
 from studio.models import AudioModel, Conditioning, ModelConfig, load_model
 from studio.training import losses
-from studio.training.data import LatentClips, read_manifest, split_clips
+from studio.training.data import LatentClips, split_clips
 from studio.training.discriminators import ArcDiscriminator
 from studio.training.flow import prepare_latents
 from studio.training.loop import (

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from studio.data.manifest import read_manifest
 from studio.models import AudioModel, ModelConfig, load_model
 from studio.models.oobleck import OobleckVAE, vae_sample
 from studio.training import losses
-from studio.training.data import AudioClips, read_manifest, split_clips
+from studio.training.data import AudioClips, split_clips
 from studio.training.discriminators import MultiScaleSTFTDiscriminator
 from studio.training.loop import (
     EMA,

@@ -1,16 +1,14 @@
-"""Training data: the corpus manifest, clips as fixed-length audio or as VAE latents, the latent cache.
+"""Training data: clips as fixed-length audio or as VAE latents, and the latent cache.
 
-A corpus folder holds `manifest.jsonl` (one JSON object per clip: id, path relative to the folder,
-caption, captions, split, …) and the audio. Every random choice a clip makes in a batch (crop
-offset, phrasing, posterior draw) comes from a seed derived from (run seed, epoch, clip index),
-so a resumed run sees exactly the batches an uninterrupted one would have seen, on any rank and
-in any data-loader worker.
+Corpora are read with `studio.data.read_manifest` (docs/data.md). Every random choice a clip makes
+in a batch (crop offset, phrasing, posterior draw) comes from a seed derived from (run seed, epoch,
+clip index), so a resumed run sees exactly the batches an uninterrupted one would have seen, on
+any rank and in any data-loader worker.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -25,64 +23,8 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from studio.audio import convert_channels, fit_length, read_audio, resample
-from studio.errors import StudioError
+from studio.data.manifest import Clip, CorpusError
 from studio.models.oobleck import OobleckVAE, vae_sample
-
-MANIFEST = "manifest.jsonl"
-SPLITS = ("train", "valid", "test")
-
-
-class CorpusError(StudioError):
-    """The training corpus is missing, malformed, or has no clips where some are needed."""
-
-
-@dataclass(frozen=True)
-class Clip:
-    id: str
-    path: Path  # absolute
-    captions: tuple[str, ...]  # every phrasing; one is drawn per use
-    split: str
-
-
-def read_manifest(corpus: str | Path) -> list[Clip]:
-    """Every clip of a corpus folder's manifest, with errors that name the line that was wrong."""
-    corpus = Path(corpus)
-    path = corpus / MANIFEST
-    if not path.is_file():
-        raise CorpusError(
-            f"{corpus}: no {MANIFEST}",
-            "point --corpus at a corpus folder (manifest.jsonl next to the audio files)",
-        )
-    clips, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{where}: not valid JSON ({exc})", "one JSON object per line") from None
-        clip = _clip(row, corpus, where)
-        if clip.id in seen:
-            raise CorpusError(f"{where}: clip id '{clip.id}' appears twice", "give every clip its own id")
-        seen.add(clip.id)
-        clips.append(clip)
-    return clips
-
-
-def _clip(row: Any, corpus: Path, where: str) -> Clip:
-    if not isinstance(row, dict):
-        raise CorpusError(f"{where}: should be a JSON object")
-    for field in ("id", "path", "caption", "split"):
-        if not isinstance(row.get(field), str) or not row[field]:
-            raise CorpusError(f"{where}: field '{field}' is missing or not text")
-    if row["split"] not in SPLITS:
-        raise CorpusError(f"{where}: split '{row['split']}' is not one of {', '.join(SPLITS)}")
-    phrasings = row.get("captions") or []
-    if not isinstance(phrasings, list) or not all(isinstance(c, str) for c in phrasings):
-        raise CorpusError(f"{where}: field 'captions' should be a list of text")
-    captions = tuple(dict.fromkeys(c for c in phrasings if c.strip())) or (row["caption"],)
-    return Clip(id=row["id"], path=corpus / row["path"], captions=captions, split=row["split"])
 
 
 def split_clips(clips: list[Clip], split: str, corpus: str | Path, required: bool = True) -> list[Clip]:
@@ -147,7 +89,7 @@ class AudioClips(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         index, seed = key
         clip, rng = self.clips[index], np.random.default_rng(seed)
-        audio = load_clip_audio(clip.path, self.sample_rate, self.channels)
+        audio = load_clip_audio(clip.file, self.sample_rate, self.channels)
         if audio.shape[1] > self.frames:
             start = int(rng.integers(0, audio.shape[1] - self.frames + 1))
             audio = audio[:, start : start + self.frames]
@@ -197,7 +139,7 @@ class LatentCache:
 
     @torch.no_grad()
     def encode(self, clip: Clip, vae: OobleckVAE, device: torch.device) -> None:
-        audio = load_clip_audio(clip.path, self.sample_rate, self.channels)
+        audio = load_clip_audio(clip.file, self.sample_rate, self.channels)
         frames = audio.shape[1]
         padded = math.ceil(max(frames, self.min_frames) / vae.hop) * vae.hop
         x = torch.from_numpy(np.ascontiguousarray(fit_length(audio, padded)))[None].to(device)

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from studio.data.manifest import Clip, read_manifest
 from studio.models import AudioModel, Conditioning, ModelConfig, load_model
 from studio.training import losses
-from studio.training.data import Clip, LatentCache, LatentClips, read_manifest, split_clips
+from studio.training.data import LatentCache, LatentClips, split_clips
 from studio.training.loop import (
     EMA,
     Run,
