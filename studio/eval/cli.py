@@ -43,6 +43,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         quick=args.quick,
         device=args.device,
         seed=args.seed,
+        cfg=args.cfg,
         takes=args.takes,
         categories=args.categories,
     )
@@ -143,6 +144,9 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     ev.add_argument("--seed", type=int, default=0, help="anchor seed of the first prompt (default 0)")
+    ev.add_argument(
+        "--cfg", type=float, default=1.0, help="classifier-free guidance of every take (default 1: none)"
+    )
     ev.add_argument("--takes", type=int, help="takes per prompt (default 4; --quick 2)")
     ev.add_argument(
         "--categories",

@@ -72,6 +72,7 @@ class EvalConfig:
     quick: bool = False
     device: str | None = None
     seed: int = 0
+    cfg: float = 1.0  # classifier-free guidance of every take (1: none, as ARC models are meant to run)
     takes: int | None = None  # per prompt; default 4, quick 2
     # Default: the twelve core categories; quick: whichever categories have held-out clips.
     categories: tuple[str, ...] | None = None
@@ -153,9 +154,16 @@ class Generator:
     sampler setting and diversity starts from the same noise."""
 
     def __init__(
-        self, engine: Engine, prompts: dict[str, str], seconds: dict[str, float], takes: int, seed: int
+        self,
+        engine: Engine,
+        prompts: dict[str, str],
+        seconds: dict[str, float],
+        takes: int,
+        seed: int,
+        cfg: float,
     ):
-        self.engine, self.prompts, self.seconds, self.takes, self.seed = engine, prompts, seconds, takes, seed
+        self.engine, self.prompts, self.seconds, self.takes = engine, prompts, seconds, takes
+        self.seed, self.cfg = seed, cfg
 
     def run(self, setting: SamplerSetting, diversity: float) -> dict[str, Takes]:
         out = {}
@@ -165,6 +173,7 @@ class Generator:
                     prompt,
                     seconds=self.seconds[category],
                     steps=setting.steps,
+                    cfg=self.cfg,
                     sampler=setting.sampler,
                     seed=self.seed + 1000 * index,
                     variations=self.takes,
@@ -297,7 +306,7 @@ def _generator(config: EvalConfig, engine: Engine, held_out: dict[str, list[Clip
         c: min(engine.config.max_seconds, statistics.median(clip.seconds for clip in clips))
         for c, clips in held_out.items()
     }
-    return Generator(engine, prompts, seconds, config.take_count, config.seed)
+    return Generator(engine, prompts, seconds, config.take_count, config.seed, config.cfg)
 
 
 def _main_setting(engine: Engine) -> SamplerSetting:
@@ -328,7 +337,7 @@ def _header(
         "settings": {
             "takes_per_prompt": generator.takes,
             "seed": config.seed,
-            "cfg": 1.0,
+            "cfg": config.cfg,
             "default_sampler": _main_setting(engine).label,
             "prompts": generator.prompts,
             "seconds": generator.seconds,

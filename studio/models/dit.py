@@ -146,14 +146,14 @@ class DiT(nn.Module):
             DiTBlock(embed_dim, head_dim, qk_norm, block_context_dim) for _ in range(depth)
         )
 
-    def forward(
+    def hidden_states(
         self,
         x: torch.Tensor,
         t: torch.Tensor,
         context: torch.Tensor | None = None,
         global_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x [B, C, T] latents, t [B] in [0, 1] -> velocity [B, C, T]."""
+        """Token states [B, 1 + T, D] after the blocks (the first token is the global one)."""
         global_token = self.time_mlp(fourier_time_features(t, self.time_weight))
         if self.global_mlp is not None and global_cond is not None:
             global_token = global_token + self.global_mlp(global_cond)
@@ -164,5 +164,16 @@ class DiT(nn.Module):
         angles = rotary_angles(self.rotary_inv_freq, tokens.shape[1])
         for block in self.blocks:
             tokens = block(tokens, context, angles)
+        return tokens
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor | None = None,
+        global_cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x [B, C, T] latents, t [B] in [0, 1] -> velocity [B, C, T]."""
+        tokens = self.hidden_states(x, t, context, global_cond)
         y = self.proj_out(tokens[:, 1:]).transpose(1, 2)
         return self.output_conv(y) + y

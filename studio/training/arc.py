@@ -24,12 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from studio.data.manifest import read_manifest
 from studio.models import AudioModel, Conditioning, ModelConfig, load_model
 from studio.training import losses
-from studio.training.data import LatentClips, split_clips
 from studio.training.discriminators import ArcDiscriminator
-from studio.training.flow import prepare_latents
+from studio.training.flow import latent_splits
 from studio.training.loop import (
     EMA,
     Run,
@@ -215,19 +213,11 @@ def train_arc(config: ArcTrainConfig) -> Path:
     state = run.saved_state()
     model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else arc_model(config)
     model_config = model.config
-    corpus = read_manifest(config.corpus)
-    train_clips = split_clips(corpus, "train", config.corpus)
-    valid_clips = split_clips(corpus, "valid", config.corpus, required=False)
-
     model.to(run.device)
     # Built from the flow DiT before anything is frozen, so it copies the DiT's own trainable set.
     disc = ArcDiscriminator(model.dit, config.depth_fraction, config.head_channels).to(run.device)
     train_only(model, model.dit)
-    cache = prepare_latents(
-        run, config.cache or Path(config.corpus) / ".cache" / "latents", model, train_clips + valid_clips
-    )
-    hop, latent_length = model_config.autoencoder.downsampling_ratio, model_config.latent_length
-    train = LatentClips(train_clips, cache, latent_length, hop)
+    data = latent_splits(run, config.corpus, config.cache, model)
 
     ema = EMA(model.dit, config.ema_decay)
     opt_g = torch.optim.AdamW(
@@ -269,10 +259,9 @@ def train_arc(config: ArcTrainConfig) -> Path:
         run.save(step, parts, model_config)
 
     validate_fn = None
-    if valid_clips:
-        fixed = run.fixed_batches(LatentClips(valid_clips, cache, latent_length, hop))
-        validate_fn = _validator(model, ema, fixed, run.device, config.seed)
-    run.loop(start, run.batches(train, start), step_fn, checkpoint_fn, validate_fn)
+    if data.valid is not None:
+        validate_fn = _validator(model, ema, run.fixed_batches(data.valid), run.device, config.seed)
+    run.loop(start, run.batches(data.train, start), step_fn, checkpoint_fn, validate_fn)
     return run.export_dir
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from studio.models.dit import DiT, fourier_time_features, rotary_angles
+from studio.models.dit import DiT
 
 
 class STFTDiscriminator(nn.Module):
@@ -103,14 +103,10 @@ class ArcDiscriminator(nn.Module):
     ):
         super().__init__()
         depth = max(1, round(len(dit.blocks) * depth_fraction))
-        self.time_weight = nn.Parameter(dit.time_weight.detach().clone())
-        self.time_mlp = copy.deepcopy(dit.time_mlp)
-        self.context_mlp = copy.deepcopy(dit.context_mlp)
-        self.global_mlp = copy.deepcopy(dit.global_mlp)
-        self.input_conv = copy.deepcopy(dit.input_conv)
-        self.proj_in = copy.deepcopy(dit.proj_in)
-        self.register_buffer("rotary_inv_freq", dit.rotary_inv_freq.detach().clone())
-        self.blocks = nn.ModuleList(copy.deepcopy(block) for block in list(dit.blocks)[:depth])
+        self.trunk = copy.deepcopy(dit)
+        del self.trunk.blocks[depth:]
+        # The trunk's velocity output is never used; dropping it keeps every parameter trained (DDP).
+        self.trunk.proj_out = self.trunk.output_conv = None
         self.head = conv_head(dit.proj_in.out_features, head_channels, head_groups)
 
     def hidden_states(
@@ -120,18 +116,8 @@ class ArcDiscriminator(nn.Module):
         context: torch.Tensor | None = None,
         global_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token states [B, 1 + T, D] after the copied blocks, computed exactly as DiT.forward does."""
-        global_token = self.time_mlp(fourier_time_features(t, self.time_weight))
-        if self.global_mlp is not None and global_cond is not None:
-            global_token = global_token + self.global_mlp(global_cond)
-        if self.context_mlp is not None and context is not None:
-            context = self.context_mlp(context)
-        x = self.input_conv(x) + x
-        tokens = torch.cat((global_token[:, None], self.proj_in(x.transpose(1, 2))), dim=1)
-        angles = rotary_angles(self.rotary_inv_freq, tokens.shape[1])
-        for block in self.blocks:
-            tokens = block(tokens, context, angles)
-        return tokens
+        """Token states [B, 1 + T, D] after the copied blocks."""
+        return self.trunk.hidden_states(x, t, context, global_cond)
 
     def forward(
         self,

@@ -113,6 +113,26 @@ def prepare_latents(run: Run, cache_root: Path, model: AudioModel, clips: list[C
     return cache
 
 
+@dataclass(frozen=True)
+class LatentSplits:
+    train: LatentClips
+    valid: LatentClips | None  # None when the corpus has no 'valid' clips
+
+
+def latent_splits(run: Run, corpus: Path, cache_root: Path | None, model: AudioModel) -> LatentSplits:
+    """The corpus's train and valid splits as latent datasets, with every clip in the latent cache."""
+    clips = read_manifest(corpus)
+    train_clips = split_clips(clips, "train", corpus)
+    valid_clips = split_clips(clips, "valid", corpus, required=False)
+    cache_root = cache_root or Path(corpus) / ".cache" / "latents"
+    cache = prepare_latents(run, cache_root, model, train_clips + valid_clips)
+    hop, length = model.config.autoencoder.downsampling_ratio, model.config.latent_length
+    return LatentSplits(
+        LatentClips(train_clips, cache, length, hop),
+        LatentClips(valid_clips, cache, length, hop) if valid_clips else None,
+    )
+
+
 def train_flow(config: FlowTrainConfig) -> Path:
     """Pretrain (or continue) the DiT with rectified flow; returns the exported model folder."""
     if not 0 <= config.cond_dropout <= 1:
@@ -121,18 +141,10 @@ def train_flow(config: FlowTrainConfig) -> Path:
     state = run.saved_state()
     model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else flow_model(config)
     model_config = model.config
-    corpus = read_manifest(config.corpus)
-    train_clips = split_clips(corpus, "train", config.corpus)
-    valid_clips = split_clips(corpus, "valid", config.corpus, required=False)
-
     model.to(run.device)
     trainable = train_only(model, model.dit, model.conditioners)
     net = ConditionedVelocity(model)
-    cache = prepare_latents(
-        run, config.cache or Path(config.corpus) / ".cache" / "latents", model, train_clips + valid_clips
-    )
-    hop, latent_length = model_config.autoencoder.downsampling_ratio, model_config.latent_length
-    train = LatentClips(train_clips, cache, latent_length, hop)
+    data = latent_splits(run, config.corpus, config.cache, model)
 
     ema = EMA(net, config.ema_decay)
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -166,10 +178,9 @@ def train_flow(config: FlowTrainConfig) -> Path:
         run.save(step, parts, model_config)
 
     validate_fn = None
-    if valid_clips:
-        fixed = run.fixed_batches(LatentClips(valid_clips, cache, latent_length, hop))
-        validate_fn = _validator(net, ema, fixed, run.device, config.seed)
-    run.loop(start, run.batches(train, start), step_fn, checkpoint_fn, validate_fn)
+    if data.valid is not None:
+        validate_fn = _validator(net, ema, run.fixed_batches(data.valid), run.device, config.seed)
+    run.loop(start, run.batches(data.train, start), step_fn, checkpoint_fn, validate_fn)
     return run.export_dir
 
 
