@@ -296,9 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--variations", type=int, default=1, help="takes to generate in one batch (1-16)")
     gen.add_argument("--diversity", type=float, default=1.0, help="0: identical takes … 1: independent takes")
     gen.add_argument("--seed", type=int, help="anchor seed; -1 or omitted: random")
-    gen.add_argument("--steps", type=int, help="sampling steps (default 8 for ping-pong, 50 for Euler)")
+    gen.add_argument(
+        "--steps",
+        type=int,
+        help="sampling steps (default 8 for ping-pong, 50 for Euler; MAR: decoding iterations, default 8)",
+    )
     gen.add_argument("--cfg", type=float, help="classifier-free guidance scale (default 1: off)")
-    gen.add_argument("--sampler", choices=["pingpong", "euler"], help="default: what the model was made for")
+    gen.add_argument(
+        "--sampler", choices=["pingpong", "euler", "mar"], help="default: what the model was made for"
+    )
     gen.add_argument("--init", help="recording to restyle (audio-to-audio)")
     gen.add_argument(
         "--strength", type=float, default=0.6, help="with --init: 0 keeps the recording, 1 ignores it"

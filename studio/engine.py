@@ -10,6 +10,11 @@ from the take's own generator (seeded with its take seed): 0 gives every take th
 the takes are identical; 1 gives each take its own independent noise; in between, takes vary
 around a shared character. A take's parameters (anchor seed, take seed, diversity, …) reproduce it
 exactly, alone or in any batch.
+
+MAR models (docs/mar.md) run through the same queue with sampler "mar": steps are decoding
+iterations, cfg guides the backbone's outputs, and each frame's head noise is drawn the same way
+(one draw per take covers every frame, as each frame is filled once); the decoding order comes
+from the anchor seed, so diversity 0 still gives identical takes.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ import torch
 from studio import sampling
 from studio.audio import FitReport, audio_seconds, prepare_recording, read_audio
 from studio.errors import RequestError, StudioError
-from studio.models.checkpoint import load_model
-from studio.models.model import AudioModel, Conditioning
+from studio.models.checkpoint import Model, load_model
+from studio.models.mar import MarModel
+from studio.models.model import Conditioning
 from studio.models.registry import resolve_model
 
 log = logging.getLogger("studio.engine")
@@ -41,7 +47,7 @@ log = logging.getLogger("studio.engine")
 MAX_VARIATIONS = 16
 MAX_STEPS = 500
 MAX_SEED = 2**63 - 1
-DEFAULT_STEPS = {"pingpong": 8, "euler": 50}
+DEFAULT_STEPS = {"pingpong": 8, "euler": 50, "mar": 8}
 DEFAULT_STRENGTH = 0.6
 InitAudio = str | Path | tuple[np.ndarray, int]
 
@@ -199,9 +205,14 @@ class Engine:
         self.dtype = pick_dtype(self.device, dtype)
         self.max_batch = max(1, max_batch)
         self.batch_window_s = batch_window_s
-        self.model: AudioModel = load_model(self.model_path).to(self.device, self.dtype)
+        self.model: Model = load_model(self.model_path).to(self.device, self.dtype)
         self.config = self.model.config
-        self.default_sampler = "pingpong" if self.config.objective == "rf_denoiser" else "euler"
+        self.is_mar = isinstance(self.model, MarModel)
+        self.samplers = sampling.MAR_SAMPLERS if self.is_mar else sampling.SAMPLERS
+        if self.is_mar:
+            self.default_sampler = "mar"
+        else:
+            self.default_sampler = "pingpong" if self.config.objective == "rf_denoiser" else "euler"
         self.batch_log: deque[tuple[int, int]] = deque(maxlen=256)  # (requests, takes) per batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._backlog: deque[_Job] = deque()
@@ -243,8 +254,8 @@ class Engine:
         if not isinstance(r.prompt, str):
             raise RequestError("the prompt must be text")
         sampler = r.sampler or self.default_sampler
-        if sampler not in sampling.SAMPLERS:
-            raise RequestError(f"unknown sampler '{sampler}'", f"use one of {', '.join(sampling.SAMPLERS)}")
+        if sampler not in self.samplers:
+            self._refuse_sampler(sampler)
         seconds = cfg_model.max_seconds if r.seconds is None else float(r.seconds)
         if not (np.isfinite(seconds) and 0 < seconds <= cfg_model.max_seconds + 1e-6):
             raise RequestError(
@@ -280,6 +291,11 @@ class Engine:
             ):
                 raise RequestError(f"take_seeds must hold 1 to {MAX_VARIATIONS} seeds from 0 to {MAX_SEED}")
         init, label, report, strength = None, None, None, None
+        if r.init_audio is not None and self.is_mar:
+            raise RequestError(
+                f"{self.model_name} is a masked autoregressive (MAR) model: it cannot restyle a recording",
+                "leave out the init audio, or pick a diffusion model for audio-to-audio (`studio models`)",
+            )
         if r.init_audio is not None:
             strength = float(r.strength)
             if not 0 < strength <= 1:
@@ -306,6 +322,22 @@ class Engine:
             sample_rate=self.config.sample_rate,
         )
         return _Job(params, take_seeds, init, report)
+
+    def _refuse_sampler(self, sampler: str) -> None:
+        use = f"use {' or '.join(self.samplers)}, or leave the sampler out"
+        if sampler in sampling.SAMPLERS:
+            raise RequestError(
+                f"the '{sampler}' sampler is for diffusion models; {self.model_name} is a masked "
+                "autoregressive (MAR) model",
+                use,
+            )
+        if sampler in sampling.MAR_SAMPLERS:
+            raise RequestError(
+                f"the '{sampler}' sampler decodes masked autoregressive (MAR) models; {self.model_name} "
+                "is a diffusion model",
+                use,
+            )
+        raise RequestError(f"unknown sampler '{sampler}'", use)
 
     def _read_init(self, init: InitAudio) -> tuple[np.ndarray, str, FitReport]:
         if isinstance(init, tuple):
@@ -385,19 +417,14 @@ class Engine:
         rows = [(job, i) for job in jobs for i in range(len(job.take_seeds))]
         key = jobs[0]
         cond = model.condition([j.params.prompt for j, _ in rows], [j.params.seconds for j, _ in rows])
-        velocity = self._velocity_fn(rows, cond, key.params.cfg)
         noise = _NoiseSource(
             [(j.params.seed, j.take_seeds[i], j.params.diversity) for j, i in rows],
             (c.autoencoder.latent_dim, c.latent_length),
         )
-        x = noise.draw().to(self.device)
-        if key.sigma_max < 1:
-            x = sampling.noised_init(self._init_latents(rows), x, key.sigma_max)
-        if key.params.sampler == "pingpong":
-            schedule = sampling.logsnr_schedule(key.params.steps, key.sigma_max)
-            x = sampling.sample_pingpong(velocity, x, schedule, lambda _: noise.draw().to(self.device))
+        if self.is_mar:
+            x = self._decode_mar(rows, cond, noise.draw().to(self.device), key.params)
         else:
-            x = sampling.sample_euler(velocity, x, sampling.linear_schedule(key.params.steps, key.sigma_max))
+            x = self._sample_diffusion(rows, cond, noise, key)
         audio = model.vae.decode(x.to(self.dtype)).float().cpu().numpy()
         elapsed = time.perf_counter() - start
         self.batch_log.append((len(jobs), len(rows)))
@@ -412,23 +439,52 @@ class Engine:
             results.append(Result(takes, elapsed, str(self.device), len(rows), job.init_report))
         return results
 
+    def _sample_diffusion(
+        self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: _NoiseSource, key: _Job
+    ) -> torch.Tensor:
+        """Latents from the DiT: ping-pong or Euler, from noise or from a noised recording."""
+        velocity = self._velocity_fn(rows, cond, key.params.cfg)
+        x = noise.draw().to(self.device)
+        if key.sigma_max < 1:
+            x = sampling.noised_init(self._init_latents(rows), x, key.sigma_max)
+        if key.params.sampler == "pingpong":
+            schedule = sampling.logsnr_schedule(key.params.steps, key.sigma_max)
+            return sampling.sample_pingpong(velocity, x, schedule, lambda _: noise.draw().to(self.device))
+        return sampling.sample_euler(velocity, x, sampling.linear_schedule(key.params.steps, key.sigma_max))
+
+    def _decode_mar(
+        self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: torch.Tensor, params: TakeParams
+    ) -> torch.Tensor:
+        """Latents from the MAR model: `steps` decoding iterations in each take's anchor-seeded order."""
+        length = self.config.latent_length
+        order = torch.stack(
+            [sampling.decoding_order(length, torch.Generator().manual_seed(j.params.seed)) for j, _ in rows]
+        )
+        guided = params.cfg != 1 and cond.context is not None
+        uncond = self._unconditional(rows, cond) if guided else None
+        return self.model.generate(cond, noise, order.to(self.device), params.steps, uncond, params.cfg)
+
     def _velocity_fn(
         self, rows: list[tuple[_Job, int]], cond: Conditioning, cfg: float
     ) -> sampling.VelocityFn:
         model = self.model
         if cfg == 1 or cond.context is None:
             return lambda x, t: model.velocity(x, t, cond)
+        uncond = self._unconditional(rows, cond)
+        return sampling.guided(lambda x, t: model.velocity_pair(x, t, cond, uncond), cfg)
+
+    def _unconditional(self, rows: list[tuple[_Job, int]], cond: Conditioning) -> Conditioning:
+        """CFG's other branch: zeroed context tokens, or each take's negative prompt where it has one."""
         negative = None
         if any(j.params.negative_prompt for j, _ in rows):
-            negatives = model.condition(
+            negatives = self.model.condition(
                 [j.params.negative_prompt for j, _ in rows], [j.params.seconds for j, _ in rows]
             ).context
             has_negative = torch.tensor(
                 [bool(j.params.negative_prompt) for j, _ in rows], device=negatives.device
             )
             negative = torch.where(has_negative[:, None, None], negatives, torch.zeros_like(negatives))
-        uncond = cond.unconditional(negative)
-        return sampling.guided(lambda x, t: model.velocity_pair(x, t, cond, uncond), cfg)
+        return cond.unconditional(negative)
 
     def _init_latents(self, rows: list[tuple[_Job, int]]) -> torch.Tensor:
         """Each job's recording encoded once (posterior draw seeded by the job), one row per take."""

@@ -1,7 +1,10 @@
-"""Samplers and schedules for rectified-flow models, as small pure functions.
+"""Samplers and schedules, as small pure functions.
 
-Convention: x_t = (1 - t) · x0 + t · ε, and the model returns the velocity v with
+Rectified flow: x_t = (1 - t) · x0 + t · ε, and the model returns the velocity v with
 denoised = x_t - t · v. Time runs from t[0] (1 from pure noise, less for audio-to-audio) to 0.
+
+Masked generative decoding (MAR models): the latent frames start masked and are filled in a
+random order over a few iterations, each frame once, by a head that turns noise into a frame.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import torch
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int], torch.Tensor]
+HiddenFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens, mask) -> backbone outputs
+HeadFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs [N, E], noise [N, C]) -> frames
 
-SAMPLERS = ("pingpong", "euler")
+SAMPLERS = ("pingpong", "euler")  # diffusion (DiT) models
+MAR_SAMPLERS = ("mar",)  # masked autoregressive models; its steps are decoding iterations
 
 
 def logsnr_schedule(steps: int, sigma_max: float = 1.0) -> torch.Tensor:
@@ -102,3 +108,59 @@ def diversity_noise(anchor: torch.Tensor, own: torch.Tensor, diversity: float) -
     if diversity >= 1:
         return own
     return slerp(anchor, own, diversity)
+
+
+# -- masked generative decoding ------------------------------------------------------------------
+
+
+def mask_schedule(length: int, iterations: int) -> list[int]:
+    """How many of `length` positions are still masked after each decoding iteration.
+
+    The cosine schedule floor(L · cos(π/2 · k/K)) for k = 1..K, kept strictly decreasing (and high
+    enough for the iterations left) so that every iteration fills at least one position; it ends
+    at 0. K is clamped to L: there cannot be more iterations than positions.
+    """
+    if length < 1 or iterations < 1:
+        raise ValueError(f"need at least one position and one iteration, got {length} and {iterations}")
+    iterations = min(iterations, length)
+    schedule, masked = [], length
+    for k in range(1, iterations + 1):
+        cosine = math.floor(length * math.cos(math.pi / 2 * k / iterations))
+        masked = max(iterations - k, min(cosine, masked - 1))
+        schedule.append(masked)
+    return schedule
+
+
+def decoding_order(length: int, generator: torch.Generator) -> torch.Tensor:
+    """A random order of the positions 0..length-1: the order they are filled in."""
+    return torch.randperm(length, generator=generator)
+
+
+def representation_cfg(z_cond: torch.Tensor, z_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance on backbone outputs: z_u + scale · (z_c - z_u), so the head runs once."""
+    return z_uncond + scale * (z_cond - z_uncond)
+
+
+def sample_masked(
+    hidden: HiddenFn, head: HeadFn, noise: torch.Tensor, order: torch.Tensor, schedule: list[int]
+) -> torch.Tensor:
+    """Masked generative decoding of tokens [B, T, C], starting with every position masked.
+
+    Each iteration runs the backbone on what is known so far (`hidden(tokens, mask)` -> [B, T, E],
+    guidance included) and fills the next positions of each row's `order` [B, T] until
+    `schedule[i]` positions are left masked; the head turns position p's noise `noise[:, p]` into
+    its token, given the backbone's output there.
+    """
+    batch, length, channels = noise.shape
+    tokens = torch.zeros_like(noise)
+    mask = torch.ones(batch, length, dtype=torch.bool, device=noise.device)
+    rows = torch.arange(batch, device=noise.device)[:, None]
+    filled = 0
+    for masked in schedule:
+        z = hidden(tokens, mask)
+        positions = order[:, filled : length - masked]
+        picked = head(z[rows, positions].flatten(0, 1), noise[rows, positions].flatten(0, 1))
+        tokens[rows, positions] = picked.view(batch, -1, channels).to(tokens.dtype)
+        mask[rows, positions] = False
+        filled = length - masked
+    return tokens

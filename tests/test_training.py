@@ -290,7 +290,7 @@ def test_arc_discriminator_reuses_the_dit_trunk():
     disc = ArcDiscriminator(dit, head_channels=16)
     assert len(disc.trunk.blocks) == 3  # the first 75% of 4 blocks
     assert disc(x, t, context, global_cond).shape == (2,)
-    assert not disc.trunk.blocks[0].self_norm.bias.requires_grad  # the DiT's fixed LayerNorm biases stay fixed
+    assert not disc.trunk.blocks[0].self_norm.bias.requires_grad  # the DiT's fixed LN biases stay fixed
     stft = MultiScaleSTFTDiscriminator(2, filters=4, n_ffts=(256, 128))
     logits, features = stft(torch.randn(3, 2, 4096))
     assert len(logits) == 2 and logits[0].shape[:2] == (3, 1) and len(features[0]) == 5

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from studio.models import AudioModel, ModelConfig, save_model
+from studio.models import ModelConfig, build_model, save_model
 
 TINY = {
     "model_type": "diffusion_cond",
@@ -79,7 +79,11 @@ TINY = {
 
 def tiny_config(**changes) -> dict:
     """TINY with dotted-path overrides, e.g. tiny_config(**{"model.diffusion.diffusion_objective": "x"})."""
-    config = copy.deepcopy(TINY)
+    return _override(TINY, **changes)
+
+
+def _override(base: dict, **changes) -> dict:
+    config = copy.deepcopy(base)
     for dotted, value in changes.items():
         node = config
         *parents, leaf = dotted.split(".")
@@ -89,9 +93,25 @@ def tiny_config(**changes) -> dict:
     return config
 
 
+def tiny_mar_config(head: str = "diffusion", sample_size: int = 16384, **changes) -> dict:
+    """A mar_cond model over TINY's VAE and conditioners (8 latent frames by default), with
+    dotted-path overrides as tiny_config."""
+    config = tiny_config(model_type="mar_cond", sample_size=sample_size)
+    del config["model"]["diffusion"]
+    config["model"]["mar"] = {
+        "io_channels": 8,
+        "embed_dim": 32,
+        "depth": 2,
+        "num_heads": 1,
+        "mask_ratio_min": 0.7,
+        "head": {"type": head, "width": 32, "depth": 2, "steps": 4, "temperature": 1.0},
+    }
+    return _override(config, **changes)
+
+
 def make_model_folder(folder: Path, config: dict | None = None, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    model = AudioModel(ModelConfig.from_dict(config or tiny_config()))
+    model = build_model(ModelConfig.from_dict(config or tiny_config()))
     # Random init leaves the output near silence; scale the last VAE conv so takes are audible.
     with torch.no_grad():
         model.vae.decoder.out_conv.weight_g.mul_(20)

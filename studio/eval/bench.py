@@ -28,7 +28,7 @@ import torch
 from studio import sampling
 from studio.engine import pick_device, pick_dtype
 from studio.errors import ModelNotFoundError, StudioError
-from studio.models import AudioModel, ModelConfig, load_model
+from studio.models import AudioModel, MarModel, ModelConfig, load_model
 from studio.models.conditioners import PromptEncoder
 from studio.models.registry import resolve_model
 
@@ -171,7 +171,14 @@ def build_model(config: BenchConfig, device: torch.device, dtype: torch.dtype) -
             info = {"name": SAO_SMALL, "weights": str(entry.path)}
     else:
         entry = resolve_model(config.model)
-        model = load_model(entry.path).to(device, dtype)
+        model = load_model(entry.path)
+        if isinstance(model, MarModel):
+            raise StudioError(
+                f"{entry.name} is a masked autoregressive (MAR) model; studio bench times the stages of "
+                "diffusion (DiT) models",
+                "`studio eval` measures a MAR model's latency per decoding setting (its sampler sweep)",
+            )
+        model = model.to(device, dtype)
         info = {"name": Path(entry.name).name, "weights": str(entry.path)}
     info["text_encoder"] = _text_encoder(model, device, dtype)
     info["parameters"] = {

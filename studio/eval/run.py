@@ -51,6 +51,8 @@ class SamplerSetting:
         return f"{self.sampler}-{self.steps}"
 
 
+# Each model is swept over the settings of the samplers it runs: ping-pong and Euler for diffusion
+# models, decoding iterations for MAR models.
 SWEEP = (
     SamplerSetting("pingpong", 1),
     SamplerSetting("pingpong", 2),
@@ -58,9 +60,19 @@ SWEEP = (
     SamplerSetting("pingpong", 8),
     SamplerSetting("euler", 8),
     SamplerSetting("euler", 50),
+    SamplerSetting("mar", 1),
+    SamplerSetting("mar", 4),
+    SamplerSetting("mar", 8),
+    SamplerSetting("mar", 16),
 )
-# Both samplers, the fewest and the default ping-pong steps: enough to run every code path.
-QUICK_SWEEP = (SamplerSetting("pingpong", 1), SamplerSetting("pingpong", 8), SamplerSetting("euler", 8))
+# Every sampler, the fewest and the default steps: enough to run every code path.
+QUICK_SWEEP = (
+    SamplerSetting("pingpong", 1),
+    SamplerSetting("pingpong", 8),
+    SamplerSetting("euler", 8),
+    SamplerSetting("mar", 1),
+    SamplerSetting("mar", 8),
+)
 
 
 @dataclass(frozen=True)
@@ -370,7 +382,9 @@ def run_eval(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
             zip(generator.prompts, clap.embed_text(list(generator.prompts.values())), strict=True)
         )
         main = _main_setting(engine)
-        settings = config.sweep if main in config.sweep else (*config.sweep, main)
+        settings = [s for s in config.sweep if s.sampler in engine.samplers]
+        if main not in settings:
+            settings.append(main)
         sweep = []
         for setting in settings:
             say(f"{setting.label}: {generator.takes} takes x {len(held_out)} prompts, generating and scoring")

@@ -2,6 +2,8 @@
 
 Our modules use their own names; `checkpoint_key` is the one adapter that maps each of our
 state-dict keys to the key the reference checkpoints use, so loading and saving share one table.
+MAR models (mar_cond) keep the reference names for their VAE and conditioners and store their
+backbone and head under "model.mar." with our own names.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from safetensors.torch import load_file, save_file
 
 from studio.errors import CheckpointError
 from studio.models.config import ModelConfig
+from studio.models.mar import MarModel
 from studio.models.model import AudioModel
+
+Model = AudioModel | MarModel
 
 CONFIG_FILE = "model_config.json"
 WEIGHT_FILES = ("model.safetensors", "model.ckpt")
@@ -90,6 +95,8 @@ def checkpoint_key(key: str, num_vae_blocks: int) -> str:
         ("dit.", "model.model.", lambda k: _apply(_DIT_RULES, k)),
         ("conditioners.", "conditioner.conditioners.", lambda k: _apply(_CONDITIONER_RULES, k)),
         ("vae.", "pretransform.model.", lambda k: _oobleck_key(k, num_vae_blocks)),
+        ("backbone.", "model.mar.backbone.", lambda k: k),
+        ("head.", "model.mar.head.", lambda k: k),
     ]
     for ours, theirs, convert in prefixes:
         if key.startswith(ours):
@@ -99,7 +106,7 @@ def checkpoint_key(key: str, num_vae_blocks: int) -> str:
     raise KeyError(f"no checkpoint name for parameter '{key}'")
 
 
-def key_table(model: AudioModel) -> dict[str, str]:
+def key_table(model: Model) -> dict[str, str]:
     """{checkpoint key: our key} for every tensor in the model's state dict."""
     blocks = len(model.config.autoencoder.encoder.strides)
     return {checkpoint_key(k, blocks): k for k in model.state_dict()}
@@ -142,7 +149,7 @@ def _listing(keys: list[str], limit: int = 8) -> str:
     return shown + (f" … and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def load_weights(model: AudioModel, path: Path) -> None:
+def load_weights(model: Model, path: Path) -> None:
     """Strictly load a checkpoint's tensors into the model, naming every mismatch."""
     state = read_state_dict(path)
     table = key_table(model)
@@ -171,13 +178,18 @@ def load_weights(model: AudioModel, path: Path) -> None:
     model.load_state_dict({table[k]: v.float() for k, v in state.items()}, strict=True, assign=True)
 
 
-def load_model(folder: str | Path) -> AudioModel:
+def build_model(config: ModelConfig) -> Model:
+    """A freshly initialised model of the config's kind: AudioModel (diffusion_cond) or MarModel."""
+    return MarModel(config) if config.mar is not None else AudioModel(config)
+
+
+def load_model(folder: str | Path) -> Model:
     """Build a model from a folder holding model_config.json and its weights."""
     folder = Path(folder)
     config = ModelConfig.from_file(folder / CONFIG_FILE)
     path = weights_file(folder)
     with torch.device("meta"):
-        model = AudioModel(config)
+        model = build_model(config)
     load_weights(model, path)
     # Non-persistent buffers are not in the checkpoint; recreate them on a real device.
     for module in model.modules():
@@ -187,7 +199,7 @@ def load_model(folder: str | Path) -> AudioModel:
     return model.eval()
 
 
-def save_model(model: AudioModel, folder: str | Path) -> Path:
+def save_model(model: Model, folder: str | Path) -> Path:
     """Write config + safetensors with the reference key names (what load_model reads back)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

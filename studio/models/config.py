@@ -1,4 +1,5 @@
-"""Typed view of a stable-audio-tools `diffusion_cond` model_config.json.
+"""Typed view of a model_config.json: a stable-audio-tools `diffusion_cond` model, or our own
+`mar_cond` (masked autoregressive, docs/mar.md) over the same VAE and conditioners.
 
 Only the options that the models we run actually use are accepted; anything else is refused with
 the file and the field named, so a config we would silently mis-run never loads.
@@ -13,8 +14,10 @@ from typing import Any
 
 from studio.errors import ModelConfigError
 
+MODEL_TYPES = ("diffusion_cond", "mar_cond")
 SUPPORTED_OBJECTIVES = ("rf_denoiser", "rectified_flow")
 PROMPT_ENCODERS = ("t5", "minilm")
+MAR_HEADS = ("diffusion", "energy")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,29 @@ class DiTConfig:
 
 
 @dataclass(frozen=True)
+class MarHeadConfig:
+    """The per-frame sampling head of a MAR model."""
+
+    type: str  # "diffusion": flow MLP sampled with Euler over `steps` · "energy": one pass
+    width: int
+    depth: int  # residual AdaLN blocks
+    steps: int  # Euler steps of a diffusion head at sampling (1: the one-step flow baseline)
+    temperature: float  # scale of the head's input noise: lower is tamer, higher more varied
+
+
+@dataclass(frozen=True)
+class MarConfig:
+    """The backbone of a MAR model: a bidirectional transformer over latent frames."""
+
+    io_channels: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mask_ratio_min: float  # training masks ceil(r · frames) frames, r uniform in [mask_ratio_min, 1]
+    head: MarHeadConfig
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     sample_rate: int
     sample_size: int
@@ -67,11 +93,18 @@ class ModelConfig:
     autoencoder: AutoencoderConfig
     conditioners: tuple[ConditionerConfig, ...]
     cond_dim: int
-    cross_attention_cond_ids: tuple[str, ...]
+    # Conditioners whose tokens form Conditioning.context (what CFG's unconditional branch zeroes)
+    # and Conditioning.global_cond (what it keeps).
+    context_cond_ids: tuple[str, ...]
     global_cond_ids: tuple[str, ...]
-    objective: str
-    dit: DiTConfig
+    objective: str | None  # the diffusion objective; None for MAR models, whose head says how they sample
+    dit: DiTConfig | None  # diffusion_cond models
     raw: dict[str, Any]
+    mar: MarConfig | None = None  # mar_cond models
+
+    @property
+    def model_type(self) -> str:
+        return "mar_cond" if self.mar is not None else "diffusion_cond"
 
     @property
     def latent_length(self) -> int:
@@ -136,47 +169,69 @@ class _Parser:
         if not isinstance(raw, dict):
             raise ModelConfigError(f"{self.source}: top level should be a JSON object")
         model_type = self.get(raw, "model_type", str)
-        if model_type != "diffusion_cond":
-            raise self.fail("model_type", f"is '{model_type}'; Studio runs 'diffusion_cond' models")
+        if model_type not in MODEL_TYPES:
+            runs = " and ".join(f"'{t}'" for t in MODEL_TYPES)
+            raise self.fail("model_type", f"is '{model_type}'; Studio runs {runs} models")
         model = self.get(raw, "model", dict)
-        diffusion = self.get(model, "diffusion", dict)
-        if self.get(diffusion, "type", str) != "dit":
-            raise self.fail("model.diffusion.type", "must be 'dit'")
-        objective = self.get(diffusion, "diffusion_objective", str, "v")
-        if objective not in SUPPORTED_OBJECTIVES:
-            raise self.fail(
-                "model.diffusion.diffusion_objective", f"is '{objective}'; supported: {SUPPORTED_OBJECTIVES}"
-            )
         conditioning = self.get(model, "conditioning", dict)
         cond_dim = self.get(conditioning, "cond_dim", int)
         conditioners = tuple(
             self.conditioner(i, c) for i, c in enumerate(self.get(conditioning, "configs", list))
         )
-        ids = {c.id for c in conditioners}
-        cross_ids = tuple(self.get(diffusion, "cross_attention_cond_ids", list, []))
-        global_ids = tuple(self.get(diffusion, "global_cond_ids", list, []))
-        for field, wanted in (("cross_attention_cond_ids", cross_ids), ("global_cond_ids", global_ids)):
-            unknown = [i for i in wanted if i not in ids]
-            if unknown:
-                raise self.fail(f"model.diffusion.{field}", f"names unknown conditioners {unknown}")
+        autoencoder = self.autoencoder(self.get(model, "pretransform", dict))
+        if model_type == "diffusion_cond":
+            parts = self.diffusion(self.get(model, "diffusion", dict), conditioners, autoencoder.latent_dim)
+        else:
+            parts = self.mar(self.get(model, "mar", dict), conditioners, autoencoder.latent_dim)
         config = ModelConfig(
             sample_rate=self.get(raw, "sample_rate", int),
             sample_size=self.get(raw, "sample_size", int),
             audio_channels=self.get(raw, "audio_channels", int),
-            autoencoder=self.autoencoder(self.get(model, "pretransform", dict)),
+            autoencoder=autoencoder,
             conditioners=conditioners,
             cond_dim=cond_dim,
-            cross_attention_cond_ids=cross_ids,
-            global_cond_ids=global_ids,
-            objective=objective,
-            dit=self.dit(self.get(diffusion, "config", dict)),
             raw=raw,
+            **parts,
         )
         if config.sample_size % config.autoencoder.downsampling_ratio:
             raise self.fail("sample_size", "must be a multiple of the autoencoder's downsampling_ratio")
-        if config.dit.io_channels != config.autoencoder.latent_dim:
-            raise self.fail("model.diffusion.config.io_channels", "must equal the autoencoder latent_dim")
         return config
+
+    def cond_ids(
+        self,
+        section: dict,
+        where: str,
+        field: str,
+        conditioners: tuple[ConditionerConfig, ...],
+        default: list,
+    ) -> tuple[str, ...]:
+        """The conditioner ids a section lists under `field`, each checked to exist."""
+        wanted = tuple(self.get(section, field, list, default))
+        unknown = [i for i in wanted if i not in {c.id for c in conditioners}]
+        if unknown:
+            raise self.fail(f"{where}.{field}", f"names unknown conditioners {unknown}")
+        return wanted
+
+    def diffusion(
+        self, diffusion: dict, conditioners: tuple[ConditionerConfig, ...], latent_dim: int
+    ) -> dict[str, Any]:
+        where = "model.diffusion"
+        if self.get(diffusion, "type", str) != "dit":
+            raise self.fail(f"{where}.type", "must be 'dit'")
+        objective = self.get(diffusion, "diffusion_objective", str, "v")
+        if objective not in SUPPORTED_OBJECTIVES:
+            raise self.fail(
+                f"{where}.diffusion_objective", f"is '{objective}'; supported: {SUPPORTED_OBJECTIVES}"
+            )
+        dit = self.dit(self.get(diffusion, "config", dict))
+        if dit.io_channels != latent_dim:
+            raise self.fail(f"{where}.config.io_channels", "must equal the autoencoder latent_dim")
+        return {
+            "context_cond_ids": self.cond_ids(diffusion, where, "cross_attention_cond_ids", conditioners, []),
+            "global_cond_ids": self.cond_ids(diffusion, where, "global_cond_ids", conditioners, []),
+            "objective": objective,
+            "dit": dit,
+        }
 
     def conditioner(self, index: int, raw: Any) -> ConditionerConfig:
         where = f"model.conditioning.configs[{index}]"
@@ -240,15 +295,7 @@ class _Parser:
         qk_norm = cfg.get("attn_kwargs", {}).get("qk_norm", "none")
         if qk_norm not in ("ln", "none", None):
             raise self.fail(f"{where}.attn_kwargs.qk_norm", f"is '{qk_norm}'; supported: 'ln' or none")
-        embed_dim = self.get(cfg, "embed_dim", int)
-        num_heads = self.get(cfg, "num_heads", int)
-        if embed_dim % num_heads:
-            raise self.fail(f"{where}.num_heads", "must divide embed_dim")
-        if embed_dim // num_heads < 32:
-            # Rotary embeddings cover max(head_dim / 2, 32) features of each head.
-            raise self.fail(
-                f"{where}.num_heads", "leaves heads narrower than 32 features (embed_dim / num_heads)"
-            )
+        embed_dim, num_heads = self.attention_heads(cfg, where)
         return DiTConfig(
             io_channels=self.get(cfg, "io_channels", int),
             embed_dim=embed_dim,
@@ -258,3 +305,69 @@ class _Parser:
             global_cond_dim=self.get(cfg, "global_cond_dim", int, 0),
             qk_norm=qk_norm == "ln",
         )
+
+    def attention_heads(self, cfg: dict, where: str) -> tuple[int, int]:
+        """embed_dim and num_heads of a transformer that uses our rotary attention."""
+        embed_dim = self.get(cfg, "embed_dim", int)
+        num_heads = self.get(cfg, "num_heads", int)
+        if embed_dim % num_heads:
+            raise self.fail(f"{where}.num_heads", "must divide embed_dim")
+        if embed_dim // num_heads < 32:
+            # Rotary embeddings cover max(head_dim / 2, 32) features of each head.
+            raise self.fail(
+                f"{where}.num_heads", "leaves heads narrower than 32 features (embed_dim / num_heads)"
+            )
+        return embed_dim, num_heads
+
+    def mar(self, cfg: dict, conditioners: tuple[ConditionerConfig, ...], latent_dim: int) -> dict[str, Any]:
+        where = "model.mar"
+        # By default the prompt is the guided context and every number (seconds) a kept global token.
+        context_ids = self.cond_ids(
+            cfg, where, "context_cond_ids", conditioners, [c.id for c in conditioners if c.type != "number"]
+        )
+        global_ids = self.cond_ids(
+            cfg, where, "global_cond_ids", conditioners, [c.id for c in conditioners if c.type == "number"]
+        )
+        if any(c.type != "number" for c in conditioners if c.id in global_ids):
+            raise self.fail(f"{where}.global_cond_ids", "may only name number conditioners (one token each)")
+        embed_dim, num_heads = self.attention_heads(cfg, where)
+        io_channels = self.get(cfg, "io_channels", int)
+        if io_channels != latent_dim:
+            raise self.fail(f"{where}.io_channels", "must equal the autoencoder latent_dim")
+        mask_ratio_min = self.get(cfg, "mask_ratio_min", float, 0.7)
+        if not 0 < mask_ratio_min <= 1:
+            raise self.fail(f"{where}.mask_ratio_min", f"must be in (0, 1], got {mask_ratio_min}")
+        mar = MarConfig(
+            io_channels=io_channels,
+            embed_dim=embed_dim,
+            depth=self.positive(cfg, where, "depth", int),
+            num_heads=num_heads,
+            mask_ratio_min=mask_ratio_min,
+            head=self.mar_head(self.get(cfg, "head", dict)),
+        )
+        return {
+            "context_cond_ids": context_ids,
+            "global_cond_ids": global_ids,
+            "objective": None,
+            "dit": None,
+            "mar": mar,
+        }
+
+    def mar_head(self, cfg: dict) -> MarHeadConfig:
+        where = "model.mar.head"
+        kind = self.get(cfg, "type", str)
+        if kind not in MAR_HEADS:
+            raise self.fail(f"{where}.type", f"is '{kind}'; supported: {', '.join(MAR_HEADS)}")
+        return MarHeadConfig(
+            type=kind,
+            width=self.positive(cfg, where, "width", int),
+            depth=self.positive(cfg, where, "depth", int),
+            steps=self.positive(cfg, where, "steps", int, 25),
+            temperature=self.positive(cfg, where, "temperature", float, 1.0),
+        )
+
+    def positive(self, cfg: dict, where: str, field: str, kind: type, default: Any = ...) -> Any:
+        value = self.get(cfg, field, kind, default)
+        if value <= 0:
+            raise self.fail(f"{where}.{field}", f"must be more than 0, got {value}")
+        return value

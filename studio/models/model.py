@@ -1,4 +1,8 @@
-"""A conditioned latent diffusion model: conditioners + DiT + Oobleck VAE, built from a ModelConfig."""
+"""A conditioned latent diffusion model: conditioners + DiT + Oobleck VAE, built from a ModelConfig.
+
+`ConditionedModel` is what every model kind shares: the conditioners and how their outputs become
+a `Conditioning` (the MAR model in mar.py builds on it too).
+"""
 
 from __future__ import annotations
 
@@ -15,37 +19,41 @@ from studio.models.oobleck import OobleckVAE
 
 @dataclass
 class Conditioning:
-    """What the DiT is conditioned on, one row per sample."""
+    """What a model is conditioned on, one row per sample."""
 
-    context: torch.Tensor | None  # [B, tokens, cond_dim] cross-attention tokens
+    context: torch.Tensor | None  # [B, tokens, cond_dim]: the DiT cross-attends to them, MAR prepends them
     global_cond: torch.Tensor | None  # [B, global_dim]
 
     def unconditional(self, negative_context: torch.Tensor | None = None) -> Conditioning:
-        """The CFG branch: zeroed (or negative-prompt) cross-attention tokens, same global condition."""
+        """The CFG branch: zeroed (or negative-prompt) context tokens, same global condition."""
         if self.context is None:
             return self
         context = torch.zeros_like(self.context) if negative_context is None else negative_context
         return Conditioning(context, self.global_cond)
 
+    def dropped(self, keep: torch.Tensor) -> Conditioning:
+        """Training's CFG dropout: rows with keep 0 get the unconditional branch's zeroed context."""
+        if self.context is None:
+            return self
+        return Conditioning(self.context * keep[:, None, None].to(self.context), self.global_cond)
 
-class AudioModel(nn.Module):
+    def stacked(self, other: Conditioning) -> Conditioning:
+        """These rows, then `other`'s: both CFG branches in one doubled batch."""
+        return Conditioning(
+            torch.cat((self.context, other.context)) if self.context is not None else None,
+            torch.cat((self.global_cond, other.global_cond)) if self.global_cond is not None else None,
+        )
+
+
+class ConditionedModel(nn.Module):
+    """The conditioners of a model and how their outputs are assembled into a Conditioning."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.conditioners = nn.ModuleDict(
             {c.id: build_conditioner(c, config.cond_dim) for c in config.conditioners}
         )
-        d = config.dit
-        self.dit = DiT(
-            io_channels=d.io_channels,
-            embed_dim=d.embed_dim,
-            depth=d.depth,
-            num_heads=d.num_heads,
-            context_dim=d.cond_token_dim if config.cross_attention_cond_ids else 0,
-            global_dim=d.global_cond_dim if config.global_cond_ids else 0,
-            qk_norm=d.qk_norm,
-        )
-        self.vae = OobleckVAE(config.autoencoder)
 
     def encode_conditions(self, prompts: list[str], seconds: list[float]) -> dict[str, torch.Tensor]:
         """Run every conditioner: prompt encoders see `prompts`, number conditioners `seconds`."""
@@ -59,13 +67,11 @@ class AudioModel(nn.Module):
         return outputs
 
     def assemble(self, tokens: dict[str, torch.Tensor]) -> Conditioning:
-        """Concatenate conditioner outputs into cross-attention tokens and the global vector."""
+        """Concatenate conditioner outputs into context tokens and the global vector."""
         cfg = self.config
-        context = (
-            torch.cat([tokens[i] for i in cfg.cross_attention_cond_ids], dim=1)
-            if cfg.cross_attention_cond_ids
-            else None
-        )
+        context = None
+        if cfg.context_cond_ids:
+            context = torch.cat([tokens[i] for i in cfg.context_cond_ids], dim=1)
         global_cond = None
         if cfg.global_cond_ids:
             global_cond = torch.cat([tokens[i] for i in cfg.global_cond_ids], dim=-1)
@@ -75,6 +81,26 @@ class AudioModel(nn.Module):
 
     def condition(self, prompts: list[str], seconds: list[float]) -> Conditioning:
         return self.assemble(self.encode_conditions(prompts, seconds))
+
+    @property
+    def prompt_encoder(self) -> PromptEncoder | None:
+        return next((c for c in self.conditioners.values() if isinstance(c, PromptEncoder)), None)
+
+
+class AudioModel(ConditionedModel):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        d = config.dit
+        self.dit = DiT(
+            io_channels=d.io_channels,
+            embed_dim=d.embed_dim,
+            depth=d.depth,
+            num_heads=d.num_heads,
+            context_dim=d.cond_token_dim if config.context_cond_ids else 0,
+            global_dim=d.global_cond_dim if config.global_cond_ids else 0,
+            qk_norm=d.qk_norm,
+        )
+        self.vae = OobleckVAE(config.autoencoder)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         dtype = self.dit.proj_in.weight.dtype
@@ -86,13 +112,5 @@ class AudioModel(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, uncond: Conditioning
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Conditional and unconditional velocity in one doubled batch."""
-        both = Conditioning(
-            torch.cat((cond.context, uncond.context)) if cond.context is not None else None,
-            torch.cat((cond.global_cond, uncond.global_cond)) if cond.global_cond is not None else None,
-        )
-        v = self.velocity(torch.cat((x, x)), torch.cat((t, t)), both)
+        v = self.velocity(torch.cat((x, x)), torch.cat((t, t)), cond.stacked(uncond))
         return v.chunk(2)
-
-    @property
-    def prompt_encoder(self) -> PromptEncoder | None:
-        return next((c for c in self.conditioners.values() if isinstance(c, PromptEncoder)), None)

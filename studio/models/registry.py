@@ -13,6 +13,7 @@ from pathlib import Path
 
 from studio.errors import ModelNotFoundError
 from studio.models.checkpoint import CONFIG_FILE, WEIGHT_FILES
+from studio.models.config import MODEL_TYPES
 
 DEFAULT_MODEL = "studio-mini"
 HUB_MODELS = {"stable-audio-open-small": "stabilityai/stable-audio-open-small"}
@@ -50,7 +51,7 @@ def _folders_in(root: Path, source: str) -> list[ModelEntry]:
 
 
 def _hub_cache_entries() -> list[ModelEntry]:
-    """Snapshots in the Hugging Face cache that hold a diffusion_cond model."""
+    """Snapshots in the Hugging Face cache that hold a model Studio runs (diffusion_cond or mar_cond)."""
     try:
         from huggingface_hub import scan_cache_dir
 
@@ -64,15 +65,15 @@ def _hub_cache_entries() -> list[ModelEntry]:
             continue
         for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
             folder = Path(revision.snapshot_path)
-            if is_model_folder(folder) and _is_diffusion_cond(folder / CONFIG_FILE):
+            if is_model_folder(folder) and _is_studio_model(folder / CONFIG_FILE):
                 entries.append(ModelEntry(aliases.get(repo.repo_id, repo.repo_id), folder, "hf-cache"))
                 break
     return entries
 
 
-def _is_diffusion_cond(config: Path) -> bool:
+def _is_studio_model(config: Path) -> bool:
     try:
-        return json.loads(config.read_text()).get("model_type") == "diffusion_cond"
+        return json.loads(config.read_text()).get("model_type") in MODEL_TYPES
     except (OSError, ValueError, AttributeError):
         return False
 

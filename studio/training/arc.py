@@ -35,6 +35,7 @@ from studio.training.loop import (
     TrainingError,
     frozen,
     optimizer_step,
+    require_diffusion,
     step_generator,
     train_only,
     unwrap,
@@ -197,6 +198,7 @@ def arc_model(config: ArcTrainConfig) -> AudioModel:
             "train one with `studio train flow` and pass its RUN/model folder",
         )
     model = load_model(config.init)
+    require_diffusion(model.config, config.init, "arc")
     model.config = with_objective(model.config, OBJECTIVE)
     return model
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from studio.data.manifest import read_manifest
-from studio.models import AudioModel, ModelConfig, load_model
+from studio.models import Model, ModelConfig, build_model, load_model
 from studio.models.oobleck import OobleckVAE, vae_sample
 from studio.training import losses
 from studio.training.data import AudioClips, split_clips
@@ -102,7 +102,7 @@ def autoencoder_step(
     return values | {"loss": loss.item()}
 
 
-def _initial_model(config: AutoencoderTrainConfig) -> AudioModel:
+def _initial_model(config: AutoencoderTrainConfig) -> Model:
     if (config.config is None) == (config.init is None):
         raise TrainingError(
             "autoencoder training starts from --config (a new model) or --init (a model folder), one of them",
@@ -110,14 +110,14 @@ def _initial_model(config: AutoencoderTrainConfig) -> AudioModel:
         )
     if config.init is not None:
         return load_model(config.init)
-    return AudioModel(ModelConfig.from_file(config.config))
+    return build_model(ModelConfig.from_file(config.config))
 
 
 def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     """Train (or continue training) the VAE; returns the folder of the exported model."""
     run = Run(config, "autoencoder")
     state = run.saved_state()
-    model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else _initial_model(config)
+    model = build_model(ModelConfig.from_dict(state["model_config"])) if state else _initial_model(config)
     model_config = model.config
     hop = model_config.autoencoder.downsampling_ratio
     chunk = min(config.chunk, model_config.sample_size) // hop * hop

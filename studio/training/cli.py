@@ -1,4 +1,4 @@
-"""`studio train autoencoder | flow | arc`.
+"""`studio train autoencoder | flow | arc | mar`.
 
 `add_train_commands(subparsers)` registers the commands on the `studio` parser; this module also
 runs on its own (`python -m studio.training.cli flow …`). Under torchrun the same command line
@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
+from studio.models.config import MAR_HEADS
 from studio.training.arc import ArcTrainConfig, train_arc
 from studio.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
 from studio.training.flow import FlowTrainConfig, train_flow
+from studio.training.mar import MarTrainConfig, train_mar
 
 EXIT_USAGE = 2
 
@@ -89,10 +91,19 @@ def cmd_train_arc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_mar(args: argparse.Namespace) -> int:
+    _report(train_mar(_config(MarTrainConfig, args)))
+    return 0
+
+
 def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """Register `train autoencoder|flow|arc` on a parser's subcommands; returns the `train` group."""
-    train = subparsers.add_parser("train", help="train the VAE, pretrain the flow DiT, ARC post-train it")
-    kinds = train.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,flow,arc,clap}")
+    """Register `train autoencoder|flow|arc|mar` on a parser's subcommands; returns the `train` group."""
+    train = subparsers.add_parser(
+        "train", help="train the VAE, pretrain the flow DiT, ARC post-train it, or train a MAR model"
+    )
+    kinds = train.add_subparsers(
+        dest="train_command", required=True, metavar="{autoencoder,flow,arc,mar,clap}"
+    )
 
     defaults = _defaults(AutoencoderTrainConfig)
     ae = kinds.add_parser("autoencoder", help="train an Oobleck VAE (STFT + adversarial + KL losses)")
@@ -155,11 +166,47 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         help=f"weight λ of the contrastive loss (default: {defaults['contrastive_weight']})",
     )
     arc.set_defaults(func=cmd_train_arc)
+
+    defaults = _defaults(MarTrainConfig)
+    mar = kinds.add_parser(
+        "mar", help="masked autoregressive model with a diffusion or one-step energy head (docs/mar.md)"
+    )
+    _common(mar, defaults)
+    mar.add_argument(
+        "--init",
+        type=Path,
+        help="model folder whose VAE and conditioners to reuse (e.g. a flow run's model/); a MAR model "
+        "folder without --config continues that model",
+    )
+    mar.add_argument("--config", type=Path, help="mar_cond model_config.json for a new backbone and head")
+    mar.add_argument("--cache", type=Path, help="latent cache folder (default: CORPUS/.cache/latents)")
+    mar.add_argument(
+        "--head",
+        choices=MAR_HEADS,
+        help="the sampling head to train (default: the config's; energy with --teacher)",
+    )
+    mar.add_argument(
+        "--teacher",
+        type=Path,
+        help="a trained diffusion-head MAR model folder: the student starts from its backbone and "
+        "distils its representations (needs --distill-weight)",
+    )
+    mar.add_argument(
+        "--distill-weight",
+        type=float,
+        help=f"weight λ of the representation MSE to the teacher (default: {defaults['distill_weight']})",
+    )
+    mar.add_argument(
+        "--cond-dropout",
+        type=float,
+        help=f"share of rows trained without the prompt, for CFG (default: {defaults['cond_dropout']})",
+    )
+    mar.set_defaults(func=cmd_train_mar)
     return kinds
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m studio.training.cli autoencoder|flow|arc …` (the same as `studio train …`)."""
+    """`python -m studio.training.cli autoencoder|flow|arc|mar …` (the same as `studio train …`)."""
     parser = argparse.ArgumentParser(prog="studio-train")
     add_train_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])

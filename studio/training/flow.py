@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from studio.data.manifest import Clip, read_manifest
-from studio.models import AudioModel, Conditioning, ModelConfig, load_model
+from studio.models import AudioModel, Model, ModelConfig, load_model
 from studio.training import losses
 from studio.training.data import LatentCache, LatentClips, split_clips
 from studio.training.loop import (
@@ -29,6 +29,7 @@ from studio.training.loop import (
     TrainingError,
     check_same_autoencoder,
     optimizer_step,
+    require_diffusion,
     step_generator,
     train_only,
     with_objective,
@@ -60,9 +61,7 @@ class ConditionedVelocity(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, prompts: list[str], seconds: list[float], keep: torch.Tensor
     ) -> torch.Tensor:
         """Velocity at x [B, C, T], t [B]; rows with keep 0 get zeroed cross-attention tokens."""
-        cond = self.model.condition(prompts, seconds)
-        context = None if cond.context is None else cond.context * keep[:, None, None].to(cond.context)
-        return self.model.velocity(x, t, Conditioning(context, cond.global_cond))
+        return self.model.velocity(x, t, self.model.condition(prompts, seconds).dropped(keep))
 
 
 def flow_loss(
@@ -88,9 +87,11 @@ def flow_model(config: FlowTrainConfig) -> AudioModel:
         )
     init = load_model(config.init)
     if config.config is None:
+        require_diffusion(init.config, config.init, "flow")
         model = init
     else:
         model_config = ModelConfig.from_file(config.config)
+        require_diffusion(model_config, config.config, "flow")
         check_same_autoencoder(model_config, init.config, config.config, config.init)
         model = AudioModel(model_config)
         model.vae.load_state_dict(init.vae.state_dict())
@@ -98,7 +99,7 @@ def flow_model(config: FlowTrainConfig) -> AudioModel:
     return model
 
 
-def prepare_latents(run: Run, cache_root: Path, model: AudioModel, clips: list[Clip]) -> LatentCache:
+def prepare_latents(run: Run, cache_root: Path, model: Model, clips: list[Clip]) -> LatentCache:
     """The VAE's latent cache, with every clip in it (each rank encodes its share of what is missing)."""
     c = model.config
     cache = LatentCache.for_vae(cache_root, model.vae, c.sample_rate, c.audio_channels, c.sample_size)
@@ -119,7 +120,7 @@ class LatentSplits:
     valid: LatentClips | None  # None when the corpus has no 'valid' clips
 
 
-def latent_splits(run: Run, corpus: Path, cache_root: Path | None, model: AudioModel) -> LatentSplits:
+def latent_splits(run: Run, corpus: Path, cache_root: Path | None, model: Model) -> LatentSplits:
     """The corpus's train and valid splits as latent datasets, with every clip in the latent cache."""
     clips = read_manifest(corpus)
     train_clips = split_clips(clips, "train", corpus)

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from studio.errors import StudioError
-from studio.models import AudioModel, ModelConfig, save_model
+from studio.models import Model, ModelConfig, save_model
 from studio.training.data import StepSampler, fixed_keys
 
 STATE_FILE = "state.pt"
@@ -91,6 +91,16 @@ class Stateful(Protocol):
 # -- models --------------------------------------------------------------------------------------
 
 
+def require_diffusion(config: ModelConfig, source: Path, command: str) -> None:
+    """Refuse a MAR model or config where a trainer needs the DiT of a diffusion model."""
+    if config.dit is None:
+        raise TrainingError(
+            f"{source} is a {config.model_type} (masked autoregressive) model; `studio train {command}` "
+            "trains the DiT of diffusion_cond models",
+            "pass a diffusion model (e.g. a flow run's model/); MAR models train with `studio train mar`",
+        )
+
+
 def with_objective(config: ModelConfig, objective: str) -> ModelConfig:
     """The same model config with another diffusion objective (what the engine samples it with)."""
     raw = json.loads(json.dumps(config.raw))
@@ -99,14 +109,21 @@ def with_objective(config: ModelConfig, objective: str) -> ModelConfig:
 
 
 def check_same_autoencoder(
-    config: ModelConfig, init: ModelConfig, config_path: Path, init_path: Path
+    config: ModelConfig, init: ModelConfig, config_path: Path, init_path: Path, conditioners: bool = False
 ) -> None:
-    """Refuse a --config whose VAE (or audio format) differs from the --init folder's VAE."""
-    for field in ("sample_rate", "audio_channels", "autoencoder"):
+    """Refuse a --config whose VAE (or audio format) differs from the --init folder's VAE, and with
+    `conditioners`, whose conditioning differs from the conditioners that are reused too."""
+    fields = ("sample_rate", "audio_channels", "autoencoder")
+    reused, sections = "VAE is", "pretransform, sample_rate and audio_channels"
+    if conditioners:
+        fields += ("conditioners", "cond_dim")
+        reused = "VAE and conditioners are"
+        sections = "pretransform, conditioning, sample_rate and audio_channels"
+    for field in fields:
         if getattr(config, field) != getattr(init, field):
             raise TrainingError(
-                f"{config_path}: '{field}' differs from the model in {init_path}, whose VAE is reused",
-                "copy pretransform, sample_rate and audio_channels from that folder's model_config.json",
+                f"{config_path}: '{field}' differs from the model in {init_path}, whose {reused} reused",
+                f"copy {sections} from that folder's model_config.json",
             )
 
 
@@ -340,7 +357,7 @@ class Run:
         torch.save(state, tmp)
         os.replace(tmp, self.state_path)
 
-    def export(self, model: AudioModel, ema: EMA, trainable: nn.Module) -> Path:
+    def export(self, model: Model, ema: EMA, trainable: nn.Module) -> Path:
         """Write the model with the EMA weights as a model folder, replacing the previous export."""
         if self.dist.main:
             tmp, old = self.out / f".{EXPORT_DIR}.tmp", self.out / f".{EXPORT_DIR}.old"
