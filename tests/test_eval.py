@@ -80,6 +80,9 @@ def test_centroid_accuracy_and_recall_on_toy_cases():
     assert metrics.nearest_centroid(reference, labels, queries) == ["a", "b", "c", "c"]
     assert metrics.centroid_accuracy(reference, labels, queries, ["a", "b", "c", "a"]) == 0.75
     assert metrics.leave_one_out_accuracy(reference, labels) == 1.0
+    assert metrics.leave_one_out_accuracy(reference, labels, reference * 3) == 1.0  # level does not count
+    swapped = reference[[2, 3, 4, 5, 0, 1]]  # every copy sounds like the next category
+    assert metrics.leave_one_out_accuracy(reference, labels, swapped) == 0.0
     similarity = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.8], [0.3, 0.2, 0.1]])
     assert metrics.recall_at_k(similarity, np.eye(3), 1) == pytest.approx(1 / 3)
     assert metrics.recall_at_k(similarity, np.eye(3), 2) == pytest.approx(2 / 3)
@@ -252,6 +255,7 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     assert set(report["fad"]["per_category"]) == set(CATEGORIES)
     assert report["category_accuracy"]["chance"] == pytest.approx(1 / 3)
     assert report["category_accuracy"]["held_out_leave_one_out"] == 1.0  # the synthetic sounds differ
+    assert 0 <= report["category_accuracy"]["vae_round_trip_leave_one_out"] <= 1  # random tiny VAE
     assert [(row["sampler"], row["steps"]) for row in report["sweep"]] == [
         ("pingpong", 1),
         ("pingpong", 8),
@@ -282,6 +286,7 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     )
     adherence = json.loads((folder / "adherence.json").read_text())
     assert set(adherence["category_accuracy"]["per_category"]) == set(CATEGORIES)
+    assert "vae_round_trip_leave_one_out" in adherence["category_accuracy"]
 
 
 def test_eval_errors_say_how_to_fix(corpus, tmp_path, tiny_model_dir):

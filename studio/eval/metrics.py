@@ -142,13 +142,20 @@ def recall_at_k(similarity: np.ndarray, relevant: np.ndarray, k: int) -> float:
     return float(np.mean(np.take_along_axis(relevant, top, axis=1).any(axis=1)))
 
 
-def leave_one_out_accuracy(embeddings: np.ndarray, labels: Sequence[str]) -> float:
+def leave_one_out_accuracy(
+    embeddings: np.ndarray, labels: Sequence[str], queries: np.ndarray | None = None
+) -> float:
     """Nearest-centroid accuracy of each item against centroids built without it: how well the
-    embedding separates the categories of real clips, the ceiling a generated take can reach."""
+    embedding separates the categories of real clips, the ceiling a generated take can reach.
+
+    With `queries`, row i (a changed copy of item i, e.g. its autoencoder round trip) is classified
+    in place of item i, still against centroids built without item i.
+    """
     labels = list(labels)
+    queries = embeddings if queries is None else np.asarray(queries)
     hits = []
     for i in range(len(labels)):
         rest = [j for j in range(len(labels)) if j != i]
-        predicted = nearest_centroid(embeddings[rest], [labels[j] for j in rest], embeddings[i : i + 1])
+        predicted = nearest_centroid(embeddings[rest], [labels[j] for j in rest], queries[i : i + 1])
         hits.append(predicted[0] == labels[i])
     return float(np.mean(hits))
