@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,42 @@ def fit_length(audio: np.ndarray, frames: int) -> np.ndarray:
     if audio.shape[1] >= frames:
         return audio[:, :frames]
     return np.pad(audio, ((0, 0), (0, frames - audio.shape[1])))
+
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 1127.01048 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * np.expm1(np.asarray(mel, dtype=np.float64) / 1127.01048)
+
+
+@cache
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
+    """HTK-mel triangles built in the mel domain, each summing to 1 (Essentia's MelBands with
+    weighting "warping" and unit_sum), as a read-only [n_mels, n_fft // 2 + 1] matrix.
+
+    A triangle narrower than one FFT bin covers no bin and stays a row of zeros.
+    """
+    bins = n_fft // 2 + 1
+    top = sample_rate / 2 if f_max is None else min(f_max, sample_rate / 2)
+    lo, hi = _hz_to_mel(f_min), _hz_to_mel(top)
+    edges = _mel_to_hz(lo + np.arange(n_mels + 2) * (hi - lo) / (n_mels + 1))
+    bin_hz = (sample_rate / 2) / (bins - 1)
+    bank = np.zeros((n_mels, bins))
+    for i in range(n_mels):
+        left, centre, right = edges[i : i + 3]
+        j = np.arange(math.ceil(left / bin_hz), math.floor(right / bin_hz) + 1)
+        mel = _hz_to_mel(j * bin_hz)
+        rising = (mel - _hz_to_mel(left)) / (_hz_to_mel(centre) - _hz_to_mel(left))
+        falling = (_hz_to_mel(right) - mel) / (_hz_to_mel(right) - _hz_to_mel(centre))
+        bank[i, j] = np.where(j * bin_hz < centre, rising, falling)
+        if bank[i].sum() > 0:
+            bank[i] /= bank[i].sum()
+    bank.flags.writeable = False
+    return bank
 
 
 def prepare_recording(

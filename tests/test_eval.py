@@ -13,12 +13,13 @@ import pytest
 import soundfile as sf
 from scipy.linalg import sqrtm
 
+from studio.audio import mel_filterbank
 from studio.data import CorpusError, read_manifest
 from studio.eval import metrics
 from studio.eval.clap import ClapModel, ClapModelError
 from studio.eval.cli import add_clap_train_command, add_eval_commands
 from studio.eval.corpus import held_out_by_category
-from studio.eval.embeddings import AisfxEmbedder, mel_filterbank, mel_spectrogram
+from studio.eval.embeddings import F_MAX, F_MIN, N_FFT, N_MELS, SAMPLE_RATE, AisfxEmbedder, mel_spectrogram
 
 RATE = 44100
 CATEGORIES = ("kick", "hi-hat", "rain")
@@ -128,7 +129,7 @@ AISFX_EMBEDDING_NORM = 42.42746
 
 
 def test_mel_front_end_matches_essentia():
-    bank = mel_filterbank()
+    bank = mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, F_MIN, F_MAX)
     assert bank.shape == (96, 1025)
     np.testing.assert_allclose(bank.sum(axis=1), 1.0)
     spec = mel_spectrogram(chirp(0.25))

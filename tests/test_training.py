@@ -296,6 +296,15 @@ def test_arc_discriminator_reuses_the_dit_trunk():
     assert len(logits) == 2 and logits[0].shape[:2] == (3, 1) and len(features[0]) == 5
 
 
+def test_mel_loss_is_zero_for_equal_audio_and_counts_level_in_every_band():
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 2, 8192)).astype(np.float32))
+    assert losses.multi_resolution_mel_loss(noise, noise, 44100).item() == 0
+    quieter = [losses.multi_resolution_mel_loss(noise * gain, noise, 44100).item() for gain in (0.5, 0.1)]
+    # log10 of the gain in every band that has bins (a few of the narrowest low bands have none)
+    assert 0.8 * np.log10(2) < quieter[0] <= np.log10(2) + 1e-5
+    assert 0.8 < quieter[1] <= 1 + 1e-5
+
+
 # -- each trainer's step on a fixed batch ----------------------------------------------------------
 
 
@@ -310,7 +319,9 @@ def test_autoencoder_losses_fall_on_a_fixed_batch():
     frames = AE_OPTIONS["chunk"]
     audio = torch.stack([torch.from_numpy(sine(f, frames / 44100)) for f in (220, 1320)])
     noise = torch.randn(2, 8, frames // 2048)
-    history = [autoencoder_step(net, disc, opt_vae, opt_disc, audio, noise, config, True) for _ in range(6)]
+    history = [
+        autoencoder_step(net, disc, opt_vae, opt_disc, audio, noise, config, True, 44100) for _ in range(6)
+    ]
     assert all(math.isfinite(v) for step in history for v in step.values())
     assert history[-1]["stft"] < 0.85 * history[0]["stft"]
     assert history[-1]["disc"] < history[0]["disc"]  # the discriminator learns to tell them apart

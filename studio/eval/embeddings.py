@@ -30,13 +30,12 @@ import hashlib
 import math
 import pickle
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from studio.audio import read_audio, resample
+from studio.audio import mel_filterbank, read_audio, resample
 from studio.errors import StudioError
 
 SAMPLE_RATE = 44100
@@ -56,34 +55,6 @@ class EmbeddingModelError(StudioError):
     """The aisfx package or its weights could not be loaded."""
 
 
-def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    return 1127.01048 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
-
-
-def _mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    return 700.0 * np.expm1(np.asarray(mel, dtype=np.float64) / 1127.01048)
-
-
-@cache
-def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
-    """Essentia's MelBands(htkMel, weighting "warping", unit_sum) as a [n_mels, n_fft // 2 + 1] matrix."""
-    bins = n_fft // 2 + 1
-    lo, hi = _hz_to_mel(F_MIN), _hz_to_mel(min(F_MAX, sample_rate / 2))
-    edges = _mel_to_hz(lo + np.arange(n_mels + 2) * (hi - lo) / (n_mels + 1))
-    bin_hz = (sample_rate / 2) / (bins - 1)
-    bank = np.zeros((n_mels, bins))
-    for i in range(n_mels):
-        left, centre, right = edges[i : i + 3]
-        j = np.arange(math.ceil(left / bin_hz), math.floor(right / bin_hz) + 1)
-        mel = _hz_to_mel(j * bin_hz)
-        rising = (mel - _hz_to_mel(left)) / (_hz_to_mel(centre) - _hz_to_mel(left))
-        falling = (_hz_to_mel(right) - mel) / (_hz_to_mel(right) - _hz_to_mel(centre))
-        bank[i, j] = np.where(j * bin_hz < centre, rising, falling)
-        bank[i] /= bank[i].sum()
-    bank.flags.writeable = False
-    return bank
-
-
 def mel_spectrogram(mono: np.ndarray) -> np.ndarray:
     """44.1 kHz mono samples -> the network's input features [frames, 96], scaled to about [0, 1]."""
     signal = np.asarray(mono, dtype=np.float64)
@@ -93,7 +64,7 @@ def mel_spectrogram(mono: np.ndarray) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:frames]
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / (N_FFT - 1))
     power = np.abs(np.fft.rfft(windows * hann, axis=1)) ** 2
-    bands = power @ mel_filterbank().T
+    bands = power @ mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, F_MIN, F_MAX).T
     return np.log10(10000.0 * bands + 1.0) / SPEC_MAX
 
 

@@ -46,6 +46,7 @@ class AutoencoderTrainConfig(TrainConfig):
     disc_start: int = 0  # steps of reconstruction-only training before the adversarial terms join
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
     kl_weight: float = 1e-4
+    mel_weight: float = 0.0  # multi-scale log-mel L1 (DAC's reconstruction loss, which it weights 15)
     adversarial_weight: float = 0.1
     feature_weight: float = 5.0
 
@@ -75,6 +76,7 @@ def autoencoder_step(
     noise: torch.Tensor,
     config: AutoencoderTrainConfig,
     adversarial: bool,
+    sample_rate: int,
 ) -> dict[str, float]:
     """One discriminator update (when `adversarial`), then one VAE update; returns the losses."""
     decoded, mean, stdev = net(audio, noise)
@@ -83,6 +85,10 @@ def autoencoder_step(
     kl = losses.kl_loss(mean, stdev)
     loss = reconstruction + config.kl_weight * kl
     values = {"stft": reconstruction.item(), "kl": kl.item()}
+    if config.mel_weight:
+        mel = losses.multi_resolution_mel_loss(decoded, audio, sample_rate)
+        loss = loss + config.mel_weight * mel
+        values["mel"] = mel.item()
     if adversarial:
         # Real and decoded in one forward, so DDP sees the discriminator run once per update.
         logits, _ = disc(torch.cat((audio, decoded.detach())))
@@ -160,6 +166,7 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
                 noise.to(run.device),
                 config,
                 step >= config.disc_start,
+                model_config.sample_rate,
             )
         ema.update(net, step)
         return values

@@ -128,6 +128,11 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         help=f"steps before the adversarial losses join (default: {defaults['disc_start']})",
     )
     ae.add_argument("--kl-weight", type=float, help=f"(default: {defaults['kl_weight']})")
+    ae.add_argument(
+        "--mel-weight",
+        type=float,
+        help=f"weight of the multi-scale log-mel L1 loss (default: {defaults['mel_weight']}, off; DAC: 15)",
+    )
     ae.add_argument("--adversarial-weight", type=float, help=f"(default: {defaults['adversarial_weight']})")
     ae.add_argument("--feature-weight", type=float, help=f"(default: {defaults['feature_weight']})")
     ae.set_defaults(func=cmd_train_autoencoder)

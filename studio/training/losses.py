@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from studio.audio import mel_filterbank
+
 # -- noise levels --------------------------------------------------------------------------------
 
 
@@ -100,6 +102,42 @@ def multi_resolution_stft_loss(
         target = torch.stack((target[:, 0] + target[:, 1], target[:, 0] - target[:, 1]), dim=1)
     pred, target = pred.flatten(0, 1), target.flatten(0, 1)
     terms = [stft_loss(pred, target, n_fft, max(1, int(n_fft * hop_fraction))) for n_fft in fft_sizes]
+    return torch.stack(terms).mean()
+
+
+# Window sizes and band counts of DAC's multi-scale mel loss: the bands grow with the window, so
+# short windows are not split into bands narrower than their FFT bins.
+MEL_RESOLUTIONS = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))
+
+
+def multi_resolution_mel_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    sample_rate: int,
+    resolutions: tuple[tuple[int, int], ...] = MEL_RESOLUTIONS,
+    floor: float = 1e-5,
+) -> torch.Tensor:
+    """Mean over resolutions of the L1 distance between log10 mel magnitudes, for [B, C, T] audio.
+
+    Level errors cost the same in every band, which is what a plain STFT loss lacks: its
+    convergence term is dominated by the loudest bins and its log term by the near-silent ones.
+    """
+    pred, target = pred.flatten(0, 1).float(), target.flatten(0, 1).float()
+    terms = []
+    for n_fft, n_mels in resolutions:
+        bank = torch.tensor(mel_filterbank(sample_rate, n_fft, n_mels), dtype=pred.dtype, device=pred.device)
+        window = torch.hann_window(n_fft, device=pred.device)
+        mels = [
+            torch.einsum(
+                "mf,nft->nmt",
+                bank,
+                torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True).abs(),
+            )
+            .clamp_min(floor)
+            .log10()
+            for x in (pred, target)
+        ]
+        terms.append(F.l1_loss(*mels))
     return torch.stack(terms).mean()
 
 
