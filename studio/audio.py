@@ -70,6 +70,14 @@ def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.n
     return data.T.copy(), int(rate)
 
 
+def load_audio(
+    path: str | Path, sample_rate: int, channels: int, max_seconds: float | None = None
+) -> np.ndarray:
+    """A file as float32 [channels, frames] at a model's rate and channel count."""
+    audio, rate = read_audio(path, max_seconds=max_seconds)
+    return convert_channels(resample(audio, rate, sample_rate), channels)
+
+
 def audio_seconds(path: str | Path) -> float:
     if not Path(path).is_file():
         raise AudioError(f"{path}: no such audio file")

@@ -84,6 +84,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def whole_numbers(text: str) -> tuple[int, ...]:
+    """argparse type of options such as `--batch 1,8`."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+
+
 def _auth(value: str | None, host: str) -> tuple[str, str] | None:
     if value is None:
         if host not in LOOPBACK_HOSTS:

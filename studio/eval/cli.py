@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.cli import whole_numbers
 from studio.errors import StudioError
 from studio.eval.corpus import default_corpus_dir
 
@@ -23,13 +24,6 @@ def _categories(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of categories")
     return names
-
-
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -171,7 +165,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16/fp16 on GPU"
     )
-    bench.add_argument("--batch", type=_batch_sizes, default=(1, 8), help="batch sizes (default 1,8)")
+    bench.add_argument("--batch", type=whole_numbers, default=(1, 8), help="batch sizes (default 1,8)")
     bench.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
     bench.add_argument("--sampler", choices=["pingpong", "euler"], default="pingpong")
     bench.add_argument("--seconds", type=float, help="take length (default: the model's full length)")

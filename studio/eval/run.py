@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.audio import convert_channels, fit_length, read_audio, resample
+from studio.audio import fit_length, load_audio, read_audio
 from studio.data.manifest import CORE_CATEGORIES, Clip, read_manifest
 from studio.engine import DEFAULT_STEPS, Engine, Request
 from studio.errors import StudioError
@@ -139,13 +139,14 @@ def _model_label(engine: Engine) -> str:
 class Reference:
     """The held-out clips of the evaluated categories, embedded once."""
 
-    aisfx: np.ndarray  # [clips, 512], category order then manifest order
+    clips: list[Clip]  # category order then manifest order
+    aisfx: np.ndarray  # [clips, 512]
     labels: list[str]
 
     @classmethod
     def build(cls, clips: dict[str, list[Clip]], embedder: AisfxEmbedder) -> Reference:
         ordered = [clip for group in clips.values() for clip in group]
-        return cls(embedder.embed_files([c.file for c in ordered]), [c.category for c in ordered])
+        return cls(ordered, embedder.embed_files([c.file for c in ordered]), [c.category for c in ordered])
 
     def of(self, category: str) -> np.ndarray:
         return self.aisfx[np.array(self.labels) == category]
@@ -161,8 +162,7 @@ def autoencoder_round_trips(engine: Engine, clips: list[Clip]) -> list[tuple[np.
     hop = c.autoencoder.downsampling_ratio
     out = []
     for clip in clips:
-        audio, rate = read_audio(clip.file, max_seconds=c.max_seconds)
-        audio = convert_channels(resample(audio, rate, c.sample_rate), c.audio_channels)
+        audio = load_audio(clip.file, c.sample_rate, c.audio_channels, max_seconds=c.max_seconds)
         frames = audio.shape[1]
         padded = torch.from_numpy(fit_length(audio, -(-frames // hop) * hop))[None]
         decoded = model.vae.decode(model.vae.encode(padded.to(engine.device, engine.dtype)))
@@ -170,12 +170,9 @@ def autoencoder_round_trips(engine: Engine, clips: list[Clip]) -> list[tuple[np.
     return out
 
 
-def ceilings(
-    engine: Engine, held_out: dict[str, list[Clip]], reference: Reference, embedder: AisfxEmbedder
-) -> dict:
+def ceilings(engine: Engine, reference: Reference, embedder: AisfxEmbedder) -> dict:
     """Category accuracy of the real held-out clips and of their VAE round trips (leave-one-out)."""
-    ordered = [clip for group in held_out.values() for clip in group]
-    round_trips = embedder.embed(autoencoder_round_trips(engine, ordered))
+    round_trips = embedder.embed(autoencoder_round_trips(engine, reference.clips))
     return {
         "held_out_leave_one_out": leave_one_out_accuracy(reference.aisfx, reference.labels),
         "vae_round_trip_leave_one_out": leave_one_out_accuracy(
@@ -428,7 +425,7 @@ def run_eval(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         say(f"diversity curve at {main.label}: knob {', '.join(map(str, config.diversities))}")
         diversity = diversity_curve(generator, main, config.diversities, clap, chosen["ccds"]["per_category"])
         say("held-out clips through the VAE and back: the ceiling the generator works under")
-        limits = ceilings(engine, held_out, reference, embedder)
+        limits = ceilings(engine, reference, embedder)
         report = _header(config, engine, generator, held_out)
     say("scoring the contrastive model on the held-out split")
     report["fad"] = chosen["fad"]
@@ -475,7 +472,7 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         say(f"generating {generator.takes} takes x {len(held_out)} prompts at {main.label}")
         clips, labels = _flatten(generator.run(main, 1.0))
         accuracy = score_accuracy(embedder.embed(clips), labels, reference)
-        limits = ceilings(engine, held_out, reference, embedder)
+        limits = ceilings(engine, reference, embedder)
         report = _header(config, engine, generator, held_out)
     report["category_accuracy"] = {**accuracy, **limits}
     report["elapsed_s"] = time.perf_counter() - start

@@ -188,9 +188,8 @@ class MarModel(ConditionedModel):
     def hidden(self, tokens: torch.Tensor, mask: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """The backbone's outputs [B, T, E] for latent tokens [B, T, C] with `mask` [B, T] hidden."""
         dtype = self.backbone.proj_in.weight.dtype
-        context = None if cond.context is None else cond.context.to(dtype)
-        global_cond = None if cond.global_cond is None else cond.global_cond.to(dtype)
-        return self.backbone(tokens.to(dtype), mask, context, global_cond).to(tokens.dtype)
+        cond = cond.to(dtype)
+        return self.backbone(tokens.to(dtype), mask, cond.context, cond.global_cond).to(tokens.dtype)
 
     def generate(
         self,

@@ -37,6 +37,13 @@ class Conditioning:
             return self
         return Conditioning(self.context * keep[:, None, None].to(self.context), self.global_cond)
 
+    def to(self, dtype: torch.dtype) -> Conditioning:
+        """The same condition in a model's compute dtype."""
+        return Conditioning(
+            None if self.context is None else self.context.to(dtype),
+            None if self.global_cond is None else self.global_cond.to(dtype),
+        )
+
     def stacked(self, other: Conditioning) -> Conditioning:
         """These rows, then `other`'s: both CFG branches in one doubled batch."""
         return Conditioning(
@@ -104,9 +111,8 @@ class AudioModel(ConditionedModel):
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         dtype = self.dit.proj_in.weight.dtype
-        context = None if cond.context is None else cond.context.to(dtype)
-        global_cond = None if cond.global_cond is None else cond.global_cond.to(dtype)
-        return self.dit(x.to(dtype), t.to(dtype), context, global_cond).to(x.dtype)
+        cond = cond.to(dtype)
+        return self.dit(x.to(dtype), t.to(dtype), cond.context, cond.global_cond).to(x.dtype)
 
     def velocity_pair(
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, uncond: Conditioning

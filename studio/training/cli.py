@@ -15,14 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from studio.errors import StudioError
+from studio.cli import whole_numbers
 from studio.models.config import MAR_HEADS
 from studio.training.arc import ArcTrainConfig, train_arc
 from studio.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
 from studio.training.flow import FlowTrainConfig, train_flow
 from studio.training.mar import MarTrainConfig, train_mar
-
-EXIT_USAGE = 2
 
 
 def _defaults(config_class: type) -> dict[str, Any]:
@@ -61,13 +59,6 @@ def _common(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
 def _config(config_class: type, args: argparse.Namespace) -> Any:
     names = {f.name for f in dataclasses.fields(config_class)}
     return config_class(**{k: v for k, v in vars(args).items() if k in names and v is not None})
-
-
-def _tuple_of_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
 
 
 def _report(model_folder: Path) -> None:
@@ -119,7 +110,7 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
     )
     ae.add_argument(
         "--disc-n-ffts",
-        type=_tuple_of_ints,
+        type=whole_numbers,
         help=f"discriminator FFT sizes (default: {','.join(map(str, defaults['disc_n_ffts']))})",
     )
     ae.add_argument(
@@ -211,17 +202,10 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m studio.training.cli autoencoder|flow|arc|mar …` (the same as `studio train …`)."""
-    parser = argparse.ArgumentParser(prog="studio-train")
-    add_train_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return args.func(args)
-    except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    """`python -m studio.training.cli autoencoder|flow|arc|mar …`: `studio train …` by another name."""
+    from studio.cli import main as studio_main
+
+    return studio_main(["train", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from studio.audio import convert_channels, fit_length, read_audio, resample
+from studio.audio import fit_length, load_audio
 from studio.data.manifest import Clip, CorpusError
 from studio.models.oobleck import OobleckVAE, vae_sample
 
@@ -68,12 +68,6 @@ class StepSampler(Sampler[tuple[int, int]]):
             epoch, offset = epoch + 1, 0
 
 
-def load_clip_audio(path: Path, sample_rate: int, channels: int) -> np.ndarray:
-    """A clip as float32 [channels, frames] at the model's rate and channel count."""
-    audio, rate = read_audio(path)
-    return convert_channels(resample(audio, rate, sample_rate), channels)
-
-
 class AudioClips(Dataset):
     """Clips as `frames`-long audio: long clips cropped at random, short ones padded with silence.
 
@@ -89,7 +83,7 @@ class AudioClips(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         index, seed = key
         clip, rng = self.clips[index], np.random.default_rng(seed)
-        audio = load_clip_audio(clip.file, self.sample_rate, self.channels)
+        audio = load_audio(clip.file, self.sample_rate, self.channels)
         if audio.shape[1] > self.frames:
             start = int(rng.integers(0, audio.shape[1] - self.frames + 1))
             audio = audio[:, start : start + self.frames]
@@ -139,7 +133,7 @@ class LatentCache:
 
     @torch.no_grad()
     def encode(self, clip: Clip, vae: OobleckVAE, device: torch.device) -> None:
-        audio = load_clip_audio(clip.file, self.sample_rate, self.channels)
+        audio = load_audio(clip.file, self.sample_rate, self.channels)
         frames = audio.shape[1]
         padded = math.ceil(max(frames, self.min_frames) / vae.hop) * vae.hop
         x = torch.from_numpy(np.ascontiguousarray(fit_length(audio, padded)))[None].to(device)
