@@ -431,6 +431,26 @@ def test_autoencoder_run_resumes_exactly_and_exports_a_loadable_model(corpus, co
     torch.testing.assert_close(model.vae.encoder.in_conv.weight_v, ema["vae.encoder.in_conv.weight_v"])
 
 
+def test_decoder_fine_tuning_keeps_the_latents_and_the_dit_of_the_init_model(corpus, flow_folder, tmp_path):
+    options = {**AE_OPTIONS, "disc_start": 100}  # reconstruction only, as a quick fine-tune runs
+    tuned = train_autoencoder(
+        AutoencoderTrainConfig(
+            corpus=corpus, out=tmp_path, init=flow_folder, steps=2, freeze_encoder=True, **options
+        )
+    )
+    before, after = load_model(flow_folder), load_model(tuned)
+    for part in ("vae.encoder", "dit"):
+        for name, tensor in before.get_submodule(part).state_dict().items():
+            torch.testing.assert_close(after.get_submodule(part).state_dict()[name], tensor, rtol=0, atol=0)
+    assert any(
+        not torch.equal(after.vae.decoder.state_dict()[name], tensor)
+        for name, tensor in before.vae.decoder.state_dict().items()
+    )
+    assert after.config.objective == before.config.objective  # still sampled as the flow model was
+    rows = log_rows(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2] and all("kl" not in r for r in rows)
+
+
 def test_flow_run_exports_a_model_the_engine_samples_with_euler(flow_folder):
     rows = log_rows(flow_folder.parent)
     assert [r["step"] for r in rows] == [1, 2, 3] and all(math.isfinite(r["flow"]) for r in rows)

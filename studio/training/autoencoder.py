@@ -3,8 +3,10 @@
 Loss = multi-resolution STFT (mid/side) + kl_weight · KL + adversarial_weight · hinge loss of a
 multi-scale STFT discriminator + feature_weight · feature matching, with the adversarial terms
 joining after `disc_start` steps. Each step updates the discriminator on (real, decoded) first,
-then the VAE. The exported folder is a complete model (the VAE plus the DiT and conditioners of
-the config, untrained) that `studio train flow --init` starts from.
+then the VAE. With `freeze_encoder` only the decoder learns (and KL drops out): the latents stay
+exactly as they are, so a DiT already trained on them keeps working with the better decoder.
+The exported folder is a complete model: the VAE plus the DiT and conditioners of the config
+(untrained, which `studio train flow --init` starts from) or of the `--init` model.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class AutoencoderTrainConfig(TrainConfig):
     mel_weight: float = 0.0  # multi-scale log-mel L1 (DAC's reconstruction loss, which it weights 15)
     adversarial_weight: float = 0.1
     feature_weight: float = 5.0
+    freeze_encoder: bool = False  # decoder-only fine-tuning: the latent space stays fixed
 
 
 class VaeRoundTrip(nn.Module):
@@ -82,9 +85,12 @@ def autoencoder_step(
     decoded, mean, stdev = net(audio, noise)
     decoded = decoded.float()
     reconstruction = losses.multi_resolution_stft_loss(decoded, audio, config.fft_sizes)
-    kl = losses.kl_loss(mean, stdev)
-    loss = reconstruction + config.kl_weight * kl
-    values = {"stft": reconstruction.item(), "kl": kl.item()}
+    loss = reconstruction
+    values = {"stft": reconstruction.item()}
+    if not config.freeze_encoder:
+        kl = losses.kl_loss(mean, stdev)
+        loss = loss + config.kl_weight * kl
+        values["kl"] = kl.item()
     if config.mel_weight:
         mel = losses.multi_resolution_mel_loss(decoded, audio, sample_rate)
         loss = loss + config.mel_weight * mel
@@ -139,12 +145,12 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     valid = split_clips(corpus, "valid", config.corpus, required=False)
 
     model.to(run.device)
-    train_only(model, model.vae)
+    trainable = train_only(model, model.vae.decoder if config.freeze_encoder else model.vae)
     net = VaeRoundTrip(model.vae)
     disc = MultiScaleSTFTDiscriminator(model_config.audio_channels, config.disc_filters, config.disc_n_ffts)
     disc.to(run.device)
     ema = EMA(net, config.ema_decay)
-    opt_vae = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.8, 0.99))
+    opt_vae = torch.optim.Adam(trainable, lr=config.lr, betas=(0.8, 0.99))
     opt_disc = torch.optim.Adam(disc.parameters(), lr=config.disc_lr, betas=(0.8, 0.99))
     parts = {"model": model, "discriminator": disc, "ema": ema, "opt_vae": opt_vae, "opt_disc": opt_disc}
     start = run.restore(state, parts) if state else 0

@@ -126,6 +126,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
     )
     ae.add_argument("--adversarial-weight", type=float, help=f"(default: {defaults['adversarial_weight']})")
     ae.add_argument("--feature-weight", type=float, help=f"(default: {defaults['feature_weight']})")
+    ae.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        default=None,
+        help="train only the decoder, so the latents (and a DiT trained on them) stay valid",
+    )
     ae.set_defaults(func=cmd_train_autoencoder)
 
     defaults = _defaults(FlowTrainConfig)
