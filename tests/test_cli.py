@@ -203,3 +203,22 @@ def test_models_lists_user_folder_and_hub_cache(tiny_model_dir, tmp_path):
 def test_help(argv):
     run = studio(*argv)
     assert run.returncode == 0 and "studio" in run.stdout
+
+
+def test_generate_with_the_embedded_default_model(tmp_path):
+    """No --model: the shipped studio-mini, at its own defaults (ping-pong, 8 steps, cfg 1)."""
+    listed = studio("models")
+    assert listed.returncode == 0 and "studio-mini" in listed.stdout, listed.stdout + listed.stderr
+    run = studio("generate", "kick drum", "--seconds", "1.5", "--seed", "3", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    (wav,) = tmp_path.glob("*.wav")
+    audio, rate = sf.read(str(wav), always_2d=True)
+    assert rate == 44100 and audio.shape == (round(1.5 * 44100), 2)
+    assert 1e-3 < float((audio**2).mean()) ** 0.5 < 1  # sound, not silence or a blown-up take
+    params = json.loads(wav.with_suffix(".json").read_text())
+    assert (params["model"], params["sampler"], params["steps"], params["cfg"]) == (
+        "studio-mini",
+        "pingpong",
+        8,
+        1.0,
+    )
