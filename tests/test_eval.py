@@ -15,6 +15,7 @@ from scipy.linalg import sqrtm
 
 from studio.audio import mel_filterbank
 from studio.data import CorpusError, read_manifest
+from studio.errors import StudioError
 from studio.eval import metrics
 from studio.eval.clap import ClapModel, ClapModelError
 from studio.eval.cli import add_clap_train_command, add_eval_commands
@@ -274,12 +275,27 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
         "eval.md",
         "diversity.png",
         "sweep.png",
+        "latency.png",
         "categories.png",
     }
     assert all((folder / name).read_bytes()[:4] == b"\x89PNG" for name in ("diversity.png", "sweep.png"))
     assert "## Sampler sweep" in (folder / "eval.md").read_text()
     assert "prompt-category accuracy" in capsys.readouterr().out
     assert list((tmp_path / "cache" / "studio").rglob("*.npy"))  # held-out embeddings were cached
+
+    # A second model's report (here: the same numbers under another name) compares row by row.
+    twin = dict(report, model="twin")
+    (out / "twin").mkdir()
+    (out / "twin" / "eval.json").write_text(json.dumps(twin))
+    assert studio("eval", "compare", "--reports", folder, out / "twin", "--out", out / "cmp") == 0
+    rows = json.loads((out / "cmp" / "comparison.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == [folder.name] * 3 + ["twin"] * 3
+    assert [r["default"] for r in rows[:3]] == [False, True, False]  # the tiny model's ping-pong 8
+    assert "| twin | euler | 8 | 1 |" in (out / "cmp" / "comparison.md").read_text()
+    assert (out / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    (out / "twin" / "eval.json").write_text(json.dumps(dict(twin, settings={**twin["settings"], "seed": 7})))
+    with pytest.raises(StudioError, match=r"evaluated differently \(seed\)"):
+        studio("eval", "compare", "--reports", folder, out / "twin", "--out", out / "cmp")
 
     assert (
         studio("eval", "adherence", "--model", tiny_model_dir, "--corpus", corpus, "--quick", "--out", out)

@@ -29,6 +29,10 @@ def _categories(text: str) -> tuple[str, ...]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from studio.eval.run import EvalConfig, run_adherence, run_eval
 
+    if args.mode == "compare":
+        return _compare(args)
+    if args.reports:
+        raise StudioError("--reports is for `studio eval compare`", "drop it, or run `studio eval compare`")
     config = EvalConfig(
         model=args.model,
         corpus=Path(args.corpus),
@@ -53,6 +57,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not report["diversity"]["rises"]:
             _say("warning: CCDS does not rise with the diversity knob")
     for path in result.files:
+        print(path)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from studio.eval.compare import write_comparison
+
+    if not args.reports:
+        raise StudioError(
+            "`studio eval compare` needs the reports to compare",
+            "pass --reports reports/MODEL_A reports/MODEL_B … (folders with an eval.json)",
+        )
+    for path in write_comparison([Path(f) for f in args.reports], Path(args.out)):
         print(path)
     return 0
 
@@ -122,9 +139,12 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         help="score a model: FAD, prompt-category accuracy, adherence, diversity, sampler sweep",
         description="Generate takes for category prompts and score them against the corpus's held-out "
         "clips; writes OUT/<model>/eval.json, eval.md and PNG plots (see docs/eval.md). "
-        "`studio eval adherence` runs only prompt-category accuracy (OUT/<model>/adherence.json).",
+        "`studio eval adherence` runs only prompt-category accuracy (OUT/<model>/adherence.json). "
+        "`studio eval compare --reports DIR… --out DIR` tabulates several models' reports.",
     )
-    ev.add_argument("mode", nargs="?", choices=["full", "adherence"], default="full", help="default: full")
+    ev.add_argument(
+        "mode", nargs="?", choices=["full", "adherence", "compare"], default="full", help="default: full"
+    )
     ev.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     ev.add_argument(
         "--corpus",
@@ -132,7 +152,12 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         help="corpus folder with manifest.jsonl (default: $STUDIO_CORPUS_DIR or ./corpus)",
     )
     ev.add_argument("--quick", action="store_true", help="2 takes, 3 sampler settings, 3 diversity values")
-    ev.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    ev.add_argument(
+        "--out",
+        default="reports",
+        help="reports folder (default: reports); for compare, the folder of comparison.{md,json,png}",
+    )
+    ev.add_argument("--reports", nargs="+", help="compare: reports/<model> folders, each with an eval.json")
     ev.add_argument(
         "--clap", help="contrastive model folder (default: CORPUS/clap, from `studio train clap`)"
     )

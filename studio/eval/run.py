@@ -364,6 +364,7 @@ def _header(
         "model_path": str(engine.model_path),
         "device": str(engine.device),
         "dtype": str(engine.dtype).removeprefix("torch."),
+        "torch_threads": torch.get_num_threads(),  # latencies depend on it (OMP_NUM_THREADS)
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": config.quick,
         "corpus": {
@@ -505,7 +506,8 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
     lines = [
         f"# Evaluation: {report['model']}",
         "",
-        f"{report['date']} on {report['device']} ({report['dtype']}){', quick' if report['quick'] else ''}. "
+        f"{report['date']} on {report['device']} ({report['dtype']}, {report['torch_threads']} torch "
+        f"threads){', quick' if report['quick'] else ''}. "
         f"{s['takes_per_prompt']} takes per prompt, seed {s['seed']}, cfg {s['cfg']}; held-out clips from "
         f"`{report['corpus']['path']}` (split `{report['corpus']['split']}`). Metrics: docs/eval.md.",
         "",
@@ -600,10 +602,24 @@ def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
         ax.scatter(x, [row[key] for row in sweep])
         for row, xi in zip(sweep, x, strict=True):
             ax.annotate(f"{row['sampler']}-{row['steps']}", (xi, row[key]), fontsize=7)
-        ax.set(xscale="log", xlabel="seconds per take", title=title)
+        ax.set(xlabel="seconds per take", title=title)
+        plain_log_axis(ax.xaxis)
         ax.grid(alpha=0.3)
     fig.suptitle("Sampler sweep")
     paths.append(_save(fig, folder / "sweep.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for sampler in dict.fromkeys(row["sampler"] for row in sweep):
+        rows = [row for row in sweep if row["sampler"] == sampler]
+        seconds = [r["latency"]["per_take_s"] for r in rows]
+        ax.plot([r["steps"] for r in rows], seconds, marker="o", label=sampler)
+    ax.set(xlabel="steps (MAR: decoding iterations)", ylabel="seconds per take")
+    plain_log_axis(ax.xaxis, sorted({row["steps"] for row in sweep}))
+    ax.set_title("Latency")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    paths.append(_save(fig, folder / "latency.png"))
 
     categories = list(report["settings"]["prompts"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(categories)), 6), sharex=True)
@@ -616,6 +632,22 @@ def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
     bottom.tick_params(axis="x", rotation=45)
     paths.append(_save(fig, folder / "categories.png"))
     return paths
+
+
+def plain_log_axis(axis: Any, ticks: list[float] | None = None) -> None:
+    """A log axis labelled 0.5, 1, 2 rather than 5×10⁻¹ (sweeps span a decade or two); `ticks`:
+    label exactly these values and nothing else."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.axes.set(**{f"{axis.axis_name}scale": "log"})
+    label = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(label)
+    if ticks:
+        axis.set_ticks(ticks)
+        axis.set_minor_formatter(NullFormatter())
+    else:
+        axis.set_minor_formatter(label)
+        axis.set_tick_params(which="minor", labelsize=7)
 
 
 def _save(fig: Any, path: Path) -> Path:
