@@ -143,11 +143,20 @@ def _plot(rows: list[ComparisonRow], path: Path) -> Path:
         (axes[0], "category_accuracy", "prompt-category accuracy ↑"),
         (axes[1], "fad", "FAD (aisfx) ↓"),
     ):
-        for model in dict.fromkeys(r.model for r in rows):
-            mine = [r for r in rows if r.model == model]
-            ax.plot([r.per_take_s for r in mine], [getattr(r, key) for r in mine], marker="o", label=model)
-            for r in mine:
-                ax.annotate(f"{r.sampler}-{r.steps}", (r.per_take_s, getattr(r, key)), fontsize=6)
+        for index, model in enumerate(dict.fromkeys(r.model for r in rows)):
+            # one line per sampler of a model (steps in order), one colour per model
+            samplers = list(dict.fromkeys(r.sampler for r in rows if r.model == model))
+            for sampler in samplers:
+                mine = [r for r in rows if r.model == model and r.sampler == sampler]
+                ax.plot(
+                    [r.per_take_s for r in mine],
+                    [getattr(r, key) for r in mine],
+                    marker="o",
+                    color=f"C{index % 10}",
+                    label=model if sampler == samplers[0] else None,
+                )
+                for r in mine:
+                    ax.annotate(f"{r.sampler}-{r.steps}", (r.per_take_s, getattr(r, key)), fontsize=6)
         ax.set(xlabel="seconds per take", title=title)
         plain_log_axis(ax.xaxis)
         ax.grid(alpha=0.3)
