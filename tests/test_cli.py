@@ -222,3 +222,24 @@ def test_generate_with_the_embedded_default_model(tmp_path):
         8,
         1.0,
     )
+
+
+def test_generate_with_the_embedded_energy_model(tmp_path):
+    """The shipped one-step energy-head MAR model loads by name and decodes with representation CFG."""
+    assert "studio-mini-energy" in studio("models").stdout
+    run = studio(
+        "generate", "snare drum", "--model", "studio-mini-energy", "--cfg", "3", "--seconds", "1",
+        "--seed", "5", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (wav,) = tmp_path.glob("*.wav")
+    audio, rate = sf.read(str(wav), always_2d=True)
+    assert rate == 44100 and audio.shape == (44100, 2)
+    assert 1e-3 < float((audio**2).mean()) ** 0.5 < 1
+    params = json.loads(wav.with_suffix(".json").read_text())
+    assert (params["model"], params["sampler"], params["steps"], params["cfg"]) == (
+        "studio-mini-energy",
+        "mar",
+        8,
+        3.0,
+    )
