@@ -142,7 +142,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                     generate_button = gr.Button("Generate", variant="primary", scale=1, elem_id="generate")
                 with gr.Row():
                     models = sorted({e.name for e in list_models()} | {engine.model_name})
-                    model_picker = gr.Dropdown(models, value=engine.model_name, label="Model", scale=2)
+                    model_picker = gr.Dropdown(
+                        models, value=engine.model_name, label="Model", scale=2, elem_id="model"
+                    )
                     preset_picker = gr.Dropdown(
                         ["", *presets], value="", label="Preset", scale=2, elem_id="preset"
                     )
@@ -152,7 +154,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                         0.1, max_seconds, value=min(4.0, max_seconds), step=0.01, label="Seconds"
                     )
                     steps = gr.Slider(1, 50, value=8, step=1, label="Steps")
-                    cfg = gr.Slider(1, 10, value=1, step=0.1, label="CFG")
+                    cfg = gr.Slider(1, 10, value=config.default_cfg, step=0.1, label="CFG", elem_id="cfg")
                 with gr.Row():
                     variations = gr.Slider(1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations")
                     diversity = gr.Slider(0, 1, value=0.7, step=0.01, label="Diversity")
@@ -333,15 +335,16 @@ def build_app(studio: Studio) -> gr.Blocks:
                 api_visibility="private",
             )
 
-        def pick_model(name: str) -> str:
+        def pick_model(name: str) -> tuple[str, float]:
             try:
                 engine = studio.host.switch(name)
             except StudioError as exc:
                 raise _ui_error(exc) from exc
-            return f"model **{engine.model_name}** loaded on {engine.device}"
+            # the guidance the new model was made for (ARC 1, MAR and plain flow more)
+            return f"model **{engine.model_name}** loaded on {engine.device}", engine.config.default_cfg
 
         model_picker.change(
-            pick_model, model_picker, status, concurrency_id=ENGINE_QUEUE, api_visibility="private"
+            pick_model, model_picker, [status, cfg], concurrency_id=ENGINE_QUEUE, api_visibility="private"
         )
 
         def apply_preset(name: str) -> list[Any]:
@@ -353,7 +356,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 p.negative_prompt,
                 min(p.seconds or max_seconds, max_seconds),
                 p.steps or 8,
-                p.cfg or 1,
+                p.cfg if p.cfg is not None else studio.host.engine.config.default_cfg,
                 p.seed if p.seed is not None else -1,
                 p.seed is not None,
                 min(p.variations, UI_MAX_VARIATIONS),

@@ -309,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="sampling steps (default 8 for ping-pong, 50 for Euler; MAR: decoding iterations, default 8)",
     )
-    gen.add_argument("--cfg", type=float, help="classifier-free guidance scale (default 1: off)")
+    gen.add_argument(
+        "--cfg", type=float, help="classifier-free guidance scale (default: the model's own; 1 is off)"
+    )
     gen.add_argument(
         "--sampler", choices=["pingpong", "euler", "mar"], help="default: what the model was made for"
     )

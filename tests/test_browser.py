@@ -111,3 +111,29 @@ def test_empty_prompt_shows_a_message_and_saves_nothing(browser, tiny_model_dir,
     finally:
         app.close()
         studio.close()
+
+
+def test_picking_a_model_loads_it_and_moves_cfg_to_its_default(
+    browser, tiny_model_dir, tmp_path, monkeypatch
+):
+    """The tiny ARC-style model starts at cfg 1; picking the embedded MAR model loads it and sets
+    the CFG slider to the guidance it was made for (its default_cfg, 3)."""
+    monkeypatch.setenv("STUDIO_PRESETS_DIR", str(tmp_path / "presets"))
+    app, studio, url = launch(
+        str(tiny_model_dir), port=free_port(), library_dir=tmp_path / "lib", block=False
+    )
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        cfg = page.locator("#cfg input[type=number]")
+        assert float(cfg.input_value()) == 1
+        page.click("#model input")
+        page.get_by_role("option", name="studio-mini-energy").click()
+        page.wait_for_function(
+            "document.querySelector('#status').innerText.includes('studio-mini-energy')", timeout=60_000
+        )
+        page.wait_for_function("document.querySelector('#cfg input[type=number]').value === '3'")
+        assert studio.host.engine.model_name == "studio-mini-energy"
+    finally:
+        app.close()
+        studio.close()

@@ -85,6 +85,7 @@ def test_missing_weights_and_missing_config(model_copy):
         ({"model.diffusion.config.num_heads": 4}, "narrower than 32"),
         ({"sample_size": 1000}, "downsampling_ratio"),
         ({"model.diffusion.config.embed_dim": "wide"}, "should be int"),
+        ({"default_cfg": 100}, "default_cfg"),
     ],
 )
 def test_unsupported_config_is_refused_with_the_field_named(model_copy, change, message):

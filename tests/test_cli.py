@@ -225,10 +225,11 @@ def test_generate_with_the_embedded_default_model(tmp_path):
 
 
 def test_generate_with_the_embedded_energy_model(tmp_path):
-    """The shipped one-step energy-head MAR model loads by name and decodes with representation CFG."""
+    """The shipped one-step energy-head MAR model loads by name and decodes with representation CFG
+    at the guidance its config declares (default_cfg 3), not the ARC models' 1."""
     assert "studio-mini-energy" in studio("models").stdout
     run = studio(
-        "generate", "snare drum", "--model", "studio-mini-energy", "--cfg", "3", "--seconds", "1",
+        "generate", "snare drum", "--model", "studio-mini-energy", "--seconds", "1",
         "--seed", "5", "--out", str(tmp_path),
     )  # fmt: skip
     assert run.returncode == 0, run.stderr

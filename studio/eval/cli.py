@@ -164,7 +164,9 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     ev.add_argument("--seed", type=int, default=0, help="anchor seed of the first prompt (default 0)")
     ev.add_argument(
-        "--cfg", type=float, default=1.0, help="classifier-free guidance of every take (default 1: none)"
+        "--cfg",
+        type=float,
+        help="classifier-free guidance of every take (default: the model's own, 1 for ARC models)",
     )
     ev.add_argument("--takes", type=int, help="takes per prompt (default 4; --quick 2)")
     ev.add_argument(

@@ -85,7 +85,7 @@ class EvalConfig:
     quick: bool = False
     device: str | None = None
     seed: int = 0
-    cfg: float = 1.0  # classifier-free guidance of every take (1: none, as ARC models are meant to run)
+    cfg: float | None = None  # guidance of every take; None: the model's default_cfg (1 for ARC models)
     takes: int | None = None  # per prompt; default 4, quick 2
     # Default: the twelve core categories; quick: whichever categories have held-out clips.
     categories: tuple[str, ...] | None = None
@@ -349,7 +349,8 @@ def _generator(config: EvalConfig, engine: Engine, held_out: dict[str, list[Clip
         c: min(engine.config.max_seconds, statistics.median(clip.seconds for clip in clips))
         for c, clips in held_out.items()
     }
-    return Generator(engine, prompts, seconds, config.take_count, config.seed, config.cfg)
+    cfg = engine.config.default_cfg if config.cfg is None else config.cfg
+    return Generator(engine, prompts, seconds, config.take_count, config.seed, cfg)
 
 
 def _main_setting(engine: Engine) -> SamplerSetting:
@@ -381,7 +382,7 @@ def _header(
         "settings": {
             "takes_per_prompt": generator.takes,
             "seed": config.seed,
-            "cfg": config.cfg,
+            "cfg": generator.cfg,
             "default_sampler": _main_setting(engine).label,
             "prompts": generator.prompts,
             "seconds": generator.seconds,

@@ -101,6 +101,9 @@ class ModelConfig:
     dit: DiTConfig | None  # diffusion_cond models
     raw: dict[str, Any]
     mar: MarConfig | None = None  # mar_cond models
+    # Guidance a request gets when it names none: the model knows whether it was made to run
+    # unguided (ARC: 1) or needs guidance (plain flow, MAR). Studio's own key; other tools ignore it.
+    default_cfg: float = 1.0
 
     @property
     def model_type(self) -> str:
@@ -191,8 +194,11 @@ class _Parser:
             conditioners=conditioners,
             cond_dim=cond_dim,
             raw=raw,
+            default_cfg=self.get(raw, "default_cfg", float, 1.0),
             **parts,
         )
+        if not 0 <= config.default_cfg <= 30:
+            raise self.fail("default_cfg", f"must be between 0 and 30, got {config.default_cfg}")
         if config.sample_size % config.autoencoder.downsampling_ratio:
             raise self.fail("sample_size", "must be a multiple of the autoencoder's downsampling_ratio")
         return config
