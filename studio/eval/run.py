@@ -498,7 +498,8 @@ def write_report(report: dict[str, Any], folder: Path) -> list[Path]:
 
 
 def _num(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    # + 0.0 turns a rounded -0.0 (CCDS of identical takes, cosine round-off) into 0.0
+    return "–" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"
 
 
 def markdown(report: dict[str, Any], images: list[str]) -> str:
