@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -562,3 +563,19 @@ def test_torchrun_trains_on_two_processes(corpus, config_file, tmp_path):
     rows = log_rows(out)
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
     assert load_model(out / "model").config.sample_size == SAMPLE_SIZE
+
+
+def test_resumed_flow_run_reuses_the_latent_cache_of_its_vae(corpus, flow_folder, tmp_path):
+    """A resumed run rebuilds its model from the config; the latents must still come from the
+    trained VAE (the same cache), not from freshly initialised weights."""
+    run = tmp_path / "flow-run"
+    shutil.copytree(flow_folder.parent, run)
+    caches = corpus / ".cache" / "latents"
+    before = sorted(p.name for p in caches.iterdir())
+    train_flow(
+        FlowTrainConfig(
+            corpus=corpus, out=run, init=flow_folder, steps=4, batch_size=2, workers=0, lr=1e-3, log_every=1
+        )
+    )
+    assert [r["step"] for r in log_rows(run)][-1] == 4
+    assert sorted(p.name for p in caches.iterdir()) == before

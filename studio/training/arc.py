@@ -219,7 +219,6 @@ def train_arc(config: ArcTrainConfig) -> Path:
     # Built from the flow DiT before anything is frozen, so it copies the DiT's own trainable set.
     disc = ArcDiscriminator(model.dit, config.depth_fraction, config.head_channels).to(run.device)
     train_only(model, model.dit)
-    data = latent_splits(run, config.corpus, config.cache, model)
 
     ema = EMA(model.dit, config.ema_decay)
     opt_g = torch.optim.AdamW(
@@ -230,6 +229,7 @@ def train_arc(config: ArcTrainConfig) -> Path:
     )
     parts = {"model": model, "discriminator": disc, "ema": ema, "opt_g": opt_g, "opt_d": opt_d}
     start = run.restore(state, parts) if state else 0
+    data = latent_splits(run, config.corpus, config.cache, model)
     ddp_dit, ddp_disc = run.ddp(model.dit), run.ddp(disc)
 
     def step_fn(step: int, batch: dict) -> dict[str, float]:

@@ -121,7 +121,10 @@ class LatentSplits:
 
 
 def latent_splits(run: Run, corpus: Path, cache_root: Path | None, model: Model) -> LatentSplits:
-    """The corpus's train and valid splits as latent datasets, with every clip in the latent cache."""
+    """The corpus's train and valid splits as latent datasets, with every clip in the latent cache.
+
+    Call it after a resumed run's state is restored: the run rebuilds its model with random weights,
+    and the cache is keyed by, and encoded with, the model's VAE."""
     clips = read_manifest(corpus)
     train_clips = split_clips(clips, "train", corpus)
     valid_clips = split_clips(clips, "valid", corpus, required=False)
@@ -145,12 +148,12 @@ def train_flow(config: FlowTrainConfig) -> Path:
     model.to(run.device)
     trainable = train_only(model, model.dit, model.conditioners)
     net = ConditionedVelocity(model)
-    data = latent_splits(run, config.corpus, config.cache, model)
 
     ema = EMA(net, config.ema_decay)
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     parts = {"model": model, "ema": ema, "optimizer": optimizer}
     start = run.restore(state, parts) if state else 0
+    data = latent_splits(run, config.corpus, config.cache, model)
     ddp_net = run.ddp(net)
 
     def step_fn(step: int, batch: dict) -> dict[str, float]:

@@ -238,12 +238,12 @@ def train_mar(config: MarTrainConfig) -> Path:
         teacher.to(run.device)
     trainable = train_only(model, model.backbone, model.head, model.conditioners)
     net = MaskedFrames(model)
-    data = latent_splits(run, config.corpus, config.cache, model)
 
     ema = EMA(net, config.ema_decay)
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     parts = {"model": model, "ema": ema, "optimizer": optimizer}
     start = run.restore(state, parts) if state else 0
+    data = latent_splits(run, config.corpus, config.cache, model)
     ddp_net = run.ddp(net)
     loss_name = HEAD_LOSSES[model_config.mar.head.type]
     mask_ratio_min = model_config.mar.mask_ratio_min
