@@ -16,9 +16,6 @@ from typing import Any
 
 from studio.errors import StudioError
 
-# Settings that must agree for numbers from two reports to mean the same thing.
-_SHARED = ("corpus", "takes_per_prompt", "seed", "prompts", "clap")
-
 
 @dataclass(frozen=True)
 class ComparisonRow:
@@ -50,6 +47,7 @@ def load_report(folder: Path) -> dict[str, Any]:
 
 
 def _shared_settings(report: dict[str, Any]) -> dict[str, Any]:
+    """The settings that must agree for numbers from two reports to mean the same thing."""
     settings = report["settings"]
     return {
         "corpus": (report["corpus"]["path"], report["corpus"]["clips_per_category"]),
@@ -64,7 +62,7 @@ def check_comparable(reports: list[dict[str, Any]]) -> None:
     first = _shared_settings(reports[0])
     for report in reports[1:]:
         other = _shared_settings(report)
-        differ = [key for key in _SHARED if other[key] != first[key]]
+        differ = [key for key in first if other[key] != first[key]]
         if differ:
             raise StudioError(
                 f"{report['model']} and {reports[0]['model']} were evaluated differently "
@@ -129,16 +127,9 @@ def markdown(reports: list[dict[str, Any]], rows: list[ComparisonRow], image: st
 
 
 def _plot(rows: list[ComparisonRow], path: Path) -> Path:
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise StudioError("the comparison plot needs matplotlib", "pip install matplotlib") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from studio.eval.run import plain_log_axis, pyplot, save_figure
 
-    from studio.eval.run import plain_log_axis
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4.5))
     for ax, key, title in (
         (axes[0], "category_accuracy", "prompt-category accuracy ↑"),
         (axes[1], "fad", "FAD (aisfx) ↓"),
@@ -161,10 +152,7 @@ def _plot(rows: list[ComparisonRow], path: Path) -> Path:
         plain_log_axis(ax.xaxis)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_comparison(folders: list[Path], out: Path) -> list[Path]:

@@ -575,7 +575,8 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
+def pyplot() -> Any:
+    """matplotlib.pyplot drawing to files only, or an error saying how to install it."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -583,13 +584,18 @@ def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
+    plt = pyplot()
     paths = []
     d = report["diversity"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(d["knob"], d["ccds"], marker="o")
     ax.set(xlabel="diversity knob", ylabel="CCDS (CLAP audio space)", title=f"Diversity ({d['setting']})")
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, folder / "diversity.png"))
+    paths.append(save_figure(fig, folder / "diversity.png"))
 
     sweep = report["sweep"]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5))
@@ -608,7 +614,7 @@ def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
         plain_log_axis(ax.xaxis)
         ax.grid(alpha=0.3)
     fig.suptitle("Sampler sweep")
-    paths.append(_save(fig, folder / "sweep.png"))
+    paths.append(save_figure(fig, folder / "sweep.png"))
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for sampler in dict.fromkeys(row["sampler"] for row in sweep):
@@ -621,7 +627,7 @@ def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
     ax.set_ylim(bottom=0)
     ax.legend()
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, folder / "latency.png"))
+    paths.append(save_figure(fig, folder / "latency.png"))
 
     categories = list(report["settings"]["prompts"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(categories)), 6), sharex=True)
@@ -632,7 +638,7 @@ def _plots(report: dict[str, Any], folder: Path) -> list[Path]:
     bottom.set(ylabel="accuracy", ylim=(0, 1))
     bottom.legend()
     bottom.tick_params(axis="x", rotation=45)
-    paths.append(_save(fig, folder / "categories.png"))
+    paths.append(save_figure(fig, folder / "categories.png"))
     return paths
 
 
@@ -652,10 +658,8 @@ def plain_log_axis(axis: Any, ticks: list[float] | None = None) -> None:
         axis.set_tick_params(which="minor", labelsize=7)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
+def save_figure(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return path
