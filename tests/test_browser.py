@@ -43,7 +43,9 @@ def browser():
         browser.close()
 
 
-def test_type_enter_see_takes_and_play_one(browser, tiny_model_dir, tmp_path, monkeypatch):
+@pytest.fixture
+def studio_page(browser, tiny_model_dir, tmp_path, monkeypatch):
+    """The studio on the tiny model, open in a browser page: yields (page, studio)."""
     monkeypatch.setenv("STUDIO_PRESETS_DIR", str(tmp_path / "presets"))
     app, studio, url = launch(
         str(tiny_model_dir), port=free_port(), library_dir=tmp_path / "lib", block=False
@@ -51,89 +53,72 @@ def test_type_enter_see_takes_and_play_one(browser, tiny_model_dir, tmp_path, mo
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
-        page.fill("#prompt textarea", "punchy 808 kick, long tail")
-        page.press("#prompt textarea", "Enter")
-        page.wait_for_function(
-            "document.querySelector('#status').innerText.includes('take(s)')", timeout=60_000
-        )
-        status = page.inner_text("#status")
-        assert "4 take(s)" in status and "on cpu" in status
-        for i in range(4):
-            assert page.is_visible(f"#take-{i}")
-        assert not page.is_visible("#take-4")
-
-        # Drag-out: the take's link carries the file as a DownloadURL, which Chromium drops as a file.
-        link = page.locator("#take-0").locator("xpath=..").locator("a.drag-out")
-        assert link.get_attribute("draggable") == "true"
-        dragged = link.evaluate(
-            """(a) => {
-                const transfer = new DataTransfer();
-                a.dispatchEvent(new DragEvent("dragstart", {bubbles: true, dataTransfer: transfer}));
-                return transfer.getData("DownloadURL");
-            }"""
-        )
-        kind, name, href = dragged.split(":", 2)
-        assert kind == "audio/wav" and name.endswith(".wav")
-        response = page.request.get(href)
-        assert response.ok and response.body()[:4] == b"RIFF"
-
-        page.click("#take-0 button[aria-label='Play']")
-        page.wait_for_selector("#take-0 button[aria-label='Pause']", timeout=5_000)  # it is playing
-
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "studio-play.png"), full_page=True)
-        records = studio.library.search(limit=100)
-        assert len(records) == 4  # saved before they were shown
-
-        page.locator("#take-1").locator("xpath=..").get_by_role("button", name="☆ keep").click()
-        page.get_by_role("button", name="★ kept").wait_for(timeout=10_000)
-        assert [r.starred for r in studio.library.search(limit=100)].count(True) == 1
-
-        page.get_by_role("tab", name="Library").click()
-        page.locator("text=punchy 808 kick, long tail >> visible=true").first.wait_for(timeout=10_000)
-        page.screenshot(path=str(ARTIFACTS / "studio-library.png"), full_page=True)
+        yield page, studio
     finally:
         app.close()
         studio.close()
 
 
-def test_empty_prompt_shows_a_message_and_saves_nothing(browser, tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_PRESETS_DIR", str(tmp_path / "presets"))
-    app, studio, url = launch(
-        str(tiny_model_dir), port=free_port(), library_dir=tmp_path / "lib", block=False
+def test_type_enter_see_takes_and_play_one(studio_page):
+    page, studio = studio_page
+    page.fill("#prompt textarea", "punchy 808 kick, long tail")
+    page.press("#prompt textarea", "Enter")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('take(s)')", timeout=60_000)
+    status = page.inner_text("#status")
+    assert "4 take(s)" in status and "on cpu" in status
+    for i in range(4):
+        assert page.is_visible(f"#take-{i}")
+    assert not page.is_visible("#take-4")
+
+    # Drag-out: the take's link carries the file as a DownloadURL, which Chromium drops as a file.
+    link = page.locator("#take-0").locator("xpath=..").locator("a.drag-out")
+    assert link.get_attribute("draggable") == "true"
+    dragged = link.evaluate(
+        """(a) => {
+            const transfer = new DataTransfer();
+            a.dispatchEvent(new DragEvent("dragstart", {bubbles: true, dataTransfer: transfer}));
+            return transfer.getData("DownloadURL");
+        }"""
     )
-    try:
-        page = browser.new_page()
-        page.goto(url)
-        page.press("#prompt textarea", "Enter")
-        page.get_by_text("the prompt is empty").wait_for(timeout=30_000)
-        assert studio.library.search() == []
-    finally:
-        app.close()
-        studio.close()
+    kind, name, href = dragged.split(":", 2)
+    assert kind == "audio/wav" and name.endswith(".wav")
+    response = page.request.get(href)
+    assert response.ok and response.body()[:4] == b"RIFF"
+
+    page.click("#take-0 button[aria-label='Play']")
+    page.wait_for_selector("#take-0 button[aria-label='Pause']", timeout=5_000)  # it is playing
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-play.png"), full_page=True)
+    records = studio.library.search(limit=100)
+    assert len(records) == 4  # saved before they were shown
+
+    page.locator("#take-1").locator("xpath=..").get_by_role("button", name="☆ keep").click()
+    page.get_by_role("button", name="★ kept").wait_for(timeout=10_000)
+    assert [r.starred for r in studio.library.search(limit=100)].count(True) == 1
+
+    page.get_by_role("tab", name="Library").click()
+    page.locator("text=punchy 808 kick, long tail >> visible=true").first.wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "studio-library.png"), full_page=True)
 
 
-def test_picking_a_model_loads_it_and_moves_cfg_to_its_default(
-    browser, tiny_model_dir, tmp_path, monkeypatch
-):
+def test_empty_prompt_shows_a_message_and_saves_nothing(studio_page):
+    page, studio = studio_page
+    page.press("#prompt textarea", "Enter")
+    page.get_by_text("the prompt is empty").wait_for(timeout=30_000)
+    assert studio.library.search() == []
+
+
+def test_picking_a_model_loads_it_and_moves_cfg_to_its_default(studio_page):
     """The tiny ARC-style model starts at cfg 1; picking the embedded MAR model loads it and sets
     the CFG slider to the guidance it was made for (its default_cfg, 3)."""
-    monkeypatch.setenv("STUDIO_PRESETS_DIR", str(tmp_path / "presets"))
-    app, studio, url = launch(
-        str(tiny_model_dir), port=free_port(), library_dir=tmp_path / "lib", block=False
+    page, studio = studio_page
+    cfg = page.locator("#cfg input[type=number]")
+    assert float(cfg.input_value()) == 1
+    page.click("#model input")
+    page.get_by_role("option", name="studio-mini-energy").click()
+    page.wait_for_function(
+        "document.querySelector('#status').innerText.includes('studio-mini-energy')", timeout=60_000
     )
-    try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        cfg = page.locator("#cfg input[type=number]")
-        assert float(cfg.input_value()) == 1
-        page.click("#model input")
-        page.get_by_role("option", name="studio-mini-energy").click()
-        page.wait_for_function(
-            "document.querySelector('#status').innerText.includes('studio-mini-energy')", timeout=60_000
-        )
-        page.wait_for_function("document.querySelector('#cfg input[type=number]').value === '3'")
-        assert studio.host.engine.model_name == "studio-mini-energy"
-    finally:
-        app.close()
-        studio.close()
+    page.wait_for_function("document.querySelector('#cfg input[type=number]').value === '3'")
+    assert studio.host.engine.model_name == "studio-mini-energy"

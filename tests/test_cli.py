@@ -205,42 +205,26 @@ def test_help(argv):
     assert run.returncode == 0 and "studio" in run.stdout
 
 
-def test_generate_with_the_embedded_default_model(tmp_path):
-    """No --model: the shipped studio-mini, at its own defaults (ping-pong, 8 steps, cfg 1)."""
+@pytest.mark.parametrize(
+    ("options", "prompt", "seconds", "expected"),
+    [
+        # no --model: the shipped studio-mini at its own defaults (ping-pong, 8 steps, cfg 1)
+        ((), "kick drum", 1.5, ("studio-mini", "pingpong", 8, 1.0)),
+        # the shipped one-step energy-head MAR model, by name, with representation CFG at the
+        # guidance its config declares (default_cfg 3), not the ARC models' 1
+        (("--model", "studio-mini-energy"), "snare drum", 1.0, ("studio-mini-energy", "mar", 8, 3.0)),
+    ],
+)
+def test_generate_with_an_embedded_model_at_its_own_defaults(tmp_path, options, prompt, seconds, expected):
     listed = studio("models")
-    assert listed.returncode == 0 and "studio-mini" in listed.stdout, listed.stdout + listed.stderr
-    run = studio("generate", "kick drum", "--seconds", "1.5", "--seed", "3", "--out", str(tmp_path))
+    assert listed.returncode == 0 and expected[0] in listed.stdout, listed.stdout + listed.stderr
+    run = studio(
+        "generate", prompt, *options, "--seconds", str(seconds), "--seed", "3", "--out", str(tmp_path)
+    )
     assert run.returncode == 0, run.stderr
     (wav,) = tmp_path.glob("*.wav")
     audio, rate = sf.read(str(wav), always_2d=True)
-    assert rate == 44100 and audio.shape == (round(1.5 * 44100), 2)
+    assert rate == 44100 and audio.shape == (round(seconds * 44100), 2)
     assert 1e-3 < float((audio**2).mean()) ** 0.5 < 1  # sound, not silence or a blown-up take
     params = json.loads(wav.with_suffix(".json").read_text())
-    assert (params["model"], params["sampler"], params["steps"], params["cfg"]) == (
-        "studio-mini",
-        "pingpong",
-        8,
-        1.0,
-    )
-
-
-def test_generate_with_the_embedded_energy_model(tmp_path):
-    """The shipped one-step energy-head MAR model loads by name and decodes with representation CFG
-    at the guidance its config declares (default_cfg 3), not the ARC models' 1."""
-    assert "studio-mini-energy" in studio("models").stdout
-    run = studio(
-        "generate", "snare drum", "--model", "studio-mini-energy", "--seconds", "1",
-        "--seed", "5", "--out", str(tmp_path),
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    (wav,) = tmp_path.glob("*.wav")
-    audio, rate = sf.read(str(wav), always_2d=True)
-    assert rate == 44100 and audio.shape == (44100, 2)
-    assert 1e-3 < float((audio**2).mean()) ** 0.5 < 1
-    params = json.loads(wav.with_suffix(".json").read_text())
-    assert (params["model"], params["sampler"], params["steps"], params["cfg"]) == (
-        "studio-mini-energy",
-        "mar",
-        8,
-        3.0,
-    )
+    assert (params["model"], params["sampler"], params["steps"], params["cfg"]) == expected
