@@ -356,7 +356,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 p.negative_prompt,
                 min(p.seconds or max_seconds, max_seconds),
                 p.steps or 8,
-                p.cfg if p.cfg is not None else studio.host.engine.config.default_cfg,
+                studio.host.engine.config.guidance(p.cfg),
                 p.seed if p.seed is not None else -1,
                 p.seed is not None,
                 min(p.variations, UI_MAX_VARIATIONS),

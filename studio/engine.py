@@ -266,7 +266,7 @@ class Engine:
         steps = DEFAULT_STEPS[sampler] if r.steps is None else r.steps
         if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise RequestError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {r.steps}")
-        cfg = cfg_model.default_cfg if r.cfg is None else float(r.cfg)
+        cfg = cfg_model.guidance(r.cfg)
         if not (np.isfinite(cfg) and 0 <= cfg <= 30):
             raise RequestError(
                 f"cfg must be between 0 and 30, got {r.cfg}", "1 turns guidance off; 3–7 is usual"

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from studio.training.autoencoder import (
     train_autoencoder,
 )
 from studio.training.cli import add_train_commands, main
-from studio.training.data import AudioClips, StepSampler
+from studio.training.data import AudioClips, StepSampler, balanced_epoch
 from studio.training.discriminators import ArcDiscriminator, MultiScaleSTFTDiscriminator
 from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, train_flow
 from studio.training.loop import EMA, TrainingError, ema_decay, train_only
@@ -140,6 +141,7 @@ def flow_folder(corpus, vae_folder, tmp_path_factory) -> Path:
             lr=1e-3,
             log_every=1,
             val_every=3,
+            balance=0.5,
         )
     )
 
@@ -250,12 +252,29 @@ def test_step_sampler_resumes_mid_epoch_and_shards_ranks():
         stream = iter(sampler)
         return [next(stream) for _ in range(n)]
 
-    whole = take(StepSampler(5, seed=3), 12)
-    assert take(StepSampler(5, seed=3, skip=7), 5) == whole[7:]
+    whole = take(StepSampler(range(5), seed=3), 12)
+    assert take(StepSampler(range(5), seed=3, skip=7), 5) == whole[7:]
     assert sorted(i for i, _ in whole[:5]) == list(range(5))  # an epoch visits every clip once
-    rank0 = [i for i, _ in take(StepSampler(6, seed=3, rank=0, world=2), 3)]
-    rank1 = [i for i, _ in take(StepSampler(6, seed=3, rank=1, world=2), 3)]
+    rank0 = [i for i, _ in take(StepSampler(range(6), seed=3, rank=0, world=2), 3)]
+    rank1 = [i for i, _ in take(StepSampler(range(6), seed=3, rank=1, world=2), 3)]
     assert sorted(rank0 + rank1) == list(range(6))
+
+
+def test_balanced_epochs_repeat_rare_categories_with_fresh_draws():
+    categories = ["guitar"] * 8 + ["rain"] * 2 + [None]
+    assert balanced_epoch(categories, 0.0) == list(range(11))
+    even = Counter(categories[i] for i in balanced_epoch(categories, 1.0))
+    assert even == {"guitar": 8, "rain": 8, None: 8}
+    root = Counter(categories[i] for i in balanced_epoch(categories, 0.5))
+    assert root == {"guitar": 8, "rain": 4, None: 3}  # 2 × round(√4), 1 × round(√8)
+
+    sampler = StepSampler(balanced_epoch(categories, 1.0), seed=1)
+    stream = iter(sampler)
+    keys = [next(stream) for _ in range(24)]
+    rain = [seed for index, seed in keys if index == 8]
+    assert len(rain) == 4 and len(set(rain)) == 4  # each repeat crops and phrases anew
+    resumed = iter(StepSampler(balanced_epoch(categories, 1.0), seed=1, skip=10))
+    assert [next(resumed) for _ in range(14)] == keys[10:]
 
 
 def test_audio_clips_are_cropped_padded_resampled_and_phrased(corpus):
@@ -509,9 +528,10 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     parser.add_argument("--device")  # the top-level `studio` parser has serve options of its own
     add_train_commands(parser.add_subparsers(dest="command"))
     argv = ["train", "flow", "--corpus", str(corpus), "--out", "run", "--init", "vae", "--steps", "7"]
-    args = parser.parse_args([*argv, "--cond-dropout", "0.2"])
+    args = parser.parse_args([*argv, "--cond-dropout", "0.2", "--balance", "0.5"])
     config = cli._config(FlowTrainConfig, args)
     assert (config.steps, config.cond_dropout, config.init, config.out) == (7, 0.2, Path("vae"), Path("run"))
+    assert config.balance == 0.5
     assert config.lr == FlowTrainConfig.lr and config.device is None  # unset options keep the defaults
     args = parser.parse_args(
         ["train", "autoencoder", "--corpus", "c", "--out", "o", "--disc-n-ffts", "512,128"]
@@ -519,6 +539,8 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     assert cli._config(AutoencoderTrainConfig, args).disc_n_ffts == (512, 128)
     assert main(["flow", "--corpus", str(corpus), "--out", str(corpus / "run")]) == 2
     assert "needs --init" in capsys.readouterr().err
+    assert main([*argv[1:], "--balance", "2"]) == 2
+    assert "--balance must be from 0 to 1, got 2.0" in capsys.readouterr().err
 
 
 # -- torchrun ------------------------------------------------------------------------------------

@@ -271,7 +271,7 @@ class Session:
             ("negative", p.negative),
             ("seconds", float(p.seconds if p.seconds is not None else self.max_seconds)),
             ("steps", int(p.steps or 0)),
-            ("cfg", float(p.cfg if p.cfg is not None else engine.config.default_cfg)),
+            ("cfg", engine.config.guidance(p.cfg)),
             ("diversity", float(p.diversity if p.diversity is not None else 1.0)),
             ("strength", float(p.strength if p.strength is not None else 0.6)),
             ("variations", int(p.variations or 1)),

@@ -349,7 +349,7 @@ def _generator(config: EvalConfig, engine: Engine, held_out: dict[str, list[Clip
         c: min(engine.config.max_seconds, statistics.median(clip.seconds for clip in clips))
         for c, clips in held_out.items()
     }
-    cfg = engine.config.default_cfg if config.cfg is None else config.cfg
+    cfg = engine.config.guidance(config.cfg)
     return Generator(engine, prompts, seconds, config.take_count, config.seed, cfg)
 
 

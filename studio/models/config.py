@@ -105,6 +105,10 @@ class ModelConfig:
     # unguided (ARC: 1) or needs guidance (plain flow, MAR). Studio's own key; other tools ignore it.
     default_cfg: float = 1.0
 
+    def guidance(self, cfg: float | None) -> float:
+        """The guidance scale asked for, or this model's default where none was named."""
+        return self.default_cfg if cfg is None else float(cfg)
+
     @property
     def model_type(self) -> str:
         return "mar_cond" if self.mar is not None else "diffusion_cond"

@@ -51,6 +51,12 @@ def _common(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     add("--grad-clip", float, "gradient norm clip (0: off)")
     add("--seed", int, "seed of the initial weights, data order and noise")
     add("--workers", int, "data-loading processes")
+    add(
+        "--balance",
+        float,
+        "category balancing, 0 to 1: 0 draws clips in the corpus's proportions, 1 draws every "
+        "category about equally often (rare categories' clips repeat), 0.5 is square-root sampling",
+    )
     parser.add_argument(
         "--device", help="cuda, mps or cpu (default: the best available; torchrun: one GPU per process)"
     )

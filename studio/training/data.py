@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,24 +49,44 @@ def fixed_keys(count: int, seed: int) -> list[tuple[int, int]]:
     return [(i, draw_seed(seed, 0, i)) for i in range(count)]
 
 
+def balanced_epoch(categories: Sequence[str | None], power: float) -> list[int]:
+    """Clip indices for one epoch in which rare categories come round more often.
+
+    A clip whose category has n clips appears round((n_max / n) ** power) times: power 0 keeps the
+    corpus's own proportions, 1 draws every category about equally often, and 0.5 (square-root
+    sampling) sits between. Clips without a category count as one group.
+    """
+    counts = Counter(categories)
+    largest = max(counts.values(), default=0)
+    return [
+        index
+        for index, category in enumerate(categories)
+        for _ in range(max(1, round((largest / counts[category]) ** power)))
+    ]
+
+
 class StepSampler(Sampler[tuple[int, int]]):
     """Endless (clip index, draw seed) keys for one rank, epoch after epoch.
 
-    Each epoch is a DistributedSampler shuffle (so ranks see disjoint shards); the sampler starts
-    `skip` keys in, which is how a resumed run picks up mid-epoch without decoding what it skips.
+    `epoch` lists the clip indices of one epoch (`range(len(dataset))`, or `balanced_epoch`'s
+    repeats). Each epoch is a DistributedSampler shuffle of it (so ranks see disjoint shards); the
+    sampler starts `skip` keys in, which is how a resumed run picks up mid-epoch without decoding what
+    it skips. A repeated clip gets a fresh draw each time it comes round.
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1, skip: int = 0):
-        self.size, self.seed, self.rank, self.world, self.skip = size, seed, rank, world, skip
+    def __init__(self, epoch: Sequence[int], seed: int, rank: int = 0, world: int = 1, skip: int = 0):
+        self.epoch, self.seed, self.rank, self.world, self.skip = list(epoch), seed, rank, world, skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        shard = DistributedSampler(range(self.size), num_replicas=self.world, rank=self.rank, seed=self.seed)
-        epoch, offset = divmod(self.skip, len(shard))
+        shard = DistributedSampler(
+            range(len(self.epoch)), num_replicas=self.world, rank=self.rank, seed=self.seed
+        )
+        number, offset = divmod(self.skip, len(shard))
         while True:
-            shard.set_epoch(epoch)
-            for index in list(shard)[offset:]:
-                yield index, draw_seed(self.seed, epoch, index)
-            epoch, offset = epoch + 1, 0
+            shard.set_epoch(number)
+            for position in list(shard)[offset:]:
+                yield self.epoch[position], draw_seed(self.seed, number, position)
+            number, offset = number + 1, 0
 
 
 class AudioClips(Dataset):

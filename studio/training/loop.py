@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from studio.errors import StudioError
 from studio.models import Model, ModelConfig, save_model
-from studio.training.data import StepSampler, fixed_keys
+from studio.training.data import AudioClips, LatentClips, StepSampler, balanced_epoch, fixed_keys
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
@@ -65,6 +65,7 @@ class TrainConfig:
     device: str | None = None
     seed: int = 0
     workers: int = 2
+    balance: float = 0.0  # category balancing: 0 the corpus's proportions, 1 every category alike
 
     def check(self) -> None:
         positive = ("steps", "batch_size", "export_every", "log_every", "val_clips")
@@ -78,6 +79,10 @@ class TrainConfig:
                 raise TrainingError(
                     f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}"
                 )
+        if not 0 <= self.balance <= 1:
+            raise TrainingError(
+                f"--balance must be from 0 to 1, got {self.balance}", "0.5 is square-root sampling"
+            )
         if not 0 <= self.ema_decay < 1:
             raise TrainingError(f"--ema-decay must be in [0, 1), got {self.ema_decay}", "0.999 is usual")
 
@@ -372,11 +377,12 @@ class Run:
 
     # -- data ------------------------------------------------------------------------------------
 
-    def batches(self, dataset: Dataset, start_step: int) -> Iterator[dict[str, Any]]:
+    def batches(self, dataset: AudioClips | LatentClips, start_step: int) -> Iterator[dict[str, Any]]:
         """This rank's endless stream of batches, positioned at `start_step`."""
         cfg = self.config
+        epoch = balanced_epoch([clip.category for clip in dataset.clips], cfg.balance)
         sampler = StepSampler(
-            len(dataset), cfg.seed, self.dist.rank, self.dist.world, skip=start_step * cfg.batch_size
+            epoch, cfg.seed, self.dist.rank, self.dist.world, skip=start_step * cfg.batch_size
         )
         loader = DataLoader(
             dataset,
