@@ -475,12 +475,9 @@ def test_flow_run_exports_a_model_the_engine_samples_with_euler(flow_folder):
     rows = log_rows(flow_folder.parent)
     assert [r["step"] for r in rows] == [1, 2, 3] and all(math.isfinite(r["flow"]) for r in rows)
     assert math.isfinite(log_rows(flow_folder.parent, "valid")[0]["flow"])
-    assert (
-        json.loads((flow_folder / "model_config.json").read_text())["model"]["diffusion"][
-            "diffusion_objective"
-        ]
-        == "rectified_flow"
-    )
+    exported = json.loads((flow_folder / "model_config.json").read_text())
+    assert exported["model"]["diffusion"]["diffusion_objective"] == "rectified_flow"
+    assert exported["default_cfg"] == 4.0  # a flow model follows its prompt with guidance
     sampler, audio = generate(flow_folder)
     assert sampler == "euler" and audio.shape == (2, round(0.15 * 44100)) and np.isfinite(audio).all()
 
@@ -505,6 +502,7 @@ def test_arc_run_exports_a_ping_pong_model(corpus, flow_folder, tmp_path):
         assert all(math.isfinite(r[key]) for r in rows)
     sampler, audio = generate(out)
     assert sampler == "pingpong" and np.isfinite(audio).all() and np.abs(audio).max() > 0
+    assert json.loads((out / "model_config.json").read_text())["default_cfg"] == 1.0  # runs unguided
 
 
 def test_flow_refuses_a_config_whose_vae_differs_from_init(corpus, vae_folder, tmp_path):

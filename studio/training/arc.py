@@ -199,7 +199,8 @@ def arc_model(config: ArcTrainConfig) -> AudioModel:
         )
     model = load_model(config.init)
     require_diffusion(model.config, config.init, "arc")
-    model.config = with_objective(model.config, OBJECTIVE)
+    # The ARC generator learns to make the data in a few steps unguided, as the paper runs it.
+    model.config = with_objective(model.config, OBJECTIVE, default_cfg=1.0)
     return model
 
 

@@ -36,6 +36,9 @@ from studio.training.loop import (
 )
 
 OBJECTIVE = "rectified_flow"
+# A model trained with conditioning dropout needs guidance to follow its prompt; a recipe that
+# names its own default_cfg keeps it.
+GUIDED_CFG = 4.0
 VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
@@ -95,7 +98,8 @@ def flow_model(config: FlowTrainConfig) -> AudioModel:
         check_same_autoencoder(model_config, init.config, config.config, config.init)
         model = AudioModel(model_config)
         model.vae.load_state_dict(init.vae.state_dict())
-    model.config = with_objective(model.config, OBJECTIVE)
+    own_cfg = "default_cfg" in model.config.raw
+    model.config = with_objective(model.config, OBJECTIVE, None if own_cfg else GUIDED_CFG)
     return model
 
 

@@ -106,10 +106,13 @@ def require_diffusion(config: ModelConfig, source: Path, command: str) -> None:
         )
 
 
-def with_objective(config: ModelConfig, objective: str) -> ModelConfig:
-    """The same model config with another diffusion objective (what the engine samples it with)."""
+def with_objective(config: ModelConfig, objective: str, default_cfg: float | None) -> ModelConfig:
+    """The same model config with another diffusion objective (what the engine samples it with) and
+    the guidance a request that names none gets; None keeps the config's own default_cfg."""
     raw = json.loads(json.dumps(config.raw))
     raw["model"]["diffusion"]["diffusion_objective"] = objective
+    if default_cfg is not None:
+        raw["default_cfg"] = default_cfg
     return ModelConfig.from_dict(raw, source="model config")
 
 
