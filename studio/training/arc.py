@@ -30,6 +30,7 @@ from studio.training.discriminators import ArcDiscriminator
 from studio.training.flow import latent_splits
 from studio.training.loop import (
     EMA,
+    Checkpoint,
     Run,
     TrainConfig,
     TrainingError,
@@ -215,7 +216,6 @@ def train_arc(config: ArcTrainConfig) -> Path:
     run = Run(config, "arc")
     state = run.saved_state()
     model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else arc_model(config)
-    model_config = model.config
     model.to(run.device)
     # Built from the flow DiT before anything is frozen, so it copies the DiT's own trainable set.
     disc = ArcDiscriminator(model.dit, config.depth_fraction, config.head_channels).to(run.device)
@@ -257,15 +257,11 @@ def train_arc(config: ArcTrainConfig) -> Path:
         ema.update(model.dit, step)
         return values
 
-    def checkpoint_fn(step: int) -> None:
-        run.export(model, ema, model.dit)
-        run.save(step, parts, model_config)
-
     validate_fn = None
     if data.valid is not None:
         validate_fn = _validator(model, ema, run.fixed_batches(data.valid), run.device, config.seed)
-    run.loop(start, run.batches(data.train, start), step_fn, checkpoint_fn, validate_fn)
-    return run.export_dir
+    checkpoint = Checkpoint(model, ema, model.dit, parts)
+    return run.loop(start, data.train, step_fn, checkpoint, validate_fn)
 
 
 def _validator(

@@ -26,6 +26,7 @@ from studio.training.data import AudioClips, split_clips
 from studio.training.discriminators import MultiScaleSTFTDiscriminator
 from studio.training.loop import (
     EMA,
+    Checkpoint,
     Run,
     TrainConfig,
     TrainingError,
@@ -184,12 +185,8 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
         )
         validate_fn = _validator(net, ema, fixed, run.device, config.fft_sizes)
 
-    def checkpoint_fn(step: int) -> None:
-        run.export(model, ema, net)
-        run.save(step, parts, model_config)
-
-    run.loop(start, run.batches(train, start), step_fn, checkpoint_fn, validate_fn)
-    return run.export_dir
+    checkpoint = Checkpoint(model, ema, net, parts)
+    return run.loop(start, train, step_fn, checkpoint, validate_fn)
 
 
 def _validator(

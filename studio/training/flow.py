@@ -24,6 +24,7 @@ from studio.training import losses
 from studio.training.data import LatentCache, LatentClips, split_clips
 from studio.training.loop import (
     EMA,
+    Checkpoint,
     Run,
     TrainConfig,
     TrainingError,
@@ -148,7 +149,6 @@ def train_flow(config: FlowTrainConfig) -> Path:
     run = Run(config, "flow")
     state = run.saved_state()
     model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else flow_model(config)
-    model_config = model.config
     model.to(run.device)
     trainable = train_only(model, model.dit, model.conditioners)
     net = ConditionedVelocity(model)
@@ -181,15 +181,11 @@ def train_flow(config: FlowTrainConfig) -> Path:
         ema.update(net, step)
         return {"flow": loss.item()}
 
-    def checkpoint_fn(step: int) -> None:
-        run.export(model, ema, net)
-        run.save(step, parts, model_config)
-
     validate_fn = None
     if data.valid is not None:
         validate_fn = _validator(net, ema, run.fixed_batches(data.valid), run.device, config.seed)
-    run.loop(start, run.batches(data.train, start), step_fn, checkpoint_fn, validate_fn)
-    return run.export_dir
+    checkpoint = Checkpoint(model, ema, net, parts)
+    return run.loop(start, data.train, step_fn, checkpoint, validate_fn)
 
 
 def _validator(

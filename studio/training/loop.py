@@ -269,6 +269,17 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_cl
 # -- the run folder ------------------------------------------------------------------------------
 
 
+@dataclass
+class Checkpoint:
+    """What each checkpoint writes: `model` exported with the EMA of `trainable`'s weights, and the
+    resumable state of `parts`."""
+
+    model: Model
+    ema: EMA
+    trainable: nn.Module
+    parts: dict[str, Stateful]
+
+
 class Run:
     """One training run: its folder, process group, device, data stream, logs and checkpoints."""
 
@@ -422,19 +433,20 @@ class Run:
     def loop(
         self,
         start: int,
-        batches: Iterator[dict[str, Any]],
+        train: AudioClips | LatentClips,
         step_fn: Callable[[int, dict[str, Any]], dict[str, float]],
-        checkpoint_fn: Callable[[int], None],
+        checkpoint: Checkpoint,
         validate_fn: Callable[[], dict[str, float]] | None = None,
-    ) -> None:
-        """Run steps start..steps, then leave the process group. step_fn(step, batch) -> losses,
-        logged every log_every steps, validated every val_every steps, checkpointed (export +
-        state) every export_every steps."""
+    ) -> Path:
+        """Run steps start..steps over batches of `train`, then leave the process group; returns the
+        exported model folder. step_fn(step, batch) -> losses, logged every log_every steps,
+        validated every val_every steps, checkpointed (export + state) every export_every steps."""
         cfg = self.config
         if start >= cfg.steps:
             self.say(f"already at step {start} of {cfg.steps}; raise --steps to train further")
             self.leave()
-            return
+            return self.export_dir
+        batches = self.batches(train, start)
         bar = tqdm(
             total=cfg.steps,
             initial=start,
@@ -457,10 +469,12 @@ class Run:
                 if validate_fn is not None and cfg.val_every and done % cfg.val_every == 0 and self.dist.main:
                     self.log(done, validate_fn(), split="valid", reduce=False)
                 if done % cfg.export_every == 0 or done == cfg.steps:
-                    checkpoint_fn(done)
+                    self.export(checkpoint.model, checkpoint.ema, checkpoint.trainable)
+                    self.save(done, checkpoint.parts, checkpoint.model.config)
         except BaseException:
             self.leave(wait=False)
             raise
         finally:
             bar.close()
         self.leave()
+        return self.export_dir

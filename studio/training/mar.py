@@ -36,6 +36,7 @@ from studio.training import losses
 from studio.training.flow import latent_splits
 from studio.training.loop import (
     EMA,
+    Checkpoint,
     Run,
     TrainConfig,
     TrainingError,
@@ -268,15 +269,11 @@ def train_mar(config: MarTrainConfig) -> Path:
         ema.update(net, step)
         return values
 
-    def checkpoint_fn(step: int) -> None:
-        run.export(model, ema, net)
-        run.save(step, parts, model_config)
-
     validate_fn = None
     if data.valid is not None:
         validate_fn = _validator(net, ema, run.fixed_batches(data.valid), run.device, config.seed, loss_name)
-    run.loop(start, run.batches(data.train, start), step_fn, checkpoint_fn, validate_fn)
-    return run.export_dir
+    checkpoint = Checkpoint(model, ema, net, parts)
+    return run.loop(start, data.train, step_fn, checkpoint, validate_fn)
 
 
 def _validator(
