@@ -21,6 +21,7 @@ from tiny import make_model_folder, tiny_config
 from studio.data import CorpusError, read_manifest
 from studio.engine import Engine, Request
 from studio.models import AudioModel, ModelConfig, load_model
+from studio.models.oobleck import context_samples
 from studio.training import cli, losses
 from studio.training.arc import (
     ArcNoise,
@@ -449,6 +450,37 @@ def test_autoencoder_run_resumes_exactly_and_exports_a_loadable_model(corpus, co
     model = load_model(straight)  # the EMA weights, in the checkpoint format
     ema = states[0]["parts"]["ema"]
     torch.testing.assert_close(model.vae.encoder.in_conv.weight_v, ema["vae.encoder.in_conv.weight_v"])
+
+
+def test_vae_context_matches_the_measured_receptive_fields():
+    config = ModelConfig.from_dict(small_config())
+    vae, hop = AudioModel(config).vae, config.autoencoder.downsampling_ratio
+    context = context_samples(config.autoencoder.encoder, config.autoencoder.decoder)
+
+    audio = torch.zeros(1, 2, hop * 32, requires_grad=True)
+    vae.encoder(audio)[0, :, 16].sum().backward()
+    reached = audio.grad[0].abs().sum(0).nonzero()
+    encoder_span = int(reached.max() - reached.min()) + 1
+
+    latents = torch.zeros(1, config.autoencoder.latent_dim, 32, requires_grad=True)
+    decoded = vae.decoder(latents)
+    decoder_span = 0
+    for sample in range(16 * hop, 17 * hop, max(1, hop // 8)):
+        latents.grad = None
+        decoded[0, :, sample].sum().backward(retain_graph=True)
+        reached = latents.grad[0].abs().sum(0).nonzero()
+        decoder_span = max(decoder_span, int(reached.max() - reached.min()) * hop)
+    assert max(encoder_span, decoder_span) - hop <= context <= max(encoder_span, decoder_span) + hop
+
+
+def test_a_chunk_shorter_than_the_vae_context_is_warned_about(corpus, config_file, tmp_path, capsys):
+    options = {**AE_OPTIONS, "chunk": 2048}
+    train_autoencoder(
+        AutoencoderTrainConfig(corpus=corpus, config=config_file, out=tmp_path, steps=1, **options)
+    )
+    warning = capsys.readouterr().err
+    assert "warning: --chunk 2048 is shorter than the VAE's context" in warning
+    assert "use --chunk" in warning
 
 
 def test_decoder_fine_tuning_keeps_the_latents_and_the_dit_of_the_init_model(corpus, flow_folder, tmp_path):

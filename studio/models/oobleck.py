@@ -139,6 +139,26 @@ class DecoderBlock(nn.Module):
         return x
 
 
+def context_samples(encoder: OobleckConfig, decoder: OobleckConfig) -> int:
+    """The wider of the two receptive fields, in audio samples: the stretch of audio one latent frame
+    is encoded from, or the stretch of latent frames (times the hop) one output sample is decoded
+    from. A training chunk shorter than this never shows the VAE a latent with its whole context,
+    which is what every latent of a long clip has at generation time."""
+    unit = 6 * sum(RESIDUAL_DILATIONS)  # a block's dilated kernel-7 convolutions; the 1x1s add nothing
+    hop = math.prod(encoder.strides)
+    span, step = 6, 1  # the kernel-7 input convolution
+    for stride in encoder.strides:
+        span += (unit + 2 * stride - 1) * step  # residual units, then the kernel-2s downsampling
+        step *= stride
+    encoded = span + 2 * hop  # the kernel-3 output convolution, at the latent rate
+    span, step = 6 * hop, hop  # the kernel-7 input convolution, at the latent rate
+    for stride in reversed(decoder.strides):
+        span += step  # the kernel-2s transposed convolution reaches one input frame either way
+        step //= stride
+        span += unit * step
+    return max(encoded, span + 6)
+
+
 def _widths(config: OobleckConfig) -> list[int]:
     return [config.channels * m for m in (1, *config.c_mults)]
 

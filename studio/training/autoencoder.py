@@ -20,7 +20,7 @@ from torch import nn
 
 from studio.data.manifest import read_manifest
 from studio.models import Model, ModelConfig, build_model, load_model
-from studio.models.oobleck import OobleckVAE, vae_sample
+from studio.models.oobleck import OobleckVAE, context_samples, vae_sample
 from studio.training import losses
 from studio.training.data import AudioClips, split_clips
 from studio.training.discriminators import MultiScaleSTFTDiscriminator
@@ -136,6 +136,14 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     chunk = min(config.chunk, model_config.sample_size) // hop * hop
     if chunk < hop:
         raise TrainingError(f"--chunk {config.chunk} is shorter than one latent frame ({hop} samples)")
+    context = context_samples(model_config.autoencoder.encoder, model_config.autoencoder.decoder)
+    if chunk < context and chunk < model_config.sample_size:
+        run.say(
+            f"warning: --chunk {chunk} is shorter than the VAE's context ({context} samples, "
+            f"{context / hop:.1f} latent frames), so it never trains on latents with their whole "
+            f"context, which every latent of a long clip has when the DiT's takes are decoded; "
+            f"use --chunk {-(-2 * context // hop) * hop} or more"
+        )
     corpus = read_manifest(config.corpus)
     train = AudioClips(
         split_clips(corpus, "train", config.corpus),
