@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from scipy.linalg import sqrtm
 from studio.audio import mel_filterbank
 from studio.data import CorpusError, read_manifest
 from studio.errors import StudioError
-from studio.eval import metrics
+from studio.eval import metrics, run
 from studio.eval.clap import ClapModel, ClapModelError
 from studio.eval.cli import add_clap_train_command, add_eval_commands
 from studio.eval.corpus import held_out_by_category
@@ -85,6 +86,7 @@ def test_centroid_accuracy_and_recall_on_toy_cases():
     assert metrics.leave_one_out_accuracy(reference, labels, reference * 3) == 1.0  # level does not count
     swapped = reference[[2, 3, 4, 5, 0, 1]]  # every copy sounds like the next category
     assert metrics.leave_one_out_accuracy(reference, labels, swapped) == 0.0
+    assert metrics.leave_one_out_predictions(reference, labels, swapped) == ["b", "b", "c", "c", "a", "a"]
     similarity = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.8], [0.3, 0.2, 0.1]])
     assert metrics.recall_at_k(similarity, np.eye(3), 1) == pytest.approx(1 / 3)
     assert metrics.recall_at_k(similarity, np.eye(3), 2) == pytest.approx(2 / 3)
@@ -304,6 +306,28 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     adherence = json.loads((folder / "adherence.json").read_text())
     assert set(adherence["category_accuracy"]["per_category"]) == set(CATEGORIES)
     assert "vae_round_trip_leave_one_out" in adherence["category_accuracy"]
+
+    assert studio("eval", "vae", "--model", tiny_model_dir, "--corpus", corpus, "--quick", "--out", out) == 0
+    vae = json.loads((folder / "vae.json").read_text())
+    assert vae["round_trip_leave_one_out"] == pytest.approx(
+        adherence["category_accuracy"]["vae_round_trip_leave_one_out"]
+    )
+    partials = vae["frame_rate_partials_db"]
+    assert (
+        set(vae["per_category"]) == set(vae["confusion"]) == set(partials["per_category"]) == set(CATEGORIES)
+    )
+    assert math.isfinite(partials["median"]) and vae["latent_frame_rate_hz"] > 0
+
+
+def test_frame_rate_partials_measure_a_decoder_hum_not_level_or_noise():
+    rate, hop = 44100, 2048
+    noise = np.random.default_rng(0).standard_normal((2, rate * 2)) * 0.1
+    t = np.arange(rate * 2) / rate
+    hum = sum(0.05 * np.sin(2 * np.pi * k * rate / hop * t) for k in (8, 11, 14, 21))
+    assert run.frame_rate_partials_db(noise, noise + hum, rate, hop) > 10
+    assert abs(run.frame_rate_partials_db(noise, 0.3 * noise, rate, hop)) < 0.01
+    tone = np.sin(2 * np.pi * 440 * t)[None]  # a note between the multiples is not a hum
+    assert run.frame_rate_partials_db(noise, noise + 0.05 * tone, rate, hop) < 1
 
 
 def test_eval_errors_say_how_to_fix(corpus, tmp_path, tiny_model_dir):

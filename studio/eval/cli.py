@@ -1,4 +1,4 @@
-"""`studio eval [adherence]`, `studio bench` and `studio train clap`.
+"""`studio eval [adherence|vae|compare]`, `studio bench` and `studio train clap`.
 
 `add_eval_commands(subparsers)` registers `eval` and `bench` on the main parser's subcommands;
 `add_clap_train_command(train_subparsers)` registers `clap` under `studio train`.
@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.cli import whole_numbers
 from studio.errors import StudioError
 from studio.eval.corpus import default_corpus_dir
+
+if TYPE_CHECKING:
+    from studio.eval.run import EvalResult
 
 
 def _say(message: str) -> None:
@@ -27,7 +31,7 @@ def _categories(text: str) -> tuple[str, ...]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from studio.eval.run import EvalConfig, run_adherence, run_eval
+    from studio.eval.run import EvalConfig, run_adherence, run_eval, run_vae
 
     if args.mode == "compare":
         return _compare(args)
@@ -45,6 +49,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         takes=args.takes,
         categories=args.categories,
     )
+    if args.mode == "vae":
+        return _vae(run_vae(config, _say))
     result = run_adherence(config, _say) if args.mode == "adherence" else run_eval(config, _say)
     report = result.report
     accuracy = report["category_accuracy"]
@@ -56,6 +62,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         if not report["diversity"]["rises"]:
             _say("warning: CCDS does not rise with the diversity knob")
+    for path in result.files:
+        print(path)
+    return 0
+
+
+def _vae(result: EvalResult) -> int:
+    report = result.report
+    partials = report["frame_rate_partials_db"]["median"]
+    print(
+        f"VAE round trips: category accuracy {report['round_trip_leave_one_out']:.3f} "
+        f"(the real clips {report['held_out_leave_one_out']:.3f}); partials at multiples of the "
+        f"{report['latent_frame_rate_hz']:.1f} Hz frame rate {partials:+.1f} dB against the originals "
+        "(median)"
+    )
     for path in result.files:
         print(path)
     return 0
@@ -139,11 +159,16 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         help="score a model: FAD, prompt-category accuracy, adherence, diversity, sampler sweep",
         description="Generate takes for category prompts and score them against the corpus's held-out "
         "clips; writes OUT/<model>/eval.json, eval.md and PNG plots (see docs/eval.md). "
-        "`studio eval adherence` runs only prompt-category accuracy (OUT/<model>/adherence.json). "
+        "`studio eval adherence` runs only prompt-category accuracy (OUT/<model>/adherence.json); "
+        "`studio eval vae` only scores the model's VAE round trips (OUT/<model>/vae.json). "
         "`studio eval compare --reports DIR… --out DIR` tabulates several models' reports.",
     )
     ev.add_argument(
-        "mode", nargs="?", choices=["full", "adherence", "compare"], default="full", help="default: full"
+        "mode",
+        nargs="?",
+        choices=["full", "adherence", "vae", "compare"],
+        default="full",
+        help="default: full",
     )
     ev.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     ev.add_argument(

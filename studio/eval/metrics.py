@@ -142,20 +142,27 @@ def recall_at_k(similarity: np.ndarray, relevant: np.ndarray, k: int) -> float:
     return float(np.mean(np.take_along_axis(relevant, top, axis=1).any(axis=1)))
 
 
-def leave_one_out_accuracy(
+def leave_one_out_predictions(
     embeddings: np.ndarray, labels: Sequence[str], queries: np.ndarray | None = None
-) -> float:
-    """Nearest-centroid accuracy of each item against centroids built without it: how well the
-    embedding separates the categories of real clips, the ceiling a generated take can reach.
+) -> list[str]:
+    """Each item's nearest category centroid, the centroids built without that item.
 
     With `queries`, row i (a changed copy of item i, e.g. its autoencoder round trip) is classified
     in place of item i, still against centroids built without item i.
     """
     labels = list(labels)
     queries = embeddings if queries is None else np.asarray(queries)
-    hits = []
+    predicted = []
     for i in range(len(labels)):
         rest = [j for j in range(len(labels)) if j != i]
-        predicted = nearest_centroid(embeddings[rest], [labels[j] for j in rest], queries[i : i + 1])
-        hits.append(predicted[0] == labels[i])
-    return float(np.mean(hits))
+        predicted += nearest_centroid(embeddings[rest], [labels[j] for j in rest], queries[i : i + 1])
+    return predicted
+
+
+def leave_one_out_accuracy(
+    embeddings: np.ndarray, labels: Sequence[str], queries: np.ndarray | None = None
+) -> float:
+    """Share of `leave_one_out_predictions` that are right: how well the embedding separates the
+    categories of real clips, the ceiling a generated take can reach."""
+    predicted = leave_one_out_predictions(embeddings, labels, queries)
+    return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))

@@ -32,6 +32,7 @@ from studio.eval.metrics import (
     ccds,
     frechet_distance,
     leave_one_out_accuracy,
+    leave_one_out_predictions,
     nearest_centroid,
     needs_shrinkage,
 )
@@ -153,8 +154,9 @@ class Reference:
 
 
 @torch.inference_mode()
-def autoencoder_round_trips(engine: Engine, clips: list[Clip]) -> list[tuple[np.ndarray, int]]:
-    """Each clip through the model's VAE and back (posterior mean, at most the model's length).
+def autoencoder_round_trips(engine: Engine, clips: list[Clip]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each clip as the model reads it (its rate and channels, at most its length) and the same
+    audio through the model's VAE and back (posterior mean).
 
     What the VAE keeps of a real clip bounds what any generator over its latents can sound like.
     """
@@ -166,19 +168,48 @@ def autoencoder_round_trips(engine: Engine, clips: list[Clip]) -> list[tuple[np.
         frames = audio.shape[1]
         padded = torch.from_numpy(fit_length(audio, -(-frames // hop) * hop))[None]
         decoded = model.vae.decode(model.vae.encode(padded.to(engine.device, engine.dtype)))
-        out.append((decoded[0, :, :frames].float().cpu().numpy(), c.sample_rate))
+        out.append((audio, decoded[0, :, :frames].float().cpu().numpy()))
     return out
 
 
 def ceilings(engine: Engine, reference: Reference, embedder: AisfxEmbedder) -> dict:
     """Category accuracy of the real held-out clips and of their VAE round trips (leave-one-out)."""
-    round_trips = embedder.embed(autoencoder_round_trips(engine, reference.clips))
+    rate = engine.config.sample_rate
+    round_trips = embedder.embed(
+        [(trip, rate) for _, trip in autoencoder_round_trips(engine, reference.clips)]
+    )
     return {
         "held_out_leave_one_out": leave_one_out_accuracy(reference.aisfx, reference.labels),
         "vae_round_trip_leave_one_out": leave_one_out_accuracy(
             reference.aisfx, reference.labels, round_trips
         ),
     }
+
+
+def frame_rate_partials_db(
+    original: np.ndarray, round_trip: np.ndarray, rate: int, hop: int, band: tuple[float, float] = (100, 1000)
+) -> float:
+    """How much more the round trip than the original (dB) stands out at the whole multiples of the
+    latent frame rate (rate / hop) inside `band`: the hum a decoder adds when it cannot make a
+    steady sound without repeating itself every latent frame.
+
+    Each signal's power at the multiples is taken relative to its power halfway between them, so
+    a level change or broadband content counts for nothing. Mean power spectrum (channels mixed)
+    over 8192-sample Hann windows with a hop of 2048.
+    """
+    size = 8192
+    frame_rate = rate / hop
+    multiples = np.arange(np.ceil(band[0] / frame_rate), np.floor(band[1] / frame_rate) + 1) * frame_rate
+    on = np.round(multiples * size / rate).astype(int)
+    between = np.round((multiples + frame_rate / 2) * size / rate).astype(int)
+
+    def contrast(audio: np.ndarray) -> float:
+        mono = np.pad(np.asarray(audio, dtype=np.float64).mean(axis=0), (0, size))
+        windows = np.lib.stride_tricks.sliding_window_view(mono, size)[::2048]
+        power = (np.abs(np.fft.rfft(windows * np.hanning(size), axis=1)) ** 2).mean(axis=0) + 1e-12
+        return float(10 * np.log10(power[on].sum() / power[between].sum()))
+
+    return contrast(round_trip) - contrast(original)
 
 
 # -- generation ----------------------------------------------------------------------------------
@@ -481,6 +512,57 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     folder = config.out / report["model"]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "adherence.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return EvalResult(folder, report, [path])
+
+
+def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
+    """Only the model's VAE: how its round trips of the held-out clips classify and how much
+    frame-rate hum it adds; writes vae.json. Minutes, no generation: a check before a DiT is
+    trained over a new VAE."""
+    start = time.perf_counter()
+    held_out = _held_out(config)
+    embedder = AisfxEmbedder(cache_dir=config.cache_dir or _user_cache())
+    with Engine(config.model, device=config.device) as engine:
+        reference = Reference.build(held_out, embedder)
+        say(f"{len(reference.clips)} held-out clips through the VAE and back")
+        pairs = autoencoder_round_trips(engine, reference.clips)
+        rate, hop = engine.config.sample_rate, engine.config.autoencoder.downsampling_ratio
+        name = _model_label(engine)
+        model_path = str(engine.model_path)
+    trips = embedder.embed([(trip, rate) for _, trip in pairs])
+    labels = reference.labels
+    predicted = leave_one_out_predictions(reference.aisfx, labels, trips)
+    partials = [frame_rate_partials_db(original, trip, rate, hop) for original, trip in pairs]
+    categories = list(dict.fromkeys(labels))
+    by_category = {c: [i for i, t in enumerate(labels) if t == c] for c in categories}
+    report = {
+        "model": name,
+        "model_path": model_path,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "corpus": {
+            "path": str(config.corpus),
+            "split": HELD_OUT,
+            "clips_per_category": {c: len(rows) for c, rows in by_category.items()},
+        },
+        "latent_frame_rate_hz": rate / hop,
+        "round_trip_leave_one_out": float(np.mean([predicted[i] == labels[i] for i in range(len(labels))])),
+        "held_out_leave_one_out": leave_one_out_accuracy(reference.aisfx, labels),
+        "per_category": {
+            c: float(np.mean([predicted[i] == c for i in rows])) for c, rows in by_category.items()
+        },
+        "confusion": {c: dict(Counter(predicted[i] for i in rows)) for c, rows in by_category.items()},
+        "frame_rate_partials_db": {
+            "median": float(np.median(partials)),
+            "per_category": {
+                c: float(np.median([partials[i] for i in rows])) for c, rows in by_category.items()
+            },
+        },
+        "elapsed_s": time.perf_counter() - start,
+    }
+    folder = config.out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vae.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return EvalResult(folder, report, [path])
 
