@@ -280,7 +280,11 @@ def _fad(takes: np.ndarray, reference: np.ndarray) -> float | None:
 def score_accuracy(embeddings: np.ndarray, labels: list[str], reference: Reference) -> dict[str, Any]:
     """Prompt-category accuracy: each take (aisfx embedding, prompt category) classified by its
     nearest held-out category centroid."""
-    predicted = nearest_centroid(reference.aisfx, reference.labels, embeddings)
+    return accuracy_summary(labels, nearest_centroid(reference.aisfx, reference.labels, embeddings))
+
+
+def accuracy_summary(labels: list[str], predicted: list[str]) -> dict[str, Any]:
+    """Top-1 accuracy, chance, per-category accuracy and confusion counts (true -> assigned)."""
     pairs = list(zip(labels, predicted, strict=True))
     categories = list(dict.fromkeys(labels))
     confusion = {c: dict(Counter(p for t, p in pairs if t == c)) for c in categories}
@@ -532,10 +536,9 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         model_path = str(engine.model_path)
     trips = embedder.embed([(trip, rate) for _, trip in pairs])
     labels = reference.labels
-    predicted = leave_one_out_predictions(reference.aisfx, labels, trips)
+    accuracy = accuracy_summary(labels, leave_one_out_predictions(reference.aisfx, labels, trips))
     partials = [frame_rate_partials_db(original, trip, rate, hop) for original, trip in pairs]
-    categories = list(dict.fromkeys(labels))
-    by_category = {c: [i for i, t in enumerate(labels) if t == c] for c in categories}
+    by_category = {c: [i for i, t in enumerate(labels) if t == c] for c in dict.fromkeys(labels)}
     report = {
         "model": name,
         "model_path": model_path,
@@ -546,12 +549,10 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
             "clips_per_category": {c: len(rows) for c, rows in by_category.items()},
         },
         "latent_frame_rate_hz": rate / hop,
-        "round_trip_leave_one_out": float(np.mean([predicted[i] == labels[i] for i in range(len(labels))])),
+        "round_trip_leave_one_out": accuracy["top1"],
         "held_out_leave_one_out": leave_one_out_accuracy(reference.aisfx, labels),
-        "per_category": {
-            c: float(np.mean([predicted[i] == c for i in rows])) for c, rows in by_category.items()
-        },
-        "confusion": {c: dict(Counter(predicted[i] for i in rows)) for c, rows in by_category.items()},
+        "per_category": accuracy["per_category"],
+        "confusion": accuracy["confusion"],
         "frame_rate_partials_db": {
             "median": float(np.median(partials)),
             "per_category": {
