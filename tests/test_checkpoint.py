@@ -8,11 +8,12 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny import tiny_config, write_config
+from tiny import make_model_folder, tiny_config, write_config
 
 from studio.errors import CheckpointError, ModelConfigError
-from studio.models import load_model, save_model
+from studio.models import ModelConfig, load_model, save_model
 from studio.models.checkpoint import key_table
+from studio.models.oobleck import OobleckDecoder
 
 
 @pytest.fixture
@@ -35,6 +36,40 @@ def test_saved_file_uses_reference_key_names(tiny_model_dir):
     assert "pretransform.model.decoder.layers.1.layers.1.weight_v" in keys
     assert "conditioner.conditioners.seconds_total.embedder.embedding.0.weights" in keys
     assert "conditioner.conditioners.prompt.proj_out.weight" in keys  # MiniLM 384 -> cond_dim 64
+
+
+NEAREST = "model.pretransform.config.decoder.config.use_nearest_upsample"
+
+
+def test_a_nearest_upsampling_decoder_saves_under_reference_keys_and_reloads(tmp_path):
+    folder = make_model_folder(tmp_path / "model", tiny_config(**{NEAREST: True}))
+    keys = set(load_file(str(folder / "model.safetensors")))
+    # stable-audio-tools: layers.1 of a decoder block is Sequential(Upsample, WNConv1d without bias)
+    assert "pretransform.model.decoder.layers.1.layers.1.1.weight_v" in keys
+    assert not any(key.startswith("pretransform.model.decoder.layers.1.layers.1.bias") for key in keys)
+    model = load_model(folder)
+    assert model.config.autoencoder.decoder.nearest_upsample
+    assert not load_model(make_model_folder(tmp_path / "plain")).config.autoencoder.decoder.nearest_upsample
+
+
+def test_a_nearest_upsampling_decoder_keeps_a_steady_latent_steady(tmp_path):
+    """The frame-rate hum of transposed convolutions cannot happen: far from the edges, a latent that
+    does not change decodes to audio that does not change, whatever the weights."""
+    config = ModelConfig.from_dict(tiny_config(**{NEAREST: True}))
+    torch.manual_seed(0)
+    decoder = OobleckDecoder(config.autoencoder.decoder)
+    hop = config.autoencoder.downsampling_ratio
+    latent = torch.randn(1, config.autoencoder.latent_dim, 1).expand(-1, -1, 64)
+    with torch.no_grad():
+        audio = decoder(latent)[0, :, 24 * hop : 40 * hop]
+    assert audio.abs().mean() > 1e-4
+    torch.testing.assert_close(audio, audio[:, :1].expand_as(audio), rtol=0, atol=1e-6)
+
+
+def test_nearest_upsampling_is_refused_on_the_encoder(model_copy):
+    write_config(model_copy, tiny_config(**{NEAREST.replace("decoder", "encoder"): True}))
+    with pytest.raises(ModelConfigError, match=r"use_nearest_upsample.*decoder option"):
+        load_model(model_copy)
 
 
 def test_missing_and_unexpected_keys_are_named(model_copy):
@@ -85,6 +120,7 @@ def test_missing_weights_and_missing_config(model_copy):
         ({"model.diffusion.config.num_heads": 4}, "narrower than 32"),
         ({"sample_size": 1000}, "downsampling_ratio"),
         ({"model.diffusion.config.embed_dim": "wide"}, "should be int"),
+        ({NEAREST: "yes"}, "'use_nearest_upsample' should be bool"),
         ({"default_cfg": 100}, "default_cfg"),
     ],
 )

@@ -503,6 +503,51 @@ def test_decoder_fine_tuning_keeps_the_latents_and_the_dit_of_the_init_model(cor
     assert [r["step"] for r in rows] == [1, 2] and all("kl" not in r for r in rows)
 
 
+def test_a_new_decoder_layout_trains_under_the_encoder_and_dit_of_the_init_model(
+    corpus, flow_folder, tmp_path, capsys
+):
+    nearest = {"model.pretransform.config.decoder.config.use_nearest_upsample": True}
+    config = tmp_path / "model_config.json"
+    config.write_text(json.dumps(tiny_config(sample_size=SAMPLE_SIZE, **nearest)))
+    options = {**AE_OPTIONS, "disc_start": 100}
+    tuned = train_autoencoder(
+        AutoencoderTrainConfig(
+            corpus=corpus,
+            out=tmp_path / "run",
+            init=flow_folder,
+            config=config,
+            steps=2,
+            freeze_encoder=True,
+            **options,
+        )
+    )
+    assert "10 tensors start fresh: vae.decoder.blocks.0.up.1.weight_v" in capsys.readouterr().err
+    before, after = load_model(flow_folder), load_model(tuned)
+    assert after.config.autoencoder.decoder.nearest_upsample
+    for part in ("vae.encoder", "dit"):
+        for name, tensor in before.get_submodule(part).state_dict().items():
+            torch.testing.assert_close(after.get_submodule(part).state_dict()[name], tensor, rtol=0, atol=0)
+
+
+def test_freezing_an_encoder_that_init_cannot_fill_is_refused(corpus, flow_folder, tmp_path):
+    wider = small_config()
+    wider["model"]["pretransform"]["config"]["encoder"]["config"]["channels"] *= 2
+    config = tmp_path / "model_config.json"
+    config.write_text(json.dumps(wider))
+    with pytest.raises(TrainingError, match=r"--freeze-encoder keeps .* latent space"):
+        train_autoencoder(
+            AutoencoderTrainConfig(
+                corpus=corpus,
+                out=tmp_path / "run",
+                init=flow_folder,
+                config=config,
+                steps=1,
+                freeze_encoder=True,
+                **AE_OPTIONS,
+            )
+        )
+
+
 def test_flow_run_exports_a_model_the_engine_samples_with_euler(flow_folder):
     rows = log_rows(flow_folder.parent)
     assert [r["step"] for r in rows] == [1, 2, 3] and all(math.isfinite(r["flow"]) for r in rows)

@@ -29,6 +29,7 @@ class OobleckConfig:
     c_mults: tuple[int, ...]
     strides: tuple[int, ...]
     latent_dim: int
+    nearest_upsample: bool = False  # decoder only: repeat-then-convolve instead of transposed convs
 
 
 @dataclass(frozen=True)
@@ -264,13 +265,14 @@ class _Parser:
             if self.get(cfg, f"{side}.type", str) != "oobleck":
                 raise self.fail(f"model.pretransform.config.{side}.type", "must be 'oobleck'")
             c = self.get(cfg, f"{side}.config", dict)
-            if (
-                c.get("use_snake", False) is not True
-                or c.get("final_tanh", False)
-                or c.get("use_nearest_upsample")
-            ):
+            if c.get("use_snake", False) is not True or c.get("final_tanh", False):
                 raise self.fail(
                     f"model.pretransform.config.{side}.config", "needs use_snake on, no final_tanh"
+                )
+            nearest_upsample = self.get(c, "use_nearest_upsample", bool, False)
+            if nearest_upsample and side == "encoder":
+                raise self.fail(
+                    f"model.pretransform.config.{side}.config.use_nearest_upsample", "is a decoder option"
                 )
             c_mults = tuple(self.get(c, "c_mults", list))
             strides = tuple(self.get(c, "strides", list))
@@ -284,6 +286,7 @@ class _Parser:
                 c_mults=c_mults,
                 strides=strides,
                 latent_dim=self.get(c, "latent_dim", int),
+                nearest_upsample=nearest_upsample,
             )
         latent_dim = self.get(cfg, "latent_dim", int)
         if sides["encoder"].latent_dim != 2 * latent_dim or sides["decoder"].latent_dim != latent_dim:

@@ -2,6 +2,12 @@
 
 Convolutions are weight-normalised (gain `weight_g`, direction `weight_v`) and activations are
 SnakeBeta with log-scale parameters, as in the stable-audio checkpoints.
+
+A decoder upsamples either with transposed convolutions (the released checkpoints) or, with
+`nearest_upsample`, by repeating each frame and then convolving. The transposed kind adds up
+overlapping copies of its kernel, one per input frame, so unless training makes those copies sum
+flat it rings at the input frame rate: a steady latent decodes to a hum at multiples of
+sample_rate / hop. Repeat-then-convolve maps a steady input to a steady output whatever its weights.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class WNConv1d(nn.Module):
         out_channels: int,
         kernel_size: int,
         stride: int = 1,
-        padding: int = 0,
+        padding: int | str = 0,
         dilation: int = 1,
         bias: bool = True,
         transposed: bool = False,
@@ -85,7 +91,12 @@ class WNConv1d(nn.Module):
         weight = self.effective_weight()
         if self.transposed:
             return F.conv_transpose1d(x, weight, self.bias, self.stride, self.padding)
-        return F.conv1d(x, weight, self.bias, self.stride, self.padding, self.dilation)
+        padding = self.padding
+        if padding == "same":
+            # torch's own 'same' copies the input to pad an even kernel unevenly, and warns each time
+            total = self.dilation * (weight.shape[-1] - 1)
+            x, padding = F.pad(x, (total // 2, total - total // 2)), 0
+        return F.conv1d(x, weight, self.bias, self.stride, padding, self.dilation)
 
 
 class ResidualUnit(nn.Module):
@@ -119,17 +130,25 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, nearest_upsample: bool = False):
         super().__init__()
         self.act = Snake(in_channels)
-        self.up = WNConv1d(
-            in_channels,
-            out_channels,
-            2 * stride,
-            stride=stride,
-            padding=math.ceil(stride / 2),
-            transposed=True,
-        )
+        self.up: nn.Module
+        if nearest_upsample:
+            # A Sequential so the conv's keys (up.1.*) are the reference's (layers.1.1.*).
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=stride, mode="nearest"),
+                WNConv1d(in_channels, out_channels, 2 * stride, padding="same", bias=False),
+            )
+        else:
+            self.up = WNConv1d(
+                in_channels,
+                out_channels,
+                2 * stride,
+                stride=stride,
+                padding=math.ceil(stride / 2),
+                transposed=True,
+            )
         self.res_units = nn.ModuleList(ResidualUnit(out_channels, d) for d in RESIDUAL_DILATIONS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,7 +206,7 @@ class OobleckDecoder(nn.Module):
         widths = _widths(config)[::-1]
         self.in_conv = WNConv1d(config.latent_dim, widths[0], 7, padding=3)
         self.blocks = nn.ModuleList(
-            DecoderBlock(widths[i], widths[i + 1], stride)
+            DecoderBlock(widths[i], widths[i + 1], stride, config.nearest_upsample)
             for i, stride in enumerate(reversed(config.strides))
         )
         self.out_act = Snake(widths[-1])

@@ -6,7 +6,9 @@ joining after `disc_start` steps. Each step updates the discriminator on (real, 
 then the VAE. With `freeze_encoder` only the decoder learns (and KL drops out): the latents stay
 exactly as they are, so a DiT already trained on them keeps working with the better decoder.
 The exported folder is a complete model: the VAE plus the DiT and conditioners of the config
-(untrained, which `studio train flow --init` starts from) or of the `--init` model.
+(untrained, which `studio train flow --init` starts from) or of the `--init` model. Given both,
+the config's model starts from every `--init` tensor that fits it: that is how a decoder of a new
+layout is trained under an existing encoder and DiT.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from studio.training.loop import (
     Run,
     TrainConfig,
     TrainingError,
+    copy_matching_weights,
     frozen,
     optimizer_step,
     step_generator,
@@ -40,7 +43,8 @@ from studio.training.loop import (
 @dataclass
 class AutoencoderTrainConfig(TrainConfig):
     config: Path | None = None  # model_config.json to start from scratch …
-    init: Path | None = None  # … or a model folder whose VAE to train further
+    init: Path | None = None  # … or a model folder whose VAE to train further (both: --config's
+    # model with --init's weights wherever they fit)
     lr: float = 1.5e-4
     chunk: int = 65_536  # audio frames per example (rounded down to whole latent frames)
     disc_lr: float = 3e-4
@@ -115,22 +119,42 @@ def autoencoder_step(
     return values | {"loss": loss.item()}
 
 
-def _initial_model(config: AutoencoderTrainConfig) -> Model:
-    if (config.config is None) == (config.init is None):
+def _initial_model(config: AutoencoderTrainConfig, run: Run) -> Model:
+    """--init as is, --config fresh, or --config with every tensor of --init that fits it (a new
+    decoder under an old encoder, say, with --freeze-encoder keeping the DiT's latent space)."""
+    if config.config is None and config.init is None:
         raise TrainingError(
-            "autoencoder training starts from --config (a new model) or --init (a model folder), one of them",
+            "autoencoder training starts from --config (a new model) or --init (a model folder)",
             "e.g. --config model_config.json",
         )
-    if config.init is not None:
+    if config.config is None:
         return load_model(config.init)
-    return build_model(ModelConfig.from_file(config.config))
+    model = build_model(ModelConfig.from_file(config.config))
+    if config.init is None:
+        return model
+    fresh = copy_matching_weights(model, load_model(config.init))
+    if config.freeze_encoder and any(name.startswith("vae.encoder.") for name in fresh):
+        raise TrainingError(
+            f"--freeze-encoder keeps {config.init}'s latent space, but the encoder of {config.config} "
+            "differs from it",
+            f"give {config.config} the encoder section of {config.init}/model_config.json",
+        )
+    shown = ", ".join(fresh[:6]) + (f" … and {len(fresh) - 6} more" if len(fresh) > 6 else "")
+    run.say(
+        f"{config.config} with the weights of {config.init} wherever name and shape agree; "
+        f"{len(fresh)} tensors start fresh" + (f": {shown}" if fresh else "")
+    )
+    return model
 
 
 def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     """Train (or continue training) the VAE; returns the folder of the exported model."""
     run = Run(config, "autoencoder")
     state = run.saved_state()
-    model = build_model(ModelConfig.from_dict(state["model_config"])) if state else _initial_model(config)
+    if state:
+        model = build_model(ModelConfig.from_dict(state["model_config"]))
+    else:
+        model = _initial_model(config, run)
     model_config = model.config
     hop = model_config.autoencoder.downsampling_ratio
     chunk = min(config.chunk, model_config.sample_size) // hop * hop

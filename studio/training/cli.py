@@ -105,7 +105,11 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
     defaults = _defaults(AutoencoderTrainConfig)
     ae = kinds.add_parser("autoencoder", help="train an Oobleck VAE (STFT + adversarial + KL losses)")
     _common(ae, defaults)
-    ae.add_argument("--config", type=Path, help="model_config.json of a new model")
+    ae.add_argument(
+        "--config",
+        type=Path,
+        help="model_config.json of a new model (with --init: starting from --init's weights where they fit)",
+    )
     ae.add_argument("--init", type=Path, help="model folder whose VAE to train further")
     ae.add_argument("--chunk", type=int, help=f"audio frames per example (default: {defaults['chunk']})")
     ae.add_argument(

@@ -147,6 +147,19 @@ def train_only(model: nn.Module, *parts: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def copy_matching_weights(target: nn.Module, source: nn.Module) -> list[str]:
+    """Copy every tensor of `source` whose name and shape `target` shares; return the names of
+    target's tensors left as they were (its new parts)."""
+    source_state = source.state_dict()
+    matching = {
+        name: source_state[name]
+        for name, tensor in target.state_dict().items()
+        if name in source_state and source_state[name].shape == tensor.shape
+    }
+    target.load_state_dict(matching, strict=False)
+    return [name for name in target.state_dict() if name not in matching]
+
+
 # -- EMA -----------------------------------------------------------------------------------------
 
 
