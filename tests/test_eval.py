@@ -312,11 +312,11 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     assert vae["round_trip_leave_one_out"] == pytest.approx(
         adherence["category_accuracy"]["vae_round_trip_leave_one_out"]
     )
-    partials = vae["frame_rate_partials_db"]
-    assert (
-        set(vae["per_category"]) == set(vae["confusion"]) == set(partials["per_category"]) == set(CATEGORIES)
-    )
-    assert math.isfinite(partials["median"]) and vae["latent_frame_rate_hz"] > 0
+    partials, flatness = vae["frame_rate_partials_db"], vae["spectral_flatness_db"]
+    assert set(vae["per_category"]) == set(vae["confusion"]) == set(CATEGORIES)
+    assert set(partials["per_category"]) == set(flatness["per_category"]) == set(CATEGORIES)
+    assert math.isfinite(partials["median"]) and math.isfinite(flatness["median"])
+    assert vae["latent_frame_rate_hz"] > 0
 
 
 def test_frame_rate_partials_measure_a_decoder_hum_not_level_or_noise():
@@ -328,6 +328,24 @@ def test_frame_rate_partials_measure_a_decoder_hum_not_level_or_noise():
     assert abs(run.frame_rate_partials_db(noise, 0.3 * noise, rate, hop)) < 0.01
     tone = np.sin(2 * np.pi * 440 * t)[None]  # a note between the multiples is not a hum
     assert run.frame_rate_partials_db(noise, noise + 0.05 * tone, rate, hop) < 1
+
+
+def test_spectral_flatness_measures_tone_turned_to_noise_not_level():
+    rate = 44100
+    t = np.arange(rate * 2) / rate
+    note = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 12))[None].repeat(2, axis=0)
+    rng = np.random.default_rng(0)
+    # noise under the note's spectral envelope (lines smoothed over 300 Hz): the harmonics lost
+    magnitude = np.abs(np.fft.rfft(note, axis=1))
+    width = int(300 * note.shape[1] / rate)
+    envelope = np.stack([np.convolve(m, np.ones(width) / width, "same") for m in magnitude])
+    noise = np.fft.rfft(rng.standard_normal(note.shape), axis=1)
+    smeared = np.fft.irfft(envelope * noise / np.abs(noise), n=note.shape[1], axis=1)
+    assert run.spectral_flatness_db(note, smeared, rate) > 5
+    hiss, other_hiss = rng.standard_normal((2, *note.shape))
+    assert abs(run.spectral_flatness_db(hiss, other_hiss, rate)) < 0.2  # noise for noise: no change
+    assert abs(run.spectral_flatness_db(note, 0.1 * note, rate)) < 0.01
+    assert run.spectral_flatness_db(note, note, rate) == 0
 
 
 def test_eval_errors_say_how_to_fix(corpus, tmp_path, tiny_model_dir):

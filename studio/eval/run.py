@@ -186,6 +186,13 @@ def ceilings(engine: Engine, reference: Reference, embedder: AisfxEmbedder) -> d
     }
 
 
+def _power_spectra(audio: np.ndarray, size: int, hop: int) -> np.ndarray:
+    """Power spectra [windows, size // 2 + 1] of the channel mix, Hann windows of `size`."""
+    mono = np.pad(np.asarray(audio, dtype=np.float64).mean(axis=0), (0, size))
+    windows = np.lib.stride_tricks.sliding_window_view(mono, size)[::hop]
+    return np.abs(np.fft.rfft(windows * np.hanning(size), axis=1)) ** 2 + 1e-12
+
+
 def frame_rate_partials_db(
     original: np.ndarray, round_trip: np.ndarray, rate: int, hop: int, band: tuple[float, float] = (100, 1000)
 ) -> float:
@@ -204,12 +211,34 @@ def frame_rate_partials_db(
     between = np.round((multiples + frame_rate / 2) * size / rate).astype(int)
 
     def contrast(audio: np.ndarray) -> float:
-        mono = np.pad(np.asarray(audio, dtype=np.float64).mean(axis=0), (0, size))
-        windows = np.lib.stride_tricks.sliding_window_view(mono, size)[::2048]
-        power = (np.abs(np.fft.rfft(windows * np.hanning(size), axis=1)) ** 2).mean(axis=0) + 1e-12
+        power = _power_spectra(audio, size, 2048).mean(axis=0)
         return float(10 * np.log10(power[on].sum() / power[between].sum()))
 
     return contrast(round_trip) - contrast(original)
+
+
+def spectral_flatness_db(
+    original: np.ndarray, round_trip: np.ndarray, rate: int, band: tuple[float, float] = (100, 5000)
+) -> float:
+    """How much flatter (more like noise) the round trip's spectrum is than the original's, in dB:
+    a decoder that smears a note's harmonic lines into noise with the same envelope reads well
+    above 0, one that keeps them reads about 0, and level counts for nothing.
+
+    Spectral flatness (geometric over arithmetic mean power inside `band`) of each 4096-sample
+    window within 30 dB of the signal's loudest, averaged; channels mixed.
+    """
+    size = 4096
+    freqs = np.fft.rfftfreq(size, 1 / rate)
+    inside = (freqs >= band[0]) & (freqs <= band[1])
+
+    def flatness(audio: np.ndarray) -> float:
+        power = _power_spectra(audio, size, 1024)[:, inside]
+        total = power.sum(axis=1)
+        loud = total >= total.max() * 1e-3
+        per_window = np.exp(np.log(power[loud]).mean(axis=1)) / power[loud].mean(axis=1)
+        return float(10 * np.log10(per_window.mean()))
+
+    return flatness(round_trip) - flatness(original)
 
 
 # -- generation ----------------------------------------------------------------------------------
@@ -521,9 +550,9 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
 
 
 def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
-    """Only the model's VAE: how its round trips of the held-out clips classify and how much
-    frame-rate hum it adds; writes vae.json. Minutes, no generation: a check before a DiT is
-    trained over a new VAE."""
+    """Only the model's VAE: how its round trips of the held-out clips classify, how much
+    frame-rate hum it adds and how much of their tone it turns to noise; writes vae.json.
+    Minutes, no generation: a check before a DiT is trained over a new VAE."""
     start = time.perf_counter()
     held_out = _held_out(config)
     embedder = AisfxEmbedder(cache_dir=config.cache_dir or _user_cache())
@@ -538,6 +567,7 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     labels = reference.labels
     accuracy = accuracy_summary(labels, leave_one_out_predictions(reference.aisfx, labels, trips))
     partials = [frame_rate_partials_db(original, trip, rate, hop) for original, trip in pairs]
+    flatness = [spectral_flatness_db(original, trip, rate) for original, trip in pairs]
     by_category = {c: [i for i, t in enumerate(labels) if t == c] for c in dict.fromkeys(labels)}
     report = {
         "model": name,
@@ -553,12 +583,8 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         "held_out_leave_one_out": leave_one_out_accuracy(reference.aisfx, labels),
         "per_category": accuracy["per_category"],
         "confusion": accuracy["confusion"],
-        "frame_rate_partials_db": {
-            "median": float(np.median(partials)),
-            "per_category": {
-                c: float(np.median([partials[i] for i in rows])) for c, rows in by_category.items()
-            },
-        },
+        "frame_rate_partials_db": _median_by_category(partials, by_category),
+        "spectral_flatness_db": _median_by_category(flatness, by_category),
         "elapsed_s": time.perf_counter() - start,
     }
     folder = config.out / name
@@ -566,6 +592,13 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     path = folder / "vae.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return EvalResult(folder, report, [path])
+
+
+def _median_by_category(values: list[float], by_category: dict[str, list[int]]) -> dict[str, Any]:
+    return {
+        "median": float(np.median(values)),
+        "per_category": {c: float(np.median([values[i] for i in rows])) for c, rows in by_category.items()},
+    }
 
 
 # -- report files --------------------------------------------------------------------------------
