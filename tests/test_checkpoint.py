@@ -13,7 +13,7 @@ from tiny import make_model_folder, tiny_config, write_config
 from studio.errors import CheckpointError, ModelConfigError
 from studio.models import ModelConfig, load_model, save_model
 from studio.models.checkpoint import key_table
-from studio.models.oobleck import OobleckDecoder
+from studio.models.oobleck import OobleckDecoder, WNConv1d
 
 
 @pytest.fixture
@@ -64,6 +64,18 @@ def test_a_nearest_upsampling_decoder_keeps_a_steady_latent_steady(tmp_path):
         audio = decoder(latent)[0, :, 24 * hop : 40 * hop]
     assert audio.abs().mean() > 1e-4
     torch.testing.assert_close(audio, audio[:, :1].expand_as(audio), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", [4, 7, 16])
+def test_same_padding_pads_as_torch_does_for_the_reference_decoder(kernel):
+    """stable-audio-tools builds the nearest-upsampling conv with nn.Conv1d(padding='same'); an
+    even kernel pads one sample more on the right there, and must here too."""
+    torch.manual_seed(0)
+    conv = WNConv1d(3, 5, kernel, padding="same", bias=False)
+    x = torch.randn(2, 3, 50)
+    with torch.no_grad():
+        expected = torch.nn.functional.conv1d(x, conv.effective_weight(), padding="same")
+        torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-6)
 
 
 def test_nearest_upsampling_is_refused_on_the_encoder(model_copy):
