@@ -66,6 +66,7 @@ def test_a_nearest_upsampling_decoder_keeps_a_steady_latent_steady(tmp_path):
     torch.testing.assert_close(audio, audio[:, :1].expand_as(audio), rtol=0, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's, the reference
 @pytest.mark.parametrize("kernel", [4, 7, 16])
 def test_same_padding_pads_as_torch_does_for_the_reference_decoder(kernel):
     """stable-audio-tools builds the nearest-upsampling conv with nn.Conv1d(padding='same'); an
