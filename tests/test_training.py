@@ -483,17 +483,24 @@ def test_a_chunk_shorter_than_the_vae_context_is_warned_about(corpus, config_fil
     assert "use --chunk" in warning
 
 
-def test_decoder_fine_tuning_keeps_the_latents_and_the_dit_of_the_init_model(corpus, flow_folder, tmp_path):
-    options = {**AE_OPTIONS, "disc_start": 100}  # reconstruction only, as a quick fine-tune runs
-    tuned = train_autoencoder(
-        AutoencoderTrainConfig(
-            corpus=corpus, out=tmp_path, init=flow_folder, steps=2, freeze_encoder=True, **options
-        )
+def train_decoder_only(corpus: Path, init: Path, out: Path, steps: int, **options) -> Path:
+    """A --freeze-encoder autoencoder run from `init` (options: AutoencoderTrainConfig fields)."""
+    return train_autoencoder(
+        AutoencoderTrainConfig(corpus=corpus, out=out, init=init, steps=steps, freeze_encoder=True, **options)
     )
-    before, after = load_model(flow_folder), load_model(tuned)
+
+
+def assert_encoder_and_dit_unchanged(before: AudioModel, after: AudioModel) -> None:
     for part in ("vae.encoder", "dit"):
         for name, tensor in before.get_submodule(part).state_dict().items():
             torch.testing.assert_close(after.get_submodule(part).state_dict()[name], tensor, rtol=0, atol=0)
+
+
+def test_decoder_fine_tuning_keeps_the_latents_and_the_dit_of_the_init_model(corpus, flow_folder, tmp_path):
+    options = {**AE_OPTIONS, "disc_start": 100}  # reconstruction only, as a quick fine-tune runs
+    tuned = train_decoder_only(corpus, flow_folder, tmp_path, steps=2, **options)
+    before, after = load_model(flow_folder), load_model(tuned)
+    assert_encoder_and_dit_unchanged(before, after)
     assert any(
         not torch.equal(after.vae.decoder.state_dict()[name], tensor)
         for name, tensor in before.vae.decoder.state_dict().items()
@@ -510,23 +517,11 @@ def test_a_new_decoder_layout_trains_under_the_encoder_and_dit_of_the_init_model
     config = tmp_path / "model_config.json"
     config.write_text(json.dumps(tiny_config(sample_size=SAMPLE_SIZE, **nearest)))
     options = {**AE_OPTIONS, "disc_start": 100}
-    tuned = train_autoencoder(
-        AutoencoderTrainConfig(
-            corpus=corpus,
-            out=tmp_path / "run",
-            init=flow_folder,
-            config=config,
-            steps=2,
-            freeze_encoder=True,
-            **options,
-        )
-    )
+    tuned = train_decoder_only(corpus, flow_folder, tmp_path / "run", steps=2, config=config, **options)
     assert "10 tensors start fresh: vae.decoder.blocks.0.up.1.weight_v" in capsys.readouterr().err
     before, after = load_model(flow_folder), load_model(tuned)
     assert after.config.autoencoder.decoder.nearest_upsample
-    for part in ("vae.encoder", "dit"):
-        for name, tensor in before.get_submodule(part).state_dict().items():
-            torch.testing.assert_close(after.get_submodule(part).state_dict()[name], tensor, rtol=0, atol=0)
+    assert_encoder_and_dit_unchanged(before, after)
 
 
 def test_freezing_an_encoder_that_init_cannot_fill_is_refused(corpus, flow_folder, tmp_path):
@@ -535,17 +530,7 @@ def test_freezing_an_encoder_that_init_cannot_fill_is_refused(corpus, flow_folde
     config = tmp_path / "model_config.json"
     config.write_text(json.dumps(wider))
     with pytest.raises(TrainingError, match=r"--freeze-encoder keeps .* latent space"):
-        train_autoencoder(
-            AutoencoderTrainConfig(
-                corpus=corpus,
-                out=tmp_path / "run",
-                init=flow_folder,
-                config=config,
-                steps=1,
-                freeze_encoder=True,
-                **AE_OPTIONS,
-            )
-        )
+        train_decoder_only(corpus, flow_folder, tmp_path / "run", steps=1, config=config, **AE_OPTIONS)
 
 
 def test_flow_run_exports_a_model_the_engine_samples_with_euler(flow_folder):

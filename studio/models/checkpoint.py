@@ -144,7 +144,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _listing(keys: list[str], limit: int = 8) -> str:
+def name_listing(keys: list[str], limit: int = 8) -> str:
+    """The first `limit` names, comma-separated, then how many more there are."""
     shown = ", ".join(keys[:limit])
     return shown + (f" … and {len(keys) - limit} more" if len(keys) > limit else "")
 
@@ -165,11 +166,13 @@ def load_weights(model: Model, path: Path) -> None:
     )
     problems = []
     if missing:
-        problems.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+        problems.append(f"missing keys ({len(missing)}): {name_listing(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+        problems.append(f"unexpected keys ({len(unexpected)}): {name_listing(unexpected)}")
     if wrong_shape:
-        problems.append(f"shape mismatches (file vs config) ({len(wrong_shape)}): {_listing(wrong_shape)}")
+        problems.append(
+            f"shape mismatches (file vs config) ({len(wrong_shape)}): {name_listing(wrong_shape)}"
+        )
     if problems:
         raise CheckpointError(
             f"{path}: weights do not match {CONFIG_FILE}: " + "; ".join(problems),

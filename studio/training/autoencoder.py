@@ -22,6 +22,7 @@ from torch import nn
 
 from studio.data.manifest import read_manifest
 from studio.models import Model, ModelConfig, build_model, load_model
+from studio.models.checkpoint import name_listing
 from studio.models.oobleck import OobleckVAE, context_samples, vae_sample
 from studio.training import losses
 from studio.training.data import AudioClips, split_clips
@@ -139,10 +140,9 @@ def _initial_model(config: AutoencoderTrainConfig, run: Run) -> Model:
             "differs from it",
             f"give {config.config} the encoder section of {config.init}/model_config.json",
         )
-    shown = ", ".join(fresh[:6]) + (f" … and {len(fresh) - 6} more" if len(fresh) > 6 else "")
     run.say(
         f"{config.config} with the weights of {config.init} wherever name and shape agree; "
-        f"{len(fresh)} tensors start fresh" + (f": {shown}" if fresh else "")
+        f"{len(fresh)} tensors start fresh" + (f": {name_listing(fresh)}" if fresh else "")
     )
     return model
 
