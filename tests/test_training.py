@@ -40,7 +40,7 @@ from studio.training.autoencoder import (
 )
 from studio.training.cli import add_train_commands, main
 from studio.training.data import AudioClips, StepSampler, balanced_epoch
-from studio.training.discriminators import ArcDiscriminator, MultiScaleSTFTDiscriminator
+from studio.training.discriminators import ArcDiscriminator, AudioDiscriminator, PeriodDiscriminator
 from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, train_flow
 from studio.training.loop import EMA, TrainingError, ema_decay, train_only
 
@@ -312,9 +312,25 @@ def test_arc_discriminator_reuses_the_dit_trunk():
     assert len(disc.trunk.blocks) == 3  # the first 75% of 4 blocks
     assert disc(x, t, context, global_cond).shape == (2,)
     assert not disc.trunk.blocks[0].self_norm.bias.requires_grad  # the DiT's fixed LN biases stay fixed
-    stft = MultiScaleSTFTDiscriminator(2, filters=4, n_ffts=(256, 128))
-    logits, features = stft(torch.randn(3, 2, 4096))
-    assert len(logits) == 2 and logits[0].shape[:2] == (3, 1) and len(features[0]) == 5
+    audio_disc = AudioDiscriminator(2, filters=4, n_ffts=(256, 128), periods=(2, 3))
+    logits, features = audio_disc(torch.randn(3, 2, 4096))
+    assert len(logits) == 4 and all(scale.shape[:2] == (3, 1) for scale in logits)
+    assert len(features[0]) == 5 and len(features[2]) == 5
+    assert logits[3].shape[-1] == 3  # 4096 samples folded into rows of 3 (padded to 4098)
+
+
+def test_period_discriminator_sees_a_waveform_that_repeats_at_its_period_as_steady_columns():
+    torch.manual_seed(0)
+    disc = PeriodDiscriminator(channels=1, filters=4, period=7)
+    cycle = torch.randn(1, 1, 7)
+    logits, features = disc(cycle.repeat(1, 1, 3000))  # each column is one constant value
+    # Away from the zero padding at the top and bottom, every row of every layer is the same.
+    for hidden in (*features, logits):
+        inner = hidden[:, :, 5:-5]
+        torch.testing.assert_close(inner, inner[:, :, :1].expand_as(inner))
+    noisy_logits, _ = disc(torch.randn(1, 1, 21000))
+    # Noise, by contrast, changes down every column.
+    assert noisy_logits[:, :, 5:-5].std(dim=2).min() > 1e-3
 
 
 def test_mel_loss_is_zero_for_equal_audio_and_counts_level_in_every_band():
@@ -333,7 +349,7 @@ def test_autoencoder_losses_fall_on_a_fixed_batch():
     torch.manual_seed(0)
     model = AudioModel(ModelConfig.from_dict(small_config()))
     net = VaeRoundTrip(model.vae)
-    disc = MultiScaleSTFTDiscriminator(2, filters=4, n_ffts=(256, 128))
+    disc = AudioDiscriminator(2, filters=4, n_ffts=(256, 128), periods=(3, 5))
     config = AutoencoderTrainConfig(corpus=Path("."), out=Path("."), **AE_OPTIONS)
     opt_vae = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.8, 0.99))
     opt_disc = torch.optim.Adam(disc.parameters(), lr=1e-3, betas=(0.8, 0.99))
@@ -533,6 +549,12 @@ def test_freezing_an_encoder_that_init_cannot_fill_is_refused(corpus, flow_folde
         train_decoder_only(corpus, flow_folder, tmp_path / "run", steps=1, config=config, **AE_OPTIONS)
 
 
+def test_a_discriminator_period_outside_the_chunk_is_refused(corpus, flow_folder, tmp_path):
+    options = {**AE_OPTIONS, "disc_periods": (2, 0)}
+    with pytest.raises(TrainingError, match=r"--disc-periods 2,0: a period .* from 1 to below the chunk"):
+        train_decoder_only(corpus, flow_folder, tmp_path / "run", steps=1, **options)
+
+
 def test_flow_run_exports_a_model_the_engine_samples_with_euler(flow_folder):
     rows = log_rows(flow_folder.parent)
     assert [r["step"] for r in rows] == [1, 2, 3] and all(math.isfinite(r["flow"]) for r in rows)
@@ -593,10 +615,10 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     assert (config.steps, config.cond_dropout, config.init, config.out) == (7, 0.2, Path("vae"), Path("run"))
     assert config.balance == 0.5
     assert config.lr == FlowTrainConfig.lr and config.device is None  # unset options keep the defaults
-    args = parser.parse_args(
-        ["train", "autoencoder", "--corpus", "c", "--out", "o", "--disc-n-ffts", "512,128"]
-    )
-    assert cli._config(AutoencoderTrainConfig, args).disc_n_ffts == (512, 128)
+    ae_argv = ["train", "autoencoder", "--corpus", "c", "--out", "o"]
+    args = parser.parse_args([*ae_argv, "--disc-n-ffts", "512,128", "--disc-periods", "2,3"])
+    config = cli._config(AutoencoderTrainConfig, args)
+    assert (config.disc_n_ffts, config.disc_periods) == ((512, 128), (2, 3))
     assert main(["flow", "--corpus", str(corpus), "--out", str(corpus / "run")]) == 2
     assert "needs --init" in capsys.readouterr().err
     assert main([*argv[1:], "--balance", "2"]) == 2

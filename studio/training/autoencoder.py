@@ -1,10 +1,11 @@
 """`studio train autoencoder`: the Oobleck VAE, as the field trains it.
 
 Loss = multi-resolution STFT (mid/side) + kl_weight · KL + adversarial_weight · hinge loss of a
-multi-scale STFT discriminator + feature_weight · feature matching, with the adversarial terms
-joining after `disc_start` steps. Each step updates the discriminator on (real, decoded) first,
-then the VAE. With `freeze_encoder` only the decoder learns (and KL drops out): the latents stay
-exactly as they are, so a DiT already trained on them keeps working with the better decoder.
+multi-scale STFT discriminator (plus period discriminators with `disc_periods`) + feature_weight ·
+feature matching, with the adversarial terms joining after `disc_start` steps. Each step updates
+the discriminator on (real, decoded) first, then the VAE. With `freeze_encoder` only the decoder
+learns (and KL drops out): the latents stay exactly as they are, so a DiT already trained on them
+keeps working with the better decoder.
 The exported folder is a complete model: the VAE plus the DiT and conditioners of the config
 (untrained, which `studio train flow --init` starts from) or of the `--init` model. Given both,
 the config's model starts from every `--init` tensor that fits it: that is how a decoder of a new
@@ -26,7 +27,7 @@ from studio.models.checkpoint import name_listing
 from studio.models.oobleck import OobleckVAE, context_samples, vae_sample
 from studio.training import losses
 from studio.training.data import AudioClips, split_clips
-from studio.training.discriminators import MultiScaleSTFTDiscriminator
+from studio.training.discriminators import AudioDiscriminator
 from studio.training.loop import (
     EMA,
     Checkpoint,
@@ -51,6 +52,7 @@ class AutoencoderTrainConfig(TrainConfig):
     disc_lr: float = 3e-4
     disc_filters: int = 32
     disc_n_ffts: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    disc_periods: tuple[int, ...] = ()  # period discriminators beside the STFT ones (DAC: 2,3,5,7,11)
     disc_start: int = 0  # steps of reconstruction-only training before the adversarial terms join
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
     kl_weight: float = 1e-4
@@ -160,6 +162,12 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     chunk = min(config.chunk, model_config.sample_size) // hop * hop
     if chunk < hop:
         raise TrainingError(f"--chunk {config.chunk} is shorter than one latent frame ({hop} samples)")
+    if any(period < 1 or period >= chunk for period in config.disc_periods):
+        raise TrainingError(
+            f"--disc-periods {','.join(map(str, config.disc_periods))}: a period is a whole number of "
+            f"samples from 1 to below the chunk ({chunk})",
+            "e.g. --disc-periods 2,3,5,7,11",
+        )
     context = context_samples(model_config.autoencoder.encoder, model_config.autoencoder.decoder)
     if chunk < context and chunk < model_config.sample_size:
         run.say(
@@ -180,7 +188,9 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     model.to(run.device)
     trainable = train_only(model, model.vae.decoder if config.freeze_encoder else model.vae)
     net = VaeRoundTrip(model.vae)
-    disc = MultiScaleSTFTDiscriminator(model_config.audio_channels, config.disc_filters, config.disc_n_ffts)
+    disc = AudioDiscriminator(
+        model_config.audio_channels, config.disc_filters, config.disc_n_ffts, config.disc_periods
+    )
     disc.to(run.device)
     ema = EMA(net, config.ema_decay)
     opt_vae = torch.optim.Adam(trainable, lr=config.lr, betas=(0.8, 0.99))

@@ -124,6 +124,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         help=f"discriminator FFT sizes (default: {','.join(map(str, defaults['disc_n_ffts']))})",
     )
     ae.add_argument(
+        "--disc-periods",
+        type=whole_numbers,
+        help="add HiFi-GAN period discriminators with these periods in samples, e.g. 2,3,5,7,11 "
+        "(default: none)",
+    )
+    ae.add_argument(
         "--disc-start",
         type=int,
         help=f"steps before the adversarial losses join (default: {defaults['disc_start']})",

@@ -1,11 +1,13 @@
-"""Discriminators: multi-scale STFT for the autoencoder, DiT trunk + conv head for ARC."""
+"""Discriminators: multi-scale STFT and multi-period for the autoencoder, DiT trunk + conv head for ARC."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -56,18 +58,60 @@ class STFTDiscriminator(nn.Module):
         return self.out(x), features
 
 
-class MultiScaleSTFTDiscriminator(nn.Module):
-    """STFT discriminators at several FFT sizes (hop = n_fft / 4), as used to train Oobleck VAEs."""
+class PeriodDiscriminator(nn.Module):
+    """One period of HiFi-GAN's multi-period discriminator: the waveform folded into rows of
+    `period` samples, then 2-D convs that stride down the rows and never mix the columns.
+
+    Each column holds every period-th sample, so a signal that repeats with this period (a note's
+    waveform cycle, or a multiple of it) is a slow, smooth column; a note turned into noise is not.
+    Spectrogram discriminators see a harmonic only as energy in a band, which is why vocoders pair
+    them with this one.
+    """
+
+    def __init__(self, channels: int, filters: int, period: int):
+        super().__init__()
+        self.period = period
+        widths = [channels, filters, 2 * filters, 4 * filters, 4 * filters]
+        convs = [
+            weight_norm(nn.Conv2d(c_in, c_out, (5, 1), stride=(3, 1), padding=(2, 0)))
+            for c_in, c_out in itertools.pairwise(widths)
+        ]
+        convs.append(weight_norm(nn.Conv2d(widths[-1], widths[-1], (5, 1), padding=(2, 0))))
+        self.convs = nn.ModuleList(convs)
+        self.out = weight_norm(nn.Conv2d(widths[-1], 1, (3, 1), padding=(1, 0)))
+        self.act = nn.LeakyReLU(0.1)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """audio [B, C, T] -> (logits [B, 1, rows, period], hidden activations)."""
+        batch, channels, samples = audio.shape
+        pad = -samples % self.period
+        x = F.pad(audio.float(), (0, pad), mode="reflect") if pad else audio.float()
+        x = x.view(batch, channels, -1, self.period)
+        features = []
+        for conv in self.convs:
+            x = self.act(conv(x))
+            features.append(x)
+        return self.out(x), features
+
+
+class AudioDiscriminator(nn.Module):
+    """The autoencoder's discriminator: STFT discriminators at several FFT sizes (hop = n_fft / 4),
+    as Oobleck VAEs are trained, plus optional period discriminators (DAC pairs both)."""
 
     def __init__(
-        self, channels: int, filters: int = 32, n_ffts: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+        self,
+        channels: int,
+        filters: int = 32,
+        n_ffts: tuple[int, ...] = (2048, 1024, 512, 256, 128),
+        periods: tuple[int, ...] = (),
     ):
         super().__init__()
         self.scales = nn.ModuleList(STFTDiscriminator(channels, filters, n, n // 4) for n in n_ffts)
+        self.periods = nn.ModuleList(PeriodDiscriminator(channels, filters, p) for p in periods)
 
     def forward(self, audio: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
-        """audio [B, C, T] -> (logits per scale, hidden activations per scale)."""
-        outputs = [scale(audio) for scale in self.scales]
+        """audio [B, C, T] -> (logits per discriminator, hidden activations per discriminator)."""
+        outputs = [disc(audio) for disc in (*self.scales, *self.periods)]
         return [logits for logits, _ in outputs], [features for _, features in outputs]
 
 
