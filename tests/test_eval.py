@@ -314,8 +314,10 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     )
     partials, flatness = vae["frame_rate_partials_db"], vae["spectral_flatness_db"]
     assert set(vae["per_category"]) == set(vae["confusion"]) == set(CATEGORIES)
+    low_band = vae["low_band_excess_db"]
     assert set(partials["per_category"]) == set(flatness["per_category"]) == set(CATEGORIES)
-    assert math.isfinite(partials["median"]) and math.isfinite(flatness["median"])
+    assert set(low_band["per_category"]) == set(CATEGORIES)
+    assert all(math.isfinite(measure["median"]) for measure in (partials, flatness, low_band))
     assert vae["latent_frame_rate_hz"] > 0
 
 
@@ -328,6 +330,17 @@ def test_frame_rate_partials_measure_a_decoder_hum_not_level_or_noise():
     assert abs(run.frame_rate_partials_db(noise, 0.3 * noise, rate, hop)) < 0.01
     tone = np.sin(2 * np.pi * 440 * t)[None]  # a note between the multiples is not a hum
     assert run.frame_rate_partials_db(noise, noise + 0.05 * tone, rate, hop) < 1
+
+
+def test_low_band_excess_measures_added_rumble_not_level():
+    rate = 44100
+    t = np.arange(rate * 2) / rate
+    snare = np.random.default_rng(0).standard_normal((2, t.size)) * np.exp(-t * 8)
+    steps = np.repeat(np.random.default_rng(1).standard_normal(t.size // 2048 + 1), 2048)[: t.size]
+    assert run.low_band_excess_db(snare, snare + 0.05 * steps, rate) > 10  # frame-rate steps
+    assert run.low_band_excess_db(snare, snare + 0.05, rate) > 10  # a DC offset
+    assert abs(run.low_band_excess_db(snare, 0.2 * snare, rate)) < 0.01
+    assert run.low_band_excess_db(snare, snare, rate) == 0
 
 
 def test_spectral_flatness_measures_tone_turned_to_noise_not_level():

@@ -342,6 +342,17 @@ def test_mel_loss_is_zero_for_equal_audio_and_counts_level_in_every_band():
     assert 0.8 < quieter[1] <= 1 + 1e-5
 
 
+def test_low_band_loss_charges_rumble_below_40_hz_and_nothing_above_it():
+    t = np.arange(40960) / 44100
+    tone = torch.tensor(0.3 * np.sin(2 * np.pi * 440 * t), dtype=torch.float32).expand(2, 2, -1)
+    rumble = torch.tensor(0.03 * np.sin(2 * np.pi * 17 * t), dtype=torch.float32).expand(2, 2, -1)
+    assert losses.low_band_loss(tone, tone, 44100).item() == 0
+    assert losses.low_band_loss(tone + rumble, tone, 44100).item() > 1  # 10 log-units where it lies
+    assert losses.low_band_loss(0.5 * tone + rumble, tone + rumble, 44100).item() < 0.01
+    halved = losses.low_band_loss(0.5 * rumble, rumble, 44100).item()
+    assert 0.1 < halved <= np.log10(4) + 1e-5  # a quarter of the energy in each band it reaches
+
+
 # -- each trainer's step on a fixed batch ----------------------------------------------------------
 
 
@@ -350,7 +361,7 @@ def test_autoencoder_losses_fall_on_a_fixed_batch():
     model = AudioModel(ModelConfig.from_dict(small_config()))
     net = VaeRoundTrip(model.vae)
     disc = AudioDiscriminator(2, filters=4, n_ffts=(256, 128), periods=(3, 5))
-    config = AutoencoderTrainConfig(corpus=Path("."), out=Path("."), **AE_OPTIONS)
+    config = AutoencoderTrainConfig(corpus=Path("."), out=Path("."), low_band_weight=1.0, **AE_OPTIONS)
     opt_vae = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.8, 0.99))
     opt_disc = torch.optim.Adam(disc.parameters(), lr=1e-3, betas=(0.8, 0.99))
     frames = AE_OPTIONS["chunk"]
@@ -359,7 +370,7 @@ def test_autoencoder_losses_fall_on_a_fixed_batch():
     history = [
         autoencoder_step(net, disc, opt_vae, opt_disc, audio, noise, config, True, 44100) for _ in range(6)
     ]
-    assert all(math.isfinite(v) for step in history for v in step.values())
+    assert all(math.isfinite(v) for step in history for v in step.values()) and "low_band" in history[0]
     assert history[-1]["stft"] < 0.85 * history[0]["stft"]
     assert history[-1]["disc"] < history[0]["disc"]  # the discriminator learns to tell them apart
 

@@ -74,7 +74,8 @@ def _vae(result: EvalResult) -> int:
         f"VAE round trips: category accuracy {report['round_trip_leave_one_out']:.3f} "
         f"(the real clips {report['held_out_leave_one_out']:.3f}); partials at multiples of the "
         f"{report['latent_frame_rate_hz']:.1f} Hz frame rate {partials:+.1f} dB against the originals, "
-        f"spectral flatness {report['spectral_flatness_db']['median']:+.1f} dB (medians)"
+        f"spectral flatness {report['spectral_flatness_db']['median']:+.1f} dB, "
+        f"share below 40 Hz {report['low_band_excess_db']['median']:+.1f} dB (medians)"
     )
     for path in result.files:
         print(path)

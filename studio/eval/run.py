@@ -241,6 +241,22 @@ def spectral_flatness_db(
     return flatness(round_trip) - flatness(original)
 
 
+def low_band_excess_db(
+    original: np.ndarray, round_trip: np.ndarray, rate: int, cutoff: float = 40.0
+) -> float:
+    """How much larger the round trip's share of power below `cutoff` Hz is than the original's, in
+    dB: the rumble a decoder adds when its latent frames' changes leak into the output as steps
+    (level counts for nothing). Whole clip, channels mixed, Hann window; 0 Hz included.
+    """
+
+    def share(audio: np.ndarray) -> float:
+        power = _power_spectra(audio, audio.shape[-1], audio.shape[-1])[0]
+        low = np.fft.rfftfreq(audio.shape[-1], 1 / rate) < cutoff
+        return float(10 * np.log10(power[low].sum() / power.sum()))
+
+    return share(round_trip) - share(original)
+
+
 # -- generation ----------------------------------------------------------------------------------
 
 
@@ -551,7 +567,8 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
 
 def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     """Only the model's VAE: how its round trips of the held-out clips classify, how much
-    frame-rate hum it adds and how much of their tone it turns to noise; writes vae.json.
+    frame-rate hum and sub-40 Hz rumble it adds and how much of their tone it turns to noise;
+    writes vae.json.
     Minutes, no generation: a check before a DiT is trained over a new VAE."""
     start = time.perf_counter()
     held_out = _held_out(config)
@@ -568,6 +585,7 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     accuracy = accuracy_summary(labels, leave_one_out_predictions(reference.aisfx, labels, trips))
     partials = [frame_rate_partials_db(original, trip, rate, hop) for original, trip in pairs]
     flatness = [spectral_flatness_db(original, trip, rate) for original, trip in pairs]
+    low_band = [low_band_excess_db(original, trip, rate) for original, trip in pairs]
     by_category = {c: [i for i, t in enumerate(labels) if t == c] for c in dict.fromkeys(labels)}
     report = {
         "model": name,
@@ -585,6 +603,7 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         "confusion": accuracy["confusion"],
         "frame_rate_partials_db": _median_by_category(partials, by_category),
         "spectral_flatness_db": _median_by_category(flatness, by_category),
+        "low_band_excess_db": _median_by_category(low_band, by_category),
         "elapsed_s": time.perf_counter() - start,
     }
     folder = config.out / name

@@ -57,6 +57,7 @@ class AutoencoderTrainConfig(TrainConfig):
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
     kl_weight: float = 1e-4
     mel_weight: float = 0.0  # multi-scale log-mel L1 (DAC's reconstruction loss, which it weights 15)
+    low_band_weight: float = 0.0  # log energies in 5 Hz bands below 40 Hz (losses.low_band_loss)
     adversarial_weight: float = 0.1
     feature_weight: float = 5.0
     freeze_encoder: bool = False  # decoder-only fine-tuning: the latent space stays fixed
@@ -103,6 +104,10 @@ def autoencoder_step(
         mel = losses.multi_resolution_mel_loss(decoded, audio, sample_rate)
         loss = loss + config.mel_weight * mel
         values["mel"] = mel.item()
+    if config.low_band_weight:
+        low_band = losses.low_band_loss(decoded, audio, sample_rate)
+        loss = loss + config.low_band_weight * low_band
+        values["low_band"] = low_band.item()
     if adversarial:
         # Real and decoded in one forward, so DDP sees the discriminator run once per update.
         logits, _ = disc(torch.cat((audio, decoded.detach())))

@@ -140,6 +140,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         type=float,
         help=f"weight of the multi-scale log-mel L1 loss (default: {defaults['mel_weight']}, off; DAC: 15)",
     )
+    ae.add_argument(
+        "--low-band-weight",
+        type=float,
+        help="weight of an L1 loss on log energies in 5 Hz bands below 40 Hz, where a decoder's "
+        f"frame-to-frame steps end up (default: {defaults['low_band_weight']}, off)",
+    )
     ae.add_argument("--adversarial-weight", type=float, help=f"(default: {defaults['adversarial_weight']})")
     ae.add_argument("--feature-weight", type=float, help=f"(default: {defaults['feature_weight']})")
     ae.add_argument(

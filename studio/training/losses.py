@@ -141,6 +141,36 @@ def multi_resolution_mel_loss(
     return torch.stack(terms).mean()
 
 
+def low_band_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    sample_rate: int,
+    cutoff_hz: float = 40.0,
+    band_hz: float = 5.0,
+    floor: float = 1e-10,
+) -> torch.Tensor:
+    """L1 distance between log10 energies of `band_hz`-wide bands from 0 Hz (DC included) up to
+    `cutoff_hz`, over each [B, C, T] example's whole length (Hann window).
+
+    A decoder that upsamples latent frames can leak their frame-to-frame changes into the output
+    as steps, which is energy below 40 Hz. The STFT and mel losses give that region a handful of
+    their bins, so it goes unpunished; one long transform resolves it into bands of its own.
+    """
+    pred, target = pred.flatten(0, 1).float(), target.flatten(0, 1).float()
+    samples = pred.shape[-1]
+    window = torch.hann_window(samples, device=pred.device)
+    frequencies = torch.fft.rfftfreq(samples, 1 / sample_rate, device=pred.device)
+    band_count = int(cutoff_hz // band_hz)
+    band = (frequencies // band_hz).long()
+    in_band = band < band_count
+
+    def band_energies(x: torch.Tensor) -> torch.Tensor:
+        power = torch.fft.rfft(x * window).abs().square()[:, in_band] / samples**2
+        return torch.zeros(x.shape[0], band_count, device=x.device).index_add_(1, band[in_band], power)
+
+    return F.l1_loss(*(band_energies(x).clamp_min(floor).log10() for x in (pred, target)))
+
+
 def hinge_discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     """Σ over discriminators of mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))."""
     return sum(
