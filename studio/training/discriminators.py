@@ -14,6 +14,17 @@ from torch.nn.utils.parametrizations import weight_norm
 from studio.models.dit import DiT
 
 
+def _logits_and_features(
+    disc: STFTDiscriminator | PeriodDiscriminator, x: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run a 2-D discriminator's conv stack: (logits, every hidden activation for feature matching)."""
+    features = []
+    for conv in disc.convs:
+        x = disc.act(conv(x))
+        features.append(x)
+    return disc.out(x), features
+
+
 class STFTDiscriminator(nn.Module):
     """One resolution of an EnCodec-style discriminator: 2-D convs over the complex spectrogram.
 
@@ -51,11 +62,7 @@ class STFTDiscriminator(nn.Module):
         )
         spec = spec.view(batch, channels, *spec.shape[1:])
         x = torch.cat((spec.real, spec.imag), dim=1).transpose(2, 3)  # [B, 2C, frames, bins]
-        features = []
-        for conv in self.convs:
-            x = self.act(conv(x))
-            features.append(x)
-        return self.out(x), features
+        return _logits_and_features(self, x)
 
 
 class PeriodDiscriminator(nn.Module):
@@ -87,11 +94,7 @@ class PeriodDiscriminator(nn.Module):
         pad = -samples % self.period
         x = F.pad(audio.float(), (0, pad), mode="reflect") if pad else audio.float()
         x = x.view(batch, channels, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = self.act(conv(x))
-            features.append(x)
-        return self.out(x), features
+        return _logits_and_features(self, x)
 
 
 class AudioDiscriminator(nn.Module):
