@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +13,23 @@ from tiny import make_model_folder, tiny_config, write_config
 
 from studio.errors import CheckpointError, ModelConfigError
 from studio.models import ModelConfig, load_model, save_model
-from studio.models.checkpoint import key_table
+from studio.models.checkpoint import build_model, key_table
 from studio.models.oobleck import OobleckDecoder, WNConv1d
+
+RECIPE_CONFIGS = sorted((Path(__file__).parent.parent / "recipes").glob("*/model_config.json"))
+
+
+@pytest.mark.parametrize("path", RECIPE_CONFIGS, ids=lambda path: path.parent.name)
+def test_every_recipe_config_builds_and_its_vae_keeps_the_declared_hop(path):
+    config = ModelConfig.from_file(path)
+    model = build_model(config).eval()
+    hop = config.autoencoder.downsampling_ratio
+    with torch.no_grad():
+        latents = model.vae.encode(torch.zeros(1, config.audio_channels, 4 * hop))
+        audio = model.vae.decode(latents)
+    assert latents.shape[-1] == 4
+    assert audio.shape == (1, config.audio_channels, 4 * hop)
+    assert config.latent_length * hop == config.sample_size
 
 
 @pytest.fixture
@@ -132,6 +148,7 @@ def test_missing_weights_and_missing_config(model_copy):
         ({"model.conditioning.configs": [{"id": "prompt", "type": "clap"}]}, "clap"),
         ({"model.diffusion.config.num_heads": 4}, "narrower than 32"),
         ({"sample_size": 1000}, "downsampling_ratio"),
+        ({"model.pretransform.config.downsampling_ratio": 1024}, r"encoder strides .* multiply to 2048"),
         ({"model.diffusion.config.embed_dim": "wide"}, "should be int"),
         ({NEAREST: "yes"}, "'use_nearest_upsample' should be bool"),
         ({"default_cfg": 100}, "default_cfg"),

@@ -8,6 +8,7 @@ the file and the field named, so a config we would silently mis-run never loads.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,11 +292,20 @@ class _Parser:
         latent_dim = self.get(cfg, "latent_dim", int)
         if sides["encoder"].latent_dim != 2 * latent_dim or sides["decoder"].latent_dim != latent_dim:
             raise self.fail("model.pretransform.config.latent_dim", "VAE encoder must output 2x latent_dim")
+        downsampling_ratio = self.get(cfg, "downsampling_ratio", int)
+        for side, oobleck in sides.items():
+            # The engine sizes latents by downsampling_ratio; the strides are what the VAE really does.
+            if math.prod(oobleck.strides) != downsampling_ratio:
+                raise self.fail(
+                    "model.pretransform.config.downsampling_ratio",
+                    f"is {downsampling_ratio} but the {side} strides {list(oobleck.strides)} multiply to "
+                    f"{math.prod(oobleck.strides)}; they must agree",
+                )
         return AutoencoderConfig(
             encoder=sides["encoder"],
             decoder=sides["decoder"],
             latent_dim=latent_dim,
-            downsampling_ratio=self.get(cfg, "downsampling_ratio", int),
+            downsampling_ratio=downsampling_ratio,
             scale=self.get(pretransform, "scale", float, 1.0),
         )
 
