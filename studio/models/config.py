@@ -261,6 +261,7 @@ class _Parser:
         bottleneck = self.get(cfg, "bottleneck.type", str)
         if bottleneck != "vae":
             raise self.fail("model.pretransform.config.bottleneck.type", f"is '{bottleneck}'; only 'vae'")
+        downsampling_ratio = self.get(cfg, "downsampling_ratio", int)
         sides = {}
         for side, io_key in (("encoder", "in_channels"), ("decoder", "out_channels")):
             if self.get(cfg, f"{side}.type", str) != "oobleck":
@@ -281,6 +282,13 @@ class _Parser:
                 raise self.fail(
                     f"model.pretransform.config.{side}.config", "c_mults and strides differ in length"
                 )
+            # The engine sizes latents by downsampling_ratio; the strides are what the VAE really does.
+            if math.prod(strides) != downsampling_ratio:
+                raise self.fail(
+                    "model.pretransform.config.downsampling_ratio",
+                    f"is {downsampling_ratio} but the {side} strides {list(strides)} multiply to "
+                    f"{math.prod(strides)}; they must agree",
+                )
             sides[side] = OobleckConfig(
                 audio_channels=self.get(c, io_key, int),
                 channels=self.get(c, "channels", int),
@@ -292,15 +300,6 @@ class _Parser:
         latent_dim = self.get(cfg, "latent_dim", int)
         if sides["encoder"].latent_dim != 2 * latent_dim or sides["decoder"].latent_dim != latent_dim:
             raise self.fail("model.pretransform.config.latent_dim", "VAE encoder must output 2x latent_dim")
-        downsampling_ratio = self.get(cfg, "downsampling_ratio", int)
-        for side, oobleck in sides.items():
-            # The engine sizes latents by downsampling_ratio; the strides are what the VAE really does.
-            if math.prod(oobleck.strides) != downsampling_ratio:
-                raise self.fail(
-                    "model.pretransform.config.downsampling_ratio",
-                    f"is {downsampling_ratio} but the {side} strides {list(oobleck.strides)} multiply to "
-                    f"{math.prod(oobleck.strides)}; they must agree",
-                )
         return AutoencoderConfig(
             encoder=sides["encoder"],
             decoder=sides["decoder"],
