@@ -14,6 +14,7 @@ from tiny import make_model_folder, tiny_config, write_config
 from studio.errors import CheckpointError, ModelConfigError
 from studio.models import ModelConfig, load_model, save_model
 from studio.models.checkpoint import build_model, key_table
+from studio.models.dit import patchify, unpatchify
 from studio.models.oobleck import OobleckDecoder, WNConv1d
 
 RECIPE_CONFIGS = sorted((Path(__file__).parent.parent / "recipes").glob("*/model_config.json"))
@@ -55,6 +56,32 @@ def test_saved_file_uses_reference_key_names(tiny_model_dir):
 
 
 NEAREST = "model.pretransform.config.decoder.config.use_nearest_upsample"
+
+
+def test_patchify_folds_frames_channel_major_like_the_reference():
+    x = torch.randn(2, 3, 10)
+    tokens = patchify(x, 4)
+    assert tokens.shape == (2, 3, 12)
+    for t in range(2):  # reference: "b (t p) c -> b t (c p)"
+        for c in range(3):
+            for i in range(4):
+                assert tokens[1, t, c * 4 + i] == x[1, c, t * 4 + i]
+    assert torch.equal(tokens[:, 2, 2::4], torch.zeros(2, 3))  # the ragged end is zero-padded
+    assert torch.equal(unpatchify(tokens, 4, 10), x)
+
+
+def test_a_patched_dit_saves_reloads_and_predicts_any_latent_length(tmp_path):
+    folder = make_model_folder(tmp_path / "model", tiny_config(**{"model.diffusion.config.patch_size": 4}))
+    weights = load_file(str(folder / "model.safetensors"))
+    assert weights["model.model.transformer.project_in.weight"].shape == (64, 8 * 4)
+    assert weights["model.model.transformer.project_out.weight"].shape == (8 * 4, 64)
+    model = load_model(folder)
+    assert model.dit.patch_size == 4
+    cond = model.condition(["kick"], [1.0])
+    with torch.no_grad():
+        for frames in (32, 30):
+            velocity = model.velocity(torch.randn(1, 8, frames), torch.tensor([0.5]), cond)
+            assert velocity.shape == (1, 8, frames) and velocity.isfinite().all()
 
 
 def test_a_nearest_upsampling_decoder_saves_under_reference_keys_and_reloads(tmp_path):
@@ -152,6 +179,7 @@ def test_missing_weights_and_missing_config(model_copy):
         ({"model.diffusion.config.embed_dim": "wide"}, "should be int"),
         ({NEAREST: "yes"}, "'use_nearest_upsample' should be bool"),
         ({"default_cfg": 100}, "default_cfg"),
+        ({"model.diffusion.config.patch_size": 0}, "patch_size"),
     ],
 )
 def test_unsupported_config_is_refused_with_the_field_named(model_copy, change, message):

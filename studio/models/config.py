@@ -58,6 +58,7 @@ class DiTConfig:
     cond_token_dim: int
     global_cond_dim: int
     qk_norm: bool
+    patch_size: int = 1  # latent frames per token
 
     @property
     def head_dim(self) -> int:
@@ -312,8 +313,11 @@ class _Parser:
         where = "model.diffusion.config"
         if cfg.get("transformer_type", "continuous_transformer") != "continuous_transformer":
             raise self.fail(f"{where}.transformer_type", "must be 'continuous_transformer'")
-        if cfg.get("patch_size", 1) != 1 or cfg.get("global_cond_type", "prepend") != "prepend":
-            raise self.fail(where, "patch_size must be 1 and global_cond_type 'prepend'")
+        if cfg.get("global_cond_type", "prepend") != "prepend":
+            raise self.fail(f"{where}.global_cond_type", "must be 'prepend'")
+        patch_size = self.get(cfg, "patch_size", int, 1)
+        if patch_size < 1:
+            raise self.fail(f"{where}.patch_size", f"is {patch_size}; it must be 1 or more")
         qk_norm = cfg.get("attn_kwargs", {}).get("qk_norm", "none")
         if qk_norm not in ("ln", "none", None):
             raise self.fail(f"{where}.attn_kwargs.qk_norm", f"is '{qk_norm}'; supported: 'ln' or none")
@@ -326,6 +330,7 @@ class _Parser:
             cond_token_dim=self.get(cfg, "cond_token_dim", int, 0),
             global_cond_dim=self.get(cfg, "global_cond_dim", int, 0),
             qk_norm=qk_norm == "ln",
+            patch_size=patch_size,
         )
 
     def attention_heads(self, cfg: dict, where: str) -> tuple[int, int]:

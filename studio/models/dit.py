@@ -2,7 +2,9 @@
 
 Pre-norm blocks of self-attention (q/k LayerNorm, partial NeoX rotary), cross-attention to the
 conditioning tokens and a SwiGLU feed-forward. The global condition plus the timestep embedding is
-prepended as one extra token. The network predicts a rectified-flow velocity.
+prepended as one extra token. The network predicts a rectified-flow velocity. With a patch size
+p > 1 each token carries p consecutive latent frames, so a VAE with a finer hop keeps the DiT's
+sequence (and its cost) as short as a coarser one's.
 """
 
 from __future__ import annotations
@@ -115,6 +117,22 @@ class DiTBlock(nn.Module):
         return x + self.ff(self.ff_norm(x))
 
 
+def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """[B, C, T] latents -> [B, ceil(T / p), C · p] tokens, channel-major like the reference's
+    "b (t p) c -> b t (c p)"; a ragged end is zero-padded."""
+    batch, channels, frames = x.shape
+    x = F.pad(x, (0, -frames % patch_size))
+    x = x.reshape(batch, channels, -1, patch_size).permute(0, 2, 1, 3)
+    return x.reshape(batch, x.shape[1], channels * patch_size)
+
+
+def unpatchify(tokens: torch.Tensor, patch_size: int, frames: int) -> torch.Tensor:
+    """The inverse of `patchify`: [B, N, C · p] -> [B, C, frames]."""
+    batch, count, features = tokens.shape
+    x = tokens.reshape(batch, count, features // patch_size, patch_size).permute(0, 2, 1, 3)
+    return x.reshape(batch, features // patch_size, count * patch_size)[..., :frames]
+
+
 class DiT(nn.Module):
     """Velocity network v(x_t, t | context tokens, global vector)."""
 
@@ -128,8 +146,10 @@ class DiT(nn.Module):
         global_dim: int = 0,
         qk_norm: bool = True,
         time_features: int = 256,
+        patch_size: int = 1,
     ):
         super().__init__()
+        self.patch_size = patch_size
         head_dim = embed_dim // num_heads
         self.time_weight = nn.Parameter(torch.randn(time_features // 2, 1))
         self.time_mlp = mlp(time_features, embed_dim, bias=True)
@@ -137,8 +157,8 @@ class DiT(nn.Module):
         self.global_mlp = mlp(global_dim, embed_dim, bias=False) if global_dim else None
         self.input_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
         self.output_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
-        self.proj_in = nn.Linear(io_channels, embed_dim, bias=False)
-        self.proj_out = nn.Linear(embed_dim, io_channels, bias=False)
+        self.proj_in = nn.Linear(io_channels * patch_size, embed_dim, bias=False)
+        self.proj_out = nn.Linear(embed_dim, io_channels * patch_size, bias=False)
         # Rotary covers half of each head (at least 32 features), like the reference checkpoints.
         self.register_buffer("rotary_inv_freq", rotary_inv_freq(max(head_dim // 2, 32)))
         block_context_dim = embed_dim if context_dim else None
@@ -153,14 +173,14 @@ class DiT(nn.Module):
         context: torch.Tensor | None = None,
         global_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token states [B, 1 + T, D] after the blocks (the first token is the global one)."""
+        """Token states [B, 1 + T / patch_size, D] after the blocks (the first token is the global one)."""
         global_token = self.time_mlp(fourier_time_features(t, self.time_weight))
         if self.global_mlp is not None and global_cond is not None:
             global_token = global_token + self.global_mlp(global_cond)
         if self.context_mlp is not None and context is not None:
             context = self.context_mlp(context)
         x = self.input_conv(x) + x
-        tokens = torch.cat((global_token[:, None], self.proj_in(x.transpose(1, 2))), dim=1)
+        tokens = torch.cat((global_token[:, None], self.proj_in(patchify(x, self.patch_size))), dim=1)
         angles = rotary_angles(self.rotary_inv_freq, tokens.shape[1])
         for block in self.blocks:
             tokens = block(tokens, context, angles)
@@ -175,5 +195,5 @@ class DiT(nn.Module):
     ) -> torch.Tensor:
         """x [B, C, T] latents, t [B] in [0, 1] -> velocity [B, C, T]."""
         tokens = self.hidden_states(x, t, context, global_cond)
-        y = self.proj_out(tokens[:, 1:]).transpose(1, 2)
+        y = unpatchify(self.proj_out(tokens[:, 1:]), self.patch_size, x.shape[-1])
         return self.output_conv(y) + y

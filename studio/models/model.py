@@ -106,6 +106,7 @@ class AudioModel(ConditionedModel):
             context_dim=d.cond_token_dim if config.context_cond_ids else 0,
             global_dim=d.global_cond_dim if config.global_cond_ids else 0,
             qk_norm=d.qk_norm,
+            patch_size=d.patch_size,
         )
         self.vae = OobleckVAE(config.autoencoder)
 
