@@ -41,7 +41,7 @@ from studio.training.autoencoder import (
 from studio.training.cli import add_train_commands, main
 from studio.training.data import AudioClips, StepSampler, balanced_epoch
 from studio.training.discriminators import ArcDiscriminator, AudioDiscriminator, PeriodDiscriminator
-from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, train_flow
+from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, flow_model, train_flow
 from studio.training.loop import EMA, TrainingError, ema_decay, train_only
 
 REPO = Path(__file__).resolve().parents[1]
@@ -608,6 +608,49 @@ def test_flow_refuses_a_config_whose_vae_differs_from_init(corpus, vae_folder, t
         train_flow(FlowTrainConfig(config=tmp_path / "other.json", **options))
 
 
+FINER_HOP = {
+    "model.pretransform.config.encoder.config.strides": [2, 4, 4, 4, 4],
+    "model.pretransform.config.decoder.config.strides": [2, 4, 4, 4, 4],
+    "model.pretransform.config.downsampling_ratio": 512,
+    "model.diffusion.config.patch_size": 4,
+}
+
+
+def test_warm_start_carries_the_dit_blocks_over_to_a_finer_hop_vae(corpus, flow_folder, tmp_path):
+    fine_vae = make_model_folder(tmp_path / "fine", tiny_config(sample_size=SAMPLE_SIZE, **FINER_HOP), seed=5)
+    options = {"corpus": corpus, "workers": 0, "init": fine_vae, "warm_start": flow_folder}
+    model = flow_model(FlowTrainConfig(out=tmp_path / "unused", **options))
+    source, fresh = load_model(flow_folder), load_model(fine_vae)
+    for name, tensor in model.dit.state_dict().items():
+        latent_facing = name.split(".")[0] in ("input_conv", "output_conv", "proj_in", "proj_out")
+        expected = fresh.dit if latent_facing else source.dit
+        assert torch.equal(tensor, expected.state_dict()[name]), name
+    for name, tensor in model.conditioners.state_dict().items():
+        assert torch.equal(tensor, source.conditioners.state_dict()[name]), name
+    for name, tensor in model.vae.state_dict().items():
+        assert torch.equal(tensor, fresh.vae.state_dict()[name]), name
+
+    out = train_flow(FlowTrainConfig(out=tmp_path / "run", steps=1, batch_size=2, **options))
+    _, audio = generate(out)
+    assert audio.shape == (2, round(0.15 * 44100)) and np.isfinite(audio).all()
+
+
+def test_warm_start_over_the_same_vae_keeps_the_latent_layers_too(corpus, vae_folder, flow_folder, tmp_path):
+    model = flow_model(
+        FlowTrainConfig(corpus=corpus, out=tmp_path, workers=0, init=vae_folder, warm_start=flow_folder)
+    )
+    assert torch.equal(model.dit.proj_in.weight, load_model(flow_folder).dit.proj_in.weight)
+
+
+def test_warm_start_from_a_dit_of_another_width_is_refused(corpus, vae_folder, tmp_path):
+    wide = make_model_folder(
+        tmp_path / "wide", tiny_config(sample_size=SAMPLE_SIZE, **{"model.diffusion.config.embed_dim": 128})
+    )
+    options = {"corpus": corpus, "out": tmp_path / "run", "workers": 0, "init": vae_folder}
+    with pytest.raises(TrainingError, match=r"--warm-start .* does not fit this model: its DiT tensors"):
+        flow_model(FlowTrainConfig(warm_start=wide, **options))
+
+
 def test_a_run_folder_refuses_another_kind_of_run(corpus, config_file, vae_folder, tmp_path):
     train_autoencoder(
         AutoencoderTrainConfig(corpus=corpus, out=tmp_path, config=config_file, steps=1, **AE_OPTIONS)
@@ -621,9 +664,10 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     parser.add_argument("--device")  # the top-level `studio` parser has serve options of its own
     add_train_commands(parser.add_subparsers(dest="command"))
     argv = ["train", "flow", "--corpus", str(corpus), "--out", "run", "--init", "vae", "--steps", "7"]
-    args = parser.parse_args([*argv, "--cond-dropout", "0.2", "--balance", "0.5"])
+    args = parser.parse_args([*argv, "--cond-dropout", "0.2", "--balance", "0.5", "--warm-start", "old"])
     config = cli._config(FlowTrainConfig, args)
     assert (config.steps, config.cond_dropout, config.init, config.out) == (7, 0.2, Path("vae"), Path("run"))
+    assert config.warm_start == Path("old")
     assert config.balance == 0.5
     assert config.lr == FlowTrainConfig.lr and config.device is None  # unset options keep the defaults
     ae_argv = ["train", "autoencoder", "--corpus", "c", "--out", "o"]

@@ -163,6 +163,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         "--init", type=Path, help="model folder with the trained VAE (e.g. an autoencoder run's model/)"
     )
     flow.add_argument("--config", type=Path, help="model_config.json for a new DiT over --init's VAE")
+    flow.add_argument(
+        "--warm-start",
+        type=Path,
+        help="trained diffusion model folder whose conditioners and DiT blocks start a new run "
+        "(the layers that touch latents start fresh when its VAE differs)",
+    )
     flow.add_argument("--cache", type=Path, help="latent cache folder (default: CORPUS/.cache/latents)")
     flow.add_argument(
         "--cond-dropout",

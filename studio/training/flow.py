@@ -40,6 +40,8 @@ OBJECTIVE = "rectified_flow"
 # A model trained with conditioning dropout needs guidance to follow its prompt; a recipe that
 # names its own default_cfg keeps it.
 GUIDED_CFG = 4.0
+# The DiT layers that read or write latents: meaningless over another VAE's latent space.
+LATENT_FACING = ("input_conv.", "output_conv.", "proj_in.", "proj_out.")
 VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
@@ -47,6 +49,7 @@ VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 class FlowTrainConfig(TrainConfig):
     init: Path | None = None  # model folder with the trained VAE (and, without --config, the DiT)
     config: Path | None = None  # model_config.json for a fresh DiT and conditioners over init's VAE
+    warm_start: Path | None = None  # trained diffusion model whose conditioners and DiT blocks start it
     cache: Path | None = None  # latent cache root; default CORPUS/.cache/latents
     cond_dropout: float = 0.1
     time_mean: float = 0.0  # logit-normal training times: sigmoid(mean + std · n)
@@ -99,9 +102,42 @@ def flow_model(config: FlowTrainConfig) -> AudioModel:
         check_same_autoencoder(model_config, init.config, config.config, config.init)
         model = AudioModel(model_config)
         model.vae.load_state_dict(init.vae.state_dict())
+    if config.warm_start is not None:
+        warm_start(model, config.warm_start)
     own_cfg = "default_cfg" in model.config.raw
     model.config = with_objective(model.config, OBJECTIVE, None if own_cfg else GUIDED_CFG)
     return model
+
+
+def warm_start(model: AudioModel, source_folder: Path) -> list[str]:
+    """Start `model`'s conditioners and DiT from a trained diffusion model's; returns the DiT tensors
+    left fresh. Over a different VAE the latent-facing layers stay fresh, since they speak the
+    other latent space; the blocks, time and conditioning paths carry over (same width and depth
+    needed). A patch size that keeps the token rate lets the blocks see the same sequence length."""
+    source = load_model(source_folder)
+    require_diffusion(source.config, source_folder, "warm start")
+    source_vae, target_vae = source.vae.state_dict(), model.vae.state_dict()
+    same_vae = source_vae.keys() == target_vae.keys() and all(
+        v.shape == target_vae[k].shape and torch.equal(v.float(), target_vae[k].float())
+        for k, v in source_vae.items()
+    )
+    skip = () if same_vae else LATENT_FACING
+    source_dit = {k: v for k, v in source.dit.state_dict().items() if not k.startswith(skip)}
+    target_dit = model.dit.state_dict()
+    differing = [k for k, v in source_dit.items() if k not in target_dit or target_dit[k].shape != v.shape]
+    same_conditioners = (source.config.conditioners, source.config.cond_dim) == (
+        model.config.conditioners,
+        model.config.cond_dim,
+    )
+    if differing or not same_conditioners:
+        what = f"its DiT tensors {differing[:3]} differ in shape" if differing else "its conditioners differ"
+        raise TrainingError(
+            f"--warm-start {source_folder} does not fit this model: {what}",
+            "warm-start from a model with the same DiT embed_dim, depth and heads and the same conditioners",
+        )
+    model.dit.load_state_dict({k: v.to(target_dit[k].dtype) for k, v in source_dit.items()}, strict=False)
+    model.conditioners.load_state_dict({k: v.float() for k, v in source.conditioners.state_dict().items()})
+    return [k for k in target_dit if k not in source_dit]
 
 
 def prepare_latents(run: Run, cache_root: Path, model: Model, clips: list[Clip]) -> LatentCache:
