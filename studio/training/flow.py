@@ -109,11 +109,11 @@ def flow_model(config: FlowTrainConfig) -> AudioModel:
     return model
 
 
-def warm_start(model: AudioModel, source_folder: Path) -> list[str]:
-    """Start `model`'s conditioners and DiT from a trained diffusion model's; returns the DiT tensors
-    left fresh. Over a different VAE the latent-facing layers stay fresh, since they speak the
-    other latent space; the blocks, time and conditioning paths carry over (same width and depth
-    needed). A patch size that keeps the token rate lets the blocks see the same sequence length."""
+def warm_start(model: AudioModel, source_folder: Path) -> None:
+    """Start `model`'s conditioners and DiT from a trained diffusion model's. Over a different VAE
+    the latent-facing layers stay fresh, since they speak the other latent space; the blocks, time
+    and conditioning paths carry over (same width and depth needed). A patch size that keeps the
+    token rate lets the blocks see the same sequence length."""
     source = load_model(source_folder)
     require_diffusion(source.config, source_folder, "warm start")
     source_vae, target_vae = source.vae.state_dict(), model.vae.state_dict()
@@ -135,9 +135,9 @@ def warm_start(model: AudioModel, source_folder: Path) -> list[str]:
             f"--warm-start {source_folder} does not fit this model: {what}",
             "warm-start from a model with the same DiT embed_dim, depth and heads and the same conditioners",
         )
-    model.dit.load_state_dict({k: v.to(target_dit[k].dtype) for k, v in source_dit.items()}, strict=False)
-    model.conditioners.load_state_dict({k: v.float() for k, v in source.conditioners.state_dict().items()})
-    return [k for k in target_dit if k not in source_dit]
+    # load_state_dict casts into the target's dtype, so an fp16 source fills an fp32 model.
+    model.dit.load_state_dict(source_dit, strict=False)
+    model.conditioners.load_state_dict(source.conditioners.state_dict())
 
 
 def prepare_latents(run: Run, cache_root: Path, model: Model, clips: list[Clip]) -> LatentCache:
