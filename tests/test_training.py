@@ -707,6 +707,8 @@ def test_torchrun_trains_on_two_processes(corpus, config_file, tmp_path):
         "1",
         "--device",
         "cpu",
+        "--minutes",
+        "60",  # never reached, but every logged step asks rank 0 the time
         *AE_CLI,
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -722,6 +724,18 @@ def test_torchrun_trains_on_two_processes(corpus, config_file, tmp_path):
     rows = log_rows(out)
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
     assert load_model(out / "model").config.sample_size == SAMPLE_SIZE
+
+
+def test_a_run_out_of_minutes_stops_exports_and_resumes(corpus, vae_folder, tmp_path, capsys):
+    options = {"corpus": corpus, "out": tmp_path / "run", "init": vae_folder, "batch_size": 2, "workers": 0}
+    options |= {"log_every": 2, "val_every": 100, "export_every": 100}
+    exported = train_flow(FlowTrainConfig(steps=50, minutes=1e-9, **options))
+    assert "stopped at step 2 of 50: --minutes 1e-09 is spent" in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / "state.pt", weights_only=True)["step"] == 2
+    assert [r["step"] for r in log_rows(tmp_path / "run", "valid")] == [2]  # validated where it stopped
+    assert load_model(exported).config.dit is not None
+    train_flow(FlowTrainConfig(steps=4, **options))
+    assert [r["step"] for r in log_rows(tmp_path / "run")] == [2, 4]
 
 
 def test_resumed_flow_run_reuses_the_latent_cache_of_its_vae(corpus, flow_folder, tmp_path):

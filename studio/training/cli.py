@@ -57,6 +57,12 @@ def _common(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
         "category balancing, 0 to 1: 0 draws clips in the corpus's proportions, 1 draws every "
         "category about equally often (rare categories' clips repeat), 0.5 is square-root sampling",
     )
+    add(
+        "--minutes",
+        float,
+        "wall-clock budget: stop (exporting and saving state) at the first logged step after this "
+        "many minutes, 0 for none; rerunning the command resumes",
+    )
     parser.add_argument(
         "--device", help="cuda, mps or cpu (default: the best available; torchrun: one GPU per process)"
     )

@@ -66,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     balance: float = 0.0  # category balancing: 0 the corpus's proportions, 1 every category alike
+    minutes: float = 0.0  # wall-clock budget of this invocation (0: none): a rented GPU's hour, say
 
     def check(self) -> None:
         positive = ("steps", "batch_size", "export_every", "log_every", "val_clips")
@@ -74,7 +75,7 @@ class TrainConfig:
                 raise TrainingError(
                     f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
                 )
-        for name in ("lr", "grad_clip", "val_every", "workers", "seed"):
+        for name in ("lr", "grad_clip", "val_every", "workers", "seed", "minutes"):
             if getattr(self, name) < 0:
                 raise TrainingError(
                     f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}"
@@ -330,6 +331,13 @@ class Run:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
 
+    def past(self, deadline: float) -> bool:
+        """Whether rank 0's clock has passed `deadline`; broadcast, so every rank stops at the same step."""
+        late = torch.tensor(float(time.monotonic() >= deadline), device=self.device)
+        if self.dist.world > 1:
+            dist.broadcast(late, src=0)
+        return bool(late.item())
+
     def barrier(self) -> None:
         if self.dist.world > 1:
             dist.barrier()
@@ -469,21 +477,32 @@ class Run:
             file=sys.stderr,
         )
         window: dict[str, list[float]] = {}
+        deadline = time.monotonic() + cfg.minutes * 60 if cfg.minutes else None
         try:
             for step in range(start, cfg.steps):
                 for name, value in step_fn(step, next(batches)).items():
                     window.setdefault(name, []).append(value)
                 done = step + 1
                 bar.update()
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                logged = done % cfg.log_every == 0 or done == cfg.steps
+                if logged:
                     means = self.log(done, {k: sum(v) / len(v) for k, v in window.items()})
                     window.clear()
                     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
-                if validate_fn is not None and cfg.val_every and done % cfg.val_every == 0 and self.dist.main:
+                # Checked where the ranks already synchronise, so they all stop at the same step.
+                out_of_time = deadline is not None and logged and self.past(deadline)
+                validate = cfg.val_every and (done % cfg.val_every == 0 or out_of_time)
+                if validate_fn is not None and validate and self.dist.main:
                     self.log(done, validate_fn(), split="valid", reduce=False)
-                if done % cfg.export_every == 0 or done == cfg.steps:
+                if done % cfg.export_every == 0 or done == cfg.steps or out_of_time:
                     self.export(checkpoint.model, checkpoint.ema, checkpoint.trainable)
                     self.save(done, checkpoint.parts, checkpoint.model.config)
+                if out_of_time:
+                    self.say(
+                        f"stopped at step {done} of {cfg.steps}: --minutes {cfg.minutes:g} is spent; "
+                        "the same command resumes from here"
+                    )
+                    break
         except BaseException:
             self.leave(wait=False)
             raise
