@@ -752,3 +752,25 @@ def test_resumed_flow_run_reuses_the_latent_cache_of_its_vae(corpus, flow_folder
     )
     assert [r["step"] for r in log_rows(run)][-1] == 4
     assert sorted(p.name for p in caches.iterdir()) == before
+
+
+def test_training_commands_run_without_the_apps_packages():
+    """A bare GPU machine has torch and transformers, not gradio, librosa or audio devices."""
+    app_only = ["gradio", "librosa", "pyloudnorm", "pydub", "mido", "rtmidi", "sounddevice", "pythonosc"]
+    script = f"""
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {app_only!r}:
+            raise ImportError(f"{{name}} is not installed here")
+sys.meta_path.insert(0, Absent())
+from studio.cli import build_parser
+import studio.training.arc, studio.training.autoencoder, studio.training.flow
+args = build_parser().parse_args(["train", "arc", "--corpus", "c", "--out", "o", "--minutes", "5"])
+print(args.func.__name__, args.minutes)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", script]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["cmd_train_arc", "5.0"]

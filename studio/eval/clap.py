@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -128,6 +127,8 @@ class ClapModel(nn.Module):
         # Log-mel normalisation, measured on the training clips and saved with the weights.
         self.register_buffer("mel_mean", torch.zeros(()))
         self.register_buffer("mel_std", torch.ones(()))
+        import librosa  # here, so the `studio train` commands run where librosa is not installed
+
         mel = librosa.filters.mel(
             sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.f_min, fmax=c.f_max
         )
