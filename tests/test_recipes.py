@@ -1,0 +1,72 @@
+"""The GPU recipe's transport: a corpus and a model survive the trip through size-capped files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from studio.data import read_manifest
+from studio.models import load_model
+from tests.test_training import write_corpus
+from tests.tiny import make_model_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def transport(monkeypatch):
+    """recipes/studio-mini-gpu/transport.py, registered so its process pool can pickle its functions."""
+    spec = importlib.util.spec_from_file_location("transport", REPO / "recipes/studio-mini-gpu/transport.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "transport", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_packed_corpus_unpacks_to_the_same_clips_at_their_own_rates_and_lengths(transport, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    rows.append({**rows[-1], "id": "synthetic/held-out", "split": "test"})
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    transport.pack_corpus(corpus, tmp_path / "packed", {"train", "valid"}, 0.5, workers=1)
+    assert {p.suffix for p in (tmp_path / "packed" / "audio").iterdir()} == {".opus"}
+    transport.unpack_corpus(tmp_path / "packed", tmp_path / "unpacked", workers=1)
+
+    original = {clip.id: clip for clip in read_manifest(corpus)}
+    unpacked = read_manifest(tmp_path / "unpacked")
+    assert [clip.id for clip in unpacked] == [r["id"] for r in rows if r["split"] != "test"]
+    for clip in unpacked:
+        before, rate = sf.read(original[clip.id].file, always_2d=True)
+        after, unpacked_rate = sf.read(clip.file, always_2d=True)
+        assert (unpacked_rate, after.shape) == (rate, before.shape)
+        if "sine" in clip.id:  # a tone comes back as itself, in time, not just as something as long
+            assert np.corrcoef(before[:, 0], after[:, 0])[0, 1] > 0.95, clip.id
+
+
+def test_a_model_packed_into_parts_unpacks_to_its_float16_weights(transport, tmp_path, monkeypatch):
+    folder = make_model_folder(tmp_path / "model")
+    monkeypatch.setattr(transport, "PART_BYTES", 40_000)
+    transport.pack_model(folder, tmp_path / "out", "run")
+    parts = sorted((tmp_path / "out").iterdir())
+    assert len(parts) > 2 and all(p.stat().st_size <= 40_000 for p in parts)
+
+    transport.unpack_model(tmp_path / "out", "run", tmp_path / "back")
+    weights, back = (
+        load_file(folder / "model.safetensors"),
+        load_file(tmp_path / "back" / "model.safetensors"),
+    )
+    assert back.keys() == weights.keys()
+    for name, tensor in weights.items():
+        assert back[name].dtype == torch.float16
+        torch.testing.assert_close(back[name], tensor.half())
+    assert (tmp_path / "back" / "model_config.json").read_text() == (folder / "model_config.json").read_text()
+    assert load_model(tmp_path / "back").config.dit is not None
