@@ -7,9 +7,10 @@ cfg and start time are run as one batch.
 Diversity: every noise a take uses (the start noise and each ping-pong re-noise) is a spherical
 interpolation between a draw from the request's anchor generator (seeded with `seed`) and a draw
 from the take's own generator (seeded with its take seed): 0 gives every take the anchor noise, so
-the takes are identical; 1 gives each take its own independent noise; in between, takes vary
-around a shared character. A take's parameters (anchor seed, take seed, diversity, …) reproduce it
-exactly, alone or in any batch.
+the takes are identical (one batch row computes them all); 1 gives each take its own independent
+noise; in between, takes vary around a shared character. A take's parameters (anchor seed, take
+seed, diversity, …) reproduce it alone or in any batch, to float rounding: on some CPUs the rows
+of one batch differ in the last bits.
 
 MAR models (docs/mar.md) run through the same queue with sampler "mar": steps are decoding
 iterations, cfg guides the backbone's outputs, and each frame's head noise is drawn the same way
@@ -185,6 +186,12 @@ class _Job:
 
     def take_params(self, index: int) -> TakeParams:
         return dataclasses.replace(self.params, take_seed=self.take_seeds[index], take_index=index)
+
+    @property
+    def rows(self) -> int:
+        """Batch rows the job needs: at diversity 0 every take is the same computation, so one row
+        serves them all (and they come out bit-identical, which rows of one batch need not be)."""
+        return 1 if self.params.diversity == 0 else len(self.take_seeds)
 
 
 class Engine:
@@ -366,20 +373,20 @@ class Engine:
         if first is None:
             return None
         batch, skipped = [first], deque()
-        takes = len(first.take_seeds)
+        rows = first.rows
 
         def offer(job: _Job) -> None:
-            nonlocal takes
-            if job.batch_key == first.batch_key and takes + len(job.take_seeds) <= self.max_batch:
+            nonlocal rows
+            if job.batch_key == first.batch_key and rows + job.rows <= self.max_batch:
                 batch.append(job)
-                takes += len(job.take_seeds)
+                rows += job.rows
             else:
                 skipped.append(job)
 
-        while self._backlog and takes < self.max_batch:
+        while self._backlog and rows < self.max_batch:
             offer(self._backlog.popleft())
         deadline = time.monotonic() + self.batch_window_s
-        while takes < self.max_batch:
+        while rows < self.max_batch:
             try:
                 wait = deadline - time.monotonic()
                 job = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
@@ -414,7 +421,7 @@ class Engine:
     def _run_batch(self, jobs: list[_Job]) -> list[Result]:
         start = time.perf_counter()
         model, c = self.model, self.config
-        rows = [(job, i) for job in jobs for i in range(len(job.take_seeds))]
+        rows = [(job, i) for job in jobs for i in range(job.rows)]
         key = jobs[0]
         cond = model.condition([j.params.prompt for j, _ in rows], [j.params.seconds for j, _ in rows])
         noise = _NoiseSource(
@@ -427,16 +434,25 @@ class Engine:
             x = self._sample_diffusion(rows, cond, noise, key)
         audio = model.vae.decode(x.to(self.dtype)).float().cpu().numpy()
         elapsed = time.perf_counter() - start
-        self.batch_log.append((len(jobs), len(rows)))
-        log.info("batch: %d request(s), %d take(s), %.3f s on %s", len(jobs), len(rows), elapsed, self.device)
+        takes_made = sum(len(job.take_seeds) for job in jobs)
+        self.batch_log.append((len(jobs), takes_made))
+        log.info(
+            "batch: %d request(s), %d take(s) from %d row(s), %.3f s on %s",
+            len(jobs),
+            takes_made,
+            len(rows),
+            elapsed,
+            self.device,
+        )
         results, offset = [], 0
         for job in jobs:
             takes = []
             frames = round(job.params.seconds * c.sample_rate)
             for i in range(len(job.take_seeds)):
-                takes.append(Take(audio[offset + i, :, :frames].copy(), c.sample_rate, job.take_params(i)))
-            offset += len(job.take_seeds)
-            results.append(Result(takes, elapsed, str(self.device), len(rows), job.init_report))
+                row = offset + min(i, job.rows - 1)
+                takes.append(Take(audio[row, :, :frames].copy(), c.sample_rate, job.take_params(i)))
+            offset += job.rows
+            results.append(Result(takes, elapsed, str(self.device), takes_made, job.init_report))
         return results
 
     def _sample_diffusion(
