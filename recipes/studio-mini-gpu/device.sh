@@ -40,8 +40,8 @@ fi
 if stage vae; then
   train autoencoder --corpus "$corpus" --config "$here/model_config.json" --out "$run/vae" \
     --batch-size 32 --chunk 32768 --lr 3e-4 --ema-decay 0.995 --mel-weight 15 \
-    --disc-start 1000 --disc-periods 2,3,5,7,11 --export-every 1000 --val-every 1000 --workers 12 \
-    --minutes "${VAE_MINUTES:-8}" ${VAE_ARGS:-}
+    --disc-start 3000 --disc-periods 2,3,5,7,11 --export-every 1000 --val-every 1000 --workers 12 \
+    --minutes "${VAE_MINUTES:-12}" ${VAE_ARGS:-}
   touch "$run/vae/done"
 fi
 
@@ -50,14 +50,14 @@ until take_minilm; do sleep 5; done
 if stage flow; then
   train flow --corpus "$corpus" --init "$run/vae/model" --out "$run/flow" \
     --batch-size 64 --lr 5e-4 --ema-decay 0.999 --balance 0.5 --export-every 1000 --val-every 1000 \
-    --workers 4 --minutes "${FLOW_MINUTES:-6}" ${FLOW_ARGS:-}
+    --workers 4 --minutes "${FLOW_MINUTES:-5}" ${FLOW_ARGS:-}
   touch "$run/flow/done"
 fi
 
 if stage arc; then
   train arc --corpus "$corpus" --init "$run/flow/model" --out "$run/arc" \
-    --batch-size 32 --lr 5e-5 --disc-lr 5e-5 --ema-decay 0.99 --balance 0.5 --export-every 250 \
-    --val-every 500 --workers 4 --minutes "${ARC_MINUTES:-4.5}" ${ARC_ARGS:-}
+    --batch-size 32 --lr 5e-5 --disc-lr 3e-5 --ema-decay 0.99 --balance 0.5 --export-every 250 \
+    --val-every 500 --workers 4 --minutes "${ARC_MINUTES:-4}" ${ARC_ARGS:-}
   touch "$run/arc/done"
 fi
 echo "== all stages done: $(date -u +%T)"
