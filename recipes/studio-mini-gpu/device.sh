@@ -56,7 +56,7 @@ fi
 
 if stage arc; then
   train arc --corpus "$corpus" --init "$run/flow/model" --out "$run/arc" \
-    --batch-size 32 --lr 5e-5 --disc-lr 3e-5 --ema-decay 0.99 --balance 0.5 --export-every 250 \
+    --batch-size 32 --lr 5e-5 --disc-lr 5e-5 --ema-decay 0.99 --balance 0.5 --export-every 250 \
     --val-every 500 --workers 4 --minutes "${ARC_MINUTES:-4}" ${ARC_ARGS:-}
   touch "$run/arc/done"
 fi
