@@ -333,10 +333,12 @@ class Run:
 
     def past(self, deadline: float) -> bool:
         """Whether rank 0's clock has passed `deadline`; broadcast, so every rank stops at the same step."""
-        late = torch.tensor(float(time.monotonic() >= deadline), device=self.device)
-        if self.dist.world > 1:
-            dist.broadcast(late, src=0)
-        return bool(late.item())
+        late = time.monotonic() >= deadline
+        if self.dist.world == 1:
+            return late
+        flag = torch.tensor(float(late), device=self.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def barrier(self) -> None:
         if self.dist.world > 1:
