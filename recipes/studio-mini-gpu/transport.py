@@ -26,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+
+from studio.audio import resample
+from studio.data import read_manifest
+from studio.data.manifest import write_manifest
 
 OPUS_RATE = 48_000
 LENGTHS = "frames.json"
@@ -35,9 +38,8 @@ LENGTHS = "frames.json"
 def _pack_one(job: tuple[Path, Path, float]) -> tuple[str, int]:
     source, target, level = job
     audio, rate = sf.read(source, dtype="float32", always_2d=True)
-    up, down = _ratio(rate, OPUS_RATE)
     target.parent.mkdir(parents=True, exist_ok=True)
-    opus = np.clip(resample_poly(audio, up, down, axis=0), -1, 1)
+    opus = np.clip(resample(audio.T, rate, OPUS_RATE).T, -1, 1)
     sf.write(target, opus, OPUS_RATE, format="OGG", subtype="OPUS", compression_level=level)
     return str(target), len(audio)
 
@@ -45,53 +47,45 @@ def _pack_one(job: tuple[Path, Path, float]) -> tuple[str, int]:
 def _unpack_one(job: tuple[Path, Path, int, int]) -> None:
     source, target, rate, frames = job
     audio, opus_rate = sf.read(source, dtype="float32", always_2d=True)
-    up, down = _ratio(opus_rate, rate)
-    audio = resample_poly(audio, up, down, axis=0)[:frames]
+    audio = resample(audio.T, opus_rate, rate).T[:frames]
     audio = np.pad(audio, ((0, frames - len(audio)), (0, 0)))
     target.parent.mkdir(parents=True, exist_ok=True)
     sf.write(target, np.clip(audio, -1, 1), rate, subtype="PCM_16")  # FLAC or WAV, as the path says
 
 
-def _ratio(source: int, target: int) -> tuple[int, int]:
-    common = np.gcd(source, target)
-    return target // common, source // common
+def _packed_name(path: str) -> Path:
+    return Path(path).with_suffix(".opus")
 
 
 def pack_corpus(corpus: Path, packed: Path, splits: set[str], level: float, workers: int | None) -> None:
-    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line]
-    rows = [row for row in rows if row["split"] in splits]
+    clips = [clip for clip in read_manifest(corpus) if clip.split in splits]
     packed.mkdir(parents=True, exist_ok=True)
-    jobs = [(corpus / row["path"], packed / Path(row["path"]).with_suffix(".opus"), level) for row in rows]
+    jobs = [(clip.file, packed / _packed_name(clip.path), level) for clip in clips]
     with ProcessPoolExecutor(workers) as pool:
         lengths = dict(pool.map(_pack_one, jobs, chunksize=16))
-    frames = {row["path"]: lengths[str(job[1])] for row, job in zip(rows, jobs, strict=True)}
+    frames = {clip.path: lengths[str(job[1])] for clip, job in zip(clips, jobs, strict=True)}
     (packed / LENGTHS).write_text(json.dumps(frames))
-    (packed / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_manifest(packed, clips)
     if (corpus / "corpus.json").is_file():
         shutil.copy(corpus / "corpus.json", packed / "corpus.json")
     size = sum(p.stat().st_size for p in packed.rglob("*") if p.is_file())
-    print(f"{len(rows)} clips ({', '.join(sorted(splits))}) in {packed}: {size / 2**20:.1f} MiB")
+    print(f"{len(clips)} clips ({', '.join(sorted(splits))}) in {packed}: {size / 2**20:.1f} MiB")
 
 
 def unpack_corpus(packed: Path, corpus: Path, workers: int | None) -> None:
     frames = json.loads((packed / LENGTHS).read_text())
-    rows = [json.loads(line) for line in (packed / "manifest.jsonl").read_text().splitlines() if line]
+    clips = read_manifest(packed)
     jobs = [
-        (
-            packed / Path(row["path"]).with_suffix(".opus"),
-            corpus / row["path"],
-            row["sample_rate"],
-            frames[row["path"]],
-        )
-        for row in rows
+        (packed / _packed_name(clip.path), corpus / clip.path, clip.sample_rate, frames[clip.path])
+        for clip in clips
     ]
     corpus.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_unpack_one, jobs, chunksize=16))
-    for name in ("manifest.jsonl", "corpus.json"):
-        if (packed / name).is_file():
-            shutil.copy(packed / name, corpus / name)
-    print(f"{len(rows)} clips unpacked into {corpus}")
+    if (packed / "corpus.json").is_file():
+        shutil.copy(packed / "corpus.json", corpus / "corpus.json")
+    write_manifest(corpus, clips)  # last: a corpus with a manifest is a complete one
+    print(f"{len(clips)} clips unpacked into {corpus}")
 
 
 def pack_minilm(folder: Path) -> None:
