@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import soundfile as sf
 from studio.audio import resample
 from studio.data import read_manifest
 from studio.data.manifest import write_manifest
+from studio.errors import StudioError
 
 OPUS_RATE = 48_000
 LENGTHS = "frames.json"
@@ -175,6 +177,13 @@ def main() -> None:
     back.add_argument("name")
     back.add_argument("model", type=Path)
     args = parser.parse_args()
+    try:
+        run(args)
+    except StudioError as exc:
+        sys.exit(f"transport.py {args.command}: {exc}")
+
+
+def run(args: argparse.Namespace) -> None:
     if args.command == "pack-corpus":
         pack_corpus(args.corpus, args.packed, set(args.splits.split(",")), args.level, args.workers)
     elif args.command == "unpack-corpus":
