@@ -268,7 +268,9 @@ class Engine:
             raise RequestError(
                 f"seconds must be more than 0 and at most {cfg_model.max_seconds:.2f} for this model, "
                 f"got {r.seconds}",
-                "ask for a shorter take, or use a model made for longer audio",
+                "ask for a shorter take, or use a model made for longer audio"
+                if seconds > cfg_model.max_seconds
+                else f"give a length in seconds, e.g. {min(2.0, cfg_model.max_seconds):g}",
             )
         steps = DEFAULT_STEPS[sampler] if r.steps is None else r.steps
         if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
