@@ -123,6 +123,8 @@ def _ui_error(exc: Exception) -> gr.Error:
 def build_app(studio: Studio) -> gr.Blocks:
     engine = studio.host.engine
     config = engine.config
+    # the UI's slider tops out at 50; a model made for Euler 50 starts there, ping-pong and ARC at 8
+    default_steps = min(engine.default_steps(engine.default_sampler), 50)
     max_seconds = math.floor(config.max_seconds * 100) / 100  # the slider's 2 decimals never exceed it
     presets = studio.presets()
 
@@ -153,7 +155,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                     seconds = gr.Slider(
                         0.1, max_seconds, value=min(4.0, max_seconds), step=0.01, label="Seconds"
                     )
-                    steps = gr.Slider(1, 50, value=8, step=1, label="Steps")
+                    steps = gr.Slider(1, 50, value=default_steps, step=1, label="Steps")
                     cfg = gr.Slider(1, 10, value=config.default_cfg, step=0.1, label="CFG", elem_id="cfg")
                 with gr.Row():
                     variations = gr.Slider(1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations")
@@ -335,16 +337,22 @@ def build_app(studio: Studio) -> gr.Blocks:
                 api_visibility="private",
             )
 
-        def pick_model(name: str) -> tuple[str, float]:
+        def pick_model(name: str) -> tuple[str, float, int]:
             try:
                 engine = studio.host.switch(name)
             except StudioError as exc:
                 raise _ui_error(exc) from exc
-            # the guidance the new model was made for (ARC 1, MAR and plain flow more)
-            return f"model **{engine.model_name}** loaded on {engine.device}", engine.config.default_cfg
+            # the guidance and steps the new model was made for (ARC 1 and 8, plain flow more)
+            model_steps = min(engine.default_steps(engine.default_sampler), 50)
+            loaded = f"model **{engine.model_name}** loaded on {engine.device}"
+            return loaded, engine.config.default_cfg, model_steps
 
         model_picker.change(
-            pick_model, model_picker, [status, cfg], concurrency_id=ENGINE_QUEUE, api_visibility="private"
+            pick_model,
+            model_picker,
+            [status, cfg, steps],
+            concurrency_id=ENGINE_QUEUE,
+            api_visibility="private",
         )
 
         def apply_preset(name: str) -> list[Any]:
@@ -355,7 +363,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 p.prompt,
                 p.negative_prompt,
                 min(p.seconds or max_seconds, max_seconds),
-                p.steps or 8,
+                p.steps or default_steps,
                 studio.host.engine.config.guidance(p.cfg),
                 p.seed if p.seed is not None else -1,
                 p.seed is not None,

@@ -37,7 +37,7 @@ import torch
 
 from studio import sampling
 from studio.audio import FitReport, audio_seconds, prepare_recording, read_audio
-from studio.errors import RequestError, StudioError
+from studio.errors import ModelConfigError, RequestError, StudioError
 from studio.models.checkpoint import Model, load_model
 from studio.models.mar import MarModel
 from studio.models.model import Conditioning
@@ -217,9 +217,16 @@ class Engine:
         self.is_mar = isinstance(self.model, MarModel)
         self.samplers = sampling.MAR_SAMPLERS if self.is_mar else sampling.SAMPLERS
         if self.is_mar:
-            self.default_sampler = "mar"
+            objective_sampler = "mar"
         else:
-            self.default_sampler = "pingpong" if self.config.objective == "rf_denoiser" else "euler"
+            objective_sampler = "pingpong" if self.config.objective == "rf_denoiser" else "euler"
+        self.default_sampler = self.config.default_sampler or objective_sampler
+        if self.default_sampler not in self.samplers:
+            raise ModelConfigError(
+                f"{self.model_path}/model_config.json: default_sampler '{self.default_sampler}' is "
+                f"not a sampler of this model",
+                f"use {' or '.join(self.samplers)}, or leave default_sampler out",
+            )
         self.batch_log: deque[tuple[int, int]] = deque(maxlen=256)  # (requests, takes) per batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._backlog: deque[_Job] = deque()
@@ -272,7 +279,7 @@ class Engine:
                 if seconds > cfg_model.max_seconds
                 else f"give a length in seconds, e.g. {min(2.0, cfg_model.max_seconds):g}",
             )
-        steps = DEFAULT_STEPS[sampler] if r.steps is None else r.steps
+        steps = self.default_steps(sampler) if r.steps is None else r.steps
         if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise RequestError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {r.steps}")
         cfg = cfg_model.guidance(r.cfg)
@@ -331,6 +338,13 @@ class Engine:
             sample_rate=self.config.sample_rate,
         )
         return _Job(params, take_seeds, init, report)
+
+    def default_steps(self, sampler: str) -> int:
+        """Steps of a request that names none: the model's own default_steps for its default
+        sampler, else the sampler's usual count."""
+        if sampler == self.default_sampler and self.config.default_steps is not None:
+            return self.config.default_steps
+        return DEFAULT_STEPS[sampler]
 
     def _refuse_sampler(self, sampler: str) -> None:
         use = f"use {' or '.join(self.samplers)}, or leave the sampler out"

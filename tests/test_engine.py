@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 
 from studio.engine import Engine, Request, pick_device
-from studio.errors import AudioError, RequestError
+from studio.errors import AudioError, ModelConfigError, RequestError
+from tests.tiny import make_model_folder, tiny_config, write_config
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,6 +82,27 @@ def test_negative_prompt_changes_guided_output(engine):
 def test_euler_sampler(engine):
     take = engine.generate(Request("riser", seconds=0.3, seed=5, sampler="euler", steps=4)).takes[0]
     assert take.params.sampler == "euler" and take.params.steps == 4
+
+
+def test_a_model_names_the_sampler_and_steps_a_request_without_them_gets(tmp_path):
+    flow = {"model.diffusion.diffusion_objective": "rectified_flow"}
+    config = tiny_config(default_sampler="pingpong", default_steps=3, **flow)
+    with Engine(make_model_folder(tmp_path / "flow", config), device="cpu") as engine:
+        bare = engine.generate(Request("riser", seconds=0.3, seed=5)).takes[0].params
+        euler = engine.generate(Request("riser", seconds=0.3, seed=5, sampler="euler")).takes[0].params
+    assert (bare.sampler, bare.steps) == ("pingpong", 3)
+    assert (euler.sampler, euler.steps) == ("euler", 50)  # another sampler keeps its own usual count
+
+
+@pytest.mark.parametrize(
+    ("changes", "wrong"),
+    [({"default_sampler": "dpm"}, "default_sampler 'dpm'"), ({"default_steps": 0}, "default_steps")],
+)
+def test_a_model_config_with_an_unknown_default_sampler_or_no_steps_is_refused(tmp_path, changes, wrong):
+    folder = make_model_folder(tmp_path / "model")
+    write_config(folder, tiny_config(**changes))
+    with pytest.raises(ModelConfigError, match=wrong):
+        Engine(folder, device="cpu")
 
 
 def write_tone(path, rate: int, channels: int, seconds: float) -> None:

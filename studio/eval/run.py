@@ -23,7 +23,7 @@ import torch
 
 from studio.audio import fit_length, load_audio, read_audio
 from studio.data.manifest import CORE_CATEGORIES, Clip, read_manifest
-from studio.engine import DEFAULT_STEPS, Engine, Request
+from studio.engine import Engine, Request
 from studio.errors import StudioError
 from studio.eval.clap import ClapModel, retrieval_report
 from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT, held_out_by_category
@@ -434,7 +434,7 @@ def _generator(config: EvalConfig, engine: Engine, held_out: dict[str, list[Clip
 
 
 def _main_setting(engine: Engine) -> SamplerSetting:
-    return SamplerSetting(engine.default_sampler, DEFAULT_STEPS[engine.default_sampler])
+    return SamplerSetting(engine.default_sampler, engine.default_steps(engine.default_sampler))
 
 
 def _header(

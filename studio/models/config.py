@@ -107,6 +107,10 @@ class ModelConfig:
     # Guidance a request gets when it names none: the model knows whether it was made to run
     # unguided (ARC: 1) or needs guidance (plain flow, MAR). Studio's own key; other tools ignore it.
     default_cfg: float = 1.0
+    # How a request that names no sampler or steps is sampled, where the objective's usual way
+    # (ping-pong 8 for rf_denoiser, Euler 50 for rectified_flow) is not this model's best.
+    default_sampler: str | None = None
+    default_steps: int | None = None
 
     def guidance(self, cfg: float | None) -> float:
         """The guidance scale asked for, or this model's default where none was named."""
@@ -202,10 +206,14 @@ class _Parser:
             cond_dim=cond_dim,
             raw=raw,
             default_cfg=self.get(raw, "default_cfg", float, 1.0),
+            default_sampler=self.get(raw, "default_sampler", str, None),
+            default_steps=self.get(raw, "default_steps", int, None),
             **parts,
         )
         if not 0 <= config.default_cfg <= 30:
             raise self.fail("default_cfg", f"must be between 0 and 30, got {config.default_cfg}")
+        if config.default_steps is not None and not 1 <= config.default_steps <= 500:
+            raise self.fail("default_steps", f"must be from 1 to 500, got {config.default_steps}")
         if config.sample_size % config.autoencoder.downsampling_ratio:
             raise self.fail("sample_size", "must be a multiple of the autoencoder's downsampling_ratio")
         return config
