@@ -298,6 +298,11 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     (out / "twin" / "eval.json").write_text(json.dumps(dict(twin, settings={**twin["settings"], "seed": 7})))
     with pytest.raises(StudioError, match=r"evaluated differently \(seed\)"):
         studio("eval", "compare", "--reports", folder, out / "twin", "--out", out / "cmp")
+    # the same contrastive-model folder, retrained in between: its adherence scores mean other things
+    retrained = {**twin["clap"], "held_out": {**twin["clap"]["held_out"], "text_to_audio_r1": 0.123}}
+    (out / "twin" / "eval.json").write_text(json.dumps(dict(twin, clap=retrained)))
+    with pytest.raises(StudioError, match=r"evaluated differently \(clap\)"):
+        studio("eval", "compare", "--reports", folder, out / "twin", "--out", out / "cmp")
 
     assert (
         studio("eval", "adherence", "--model", tiny_model_dir, "--corpus", corpus, "--quick", "--out", out)

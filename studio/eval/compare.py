@@ -54,7 +54,9 @@ def _shared_settings(report: dict[str, Any]) -> dict[str, Any]:
         "takes_per_prompt": settings["takes_per_prompt"],
         "seed": settings["seed"],
         "prompts": settings["prompts"],
-        "clap": report["clap"]["folder"],
+        # the folder alone is not enough: a contrastive model retrained in place scores differently,
+        # and its held-out retrieval numbers tell two models apart
+        "clap": (report["clap"]["folder"], report["clap"].get("held_out")),
     }
 
 
