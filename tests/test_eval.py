@@ -22,6 +22,7 @@ from studio.eval.clap import ClapModel, ClapModelError
 from studio.eval.cli import add_clap_train_command, add_eval_commands
 from studio.eval.corpus import held_out_by_category
 from studio.eval.embeddings import F_MAX, F_MIN, N_FFT, N_MELS, SAMPLE_RATE, AisfxEmbedder, mel_spectrogram
+from studio.models import AudioModel
 
 RATE = 44100
 CATEGORIES = ("kick", "hi-hat", "rain")
@@ -404,3 +405,19 @@ def test_bench_writes_stage_timings(tiny_model_dir, tmp_path, capsys):
         assert len(batch["step_s"]) == 2 and batch["rtf"] > 0 and batch["peak_rss_mb"] > 0
         assert batch["end_to_end_s"]["median"] >= batch["vae_decode_s"]["median"]
     assert str(path) in capsys.readouterr().out
+
+
+def test_bench_times_guided_steps_at_the_guidance_asked_for(tiny_model_dir, tmp_path, monkeypatch):
+    pairs = []
+    velocity_pair = AudioModel.velocity_pair
+    monkeypatch.setattr(
+        AudioModel, "velocity_pair", lambda self, *a, **k: pairs.append(1) or velocity_pair(self, *a, **k)
+    )
+    argv = ("bench", "--model", tiny_model_dir, "--device", "cpu", "--batch", 1, "--runs", 1, "--warmup", 0)
+    assert studio(*argv, "--steps", 3, "--out", tmp_path / "plain") == 0
+    assert pairs == []  # the tiny model's own guidance is 1: one branch a step
+    assert studio(*argv, "--steps", 3, "--cfg", 4, "--out", tmp_path / "guided") == 0
+    assert len(pairs) == 3  # both branches, in one pass a step
+    (plain,), (guided,) = (list((tmp_path / f).glob("cpu-*.json")) for f in ("plain", "guided"))
+    for path, cfg in [(plain, 1.0), (guided, 4.0)]:
+        assert json.loads(path.read_text())["benchmarks"][tiny_model_dir.name]["cfg"] == cfg

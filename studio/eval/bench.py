@@ -12,6 +12,7 @@ what that file already holds.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,7 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 8)
     steps: int = 8
     sampler: str = "pingpong"
+    cfg: float | None = None  # default: the model's default_cfg; above 1 each step runs two branches
     seconds: float | None = None  # default: the model's full length
     runs: int = 5
     warmup: int = 1
@@ -195,9 +198,16 @@ def _sync(device: torch.device) -> None:
 
 @torch.inference_mode()
 def time_generation(
-    model: AudioModel, batch: int, seconds: float, steps: int, sampler: str, device: torch.device
+    model: AudioModel,
+    batch: int,
+    seconds: float,
+    steps: int,
+    sampler: str,
+    device: torch.device,
+    cfg: float = 1.0,
 ) -> dict[str, Any]:
-    """One generation of `batch` takes, timed per stage (seconds)."""
+    """One generation of `batch` takes, timed per stage (seconds); with cfg above 1, each step
+    runs the conditional and unconditional branches, as the engine does."""
     c = model.config
     dtype = next(model.dit.parameters()).dtype
     _sync(device)
@@ -206,11 +216,15 @@ def time_generation(
     _sync(device)
     text = time.perf_counter() - start
     step_times: list[float] = []
+    model_velocity: sampling.VelocityFn = partial(model.velocity, cond=cond)
+    if cfg != 1 and cond.context is not None:
+        uncond = cond.unconditional(None)
+        model_velocity = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         _sync(device)
         begin = time.perf_counter()
-        v = model.velocity(x, t, cond)
+        v = model_velocity(x, t)
         _sync(device)
         step_times.append(time.perf_counter() - begin)
         return v
@@ -250,15 +264,15 @@ def _peak_rss_mb() -> float | None:
 
 
 def bench_batch(
-    model: AudioModel, config: BenchConfig, batch: int, seconds: float, device: torch.device
+    model: AudioModel, config: BenchConfig, batch: int, seconds: float, device: torch.device, cfg: float
 ) -> dict[str, Any]:
     """Warm-up runs, then timed runs of one batch size; stage statistics, memory and RTF."""
     for _ in range(config.warmup):
-        time_generation(model, batch, seconds, config.steps, config.sampler, device)
+        time_generation(model, batch, seconds, config.steps, config.sampler, device, cfg)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     runs = [
-        time_generation(model, batch, seconds, config.steps, config.sampler, device)
+        time_generation(model, batch, seconds, config.steps, config.sampler, device, cfg)
         for _ in range(config.runs)
     ]
     end_to_end = _stats([r["end_to_end"] for r in runs])
@@ -325,16 +339,20 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) 
     say(f"building {config.arch or config.model or 'the default model'} on {device} ({dtype})")
     model, info = build_model(config, device, dtype)
     seconds = config.seconds or model.config.max_seconds
+    cfg = model.config.guidance(config.cfg)
+    if not (math.isfinite(cfg) and 0 <= cfg <= 30):
+        raise StudioError(f"cfg must be between 0 and 30, got {config.cfg}", "1 turns guidance off")
     batches = {}
     for batch in config.batch_sizes:
         say(f"batch {batch}: {config.warmup} warm-up + {config.runs} timed runs of {config.steps} steps")
-        batches[str(batch)] = bench_batch(model, config, batch, seconds, device)
+        batches[str(batch)] = bench_batch(model, config, batch, seconds, device, cfg)
     entry = {
         **info,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "sampler": config.sampler,
         "steps": config.steps,
+        "cfg": cfg,
         "audio_seconds": seconds,
         "prompt": PROMPT,
         "batches": batches,
@@ -363,4 +381,4 @@ def write_entry(path: Path, device: torch.device, name: str, entry: dict[str, An
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-_SAME_SETTINGS = ("weights", "text_encoder", "device", "dtype", "sampler", "steps", "audio_seconds")
+_SAME_SETTINGS = ("weights", "text_encoder", "device", "dtype", "sampler", "steps", "cfg", "audio_seconds")

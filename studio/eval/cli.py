@@ -109,6 +109,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             batch_sizes=args.batch,
             steps=args.steps,
             sampler=args.sampler,
+            cfg=args.cfg,
             seconds=args.seconds,
             runs=args.runs,
             warmup=args.warmup,
@@ -118,7 +119,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     entry = result.entry
     print(
-        f"{result.name} on {entry['device']} ({entry['dtype']}), {entry['steps']} {entry['sampler']} steps, "
+        f"{result.name} on {entry['device']} ({entry['dtype']}), {entry['steps']} {entry['sampler']} steps "
+        f"at cfg {entry['cfg']:g}, "
         f"{entry['audio_seconds']:.2f} s of audio per take; medians in seconds:"
     )
     print("batch  text    step    decode  total   per take  RTF")
@@ -221,6 +223,9 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--batch", type=whole_numbers, default=(1, 8), help="batch sizes (default 1,8)")
     bench.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
     bench.add_argument("--sampler", choices=["pingpong", "euler"], default="pingpong")
+    bench.add_argument(
+        "--cfg", type=float, help="guidance (default: the model's own; above 1 each step runs two branches)"
+    )
     bench.add_argument("--seconds", type=float, help="take length (default: the model's full length)")
     bench.add_argument("--runs", type=int, default=5, help="timed runs per batch size (default 5)")
     bench.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
