@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from studio.data import read_manifest
-from studio.models import load_model
+from studio.errors import StudioError
+from studio.models import load_model, save_model
 from tests.test_training import write_corpus
 from tests.tiny import make_model_folder
 
@@ -70,3 +71,30 @@ def test_a_model_packed_into_parts_unpacks_to_its_float16_weights(transport, tmp
         torch.testing.assert_close(back[name], tensor.half())
     assert (tmp_path / "back" / "model_config.json").read_text() == (folder / "model_config.json").read_text()
     assert load_model(tmp_path / "back").config.dit is not None
+
+
+def test_a_decoder_trained_under_the_same_encoder_is_grafted_under_the_dit(transport, tmp_path):
+    model_folder = make_model_folder(tmp_path / "flow", seed=0)
+    model, donor = load_model(model_folder), load_model(model_folder)
+    with torch.no_grad():  # the decoder trained on beside the DiT: same encoder, other decoder and DiT
+        for tensor in [*donor.vae.decoder.parameters(), *donor.dit.parameters()]:
+            tensor.add_(torch.randn_like(tensor))
+    save_model(donor, tmp_path / "decoder")
+
+    transport.graft_decoder(model_folder, tmp_path / "decoder", tmp_path / "grafted")
+
+    grafted = load_model(tmp_path / "grafted")
+    for part, source in [("decoder", donor), ("encoder", model)]:
+        for name, tensor in getattr(grafted.vae, part).state_dict().items():
+            torch.testing.assert_close(tensor, getattr(source.vae, part).state_dict()[name])
+    for name, tensor in grafted.dit.state_dict().items():
+        torch.testing.assert_close(tensor, model.dit.state_dict()[name])
+
+
+def test_a_decoder_from_another_encoder_is_refused(transport, tmp_path):
+    make_model_folder(tmp_path / "flow", seed=0)
+    make_model_folder(tmp_path / "other", seed=1)
+    with pytest.raises(StudioError, match="not trained under the encoder") as refused:
+        transport.graft_decoder(tmp_path / "flow", tmp_path / "other", tmp_path / "grafted")
+    assert "--freeze-encoder" in refused.value.hint
+    assert not (tmp_path / "grafted").exists()

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# studio-mini on one GPU, every stage under a wall-clock budget: unpack the corpus, train the VAE,
-# pretrain the rectified-flow DiT over it, ARC post-train that. Run in the repository root:
+# studio-mini on one GPU, every stage under a wall-clock budget. Run in the repository root:
 #
 #   recipes/studio-mini-gpu/device.sh PACKED_CORPUS MINILM_FOLDER RUN
 #
+# Stages: unpack the corpus; train the VAE (encoder and decoder); then, side by side on the one GPU,
+# the rectified-flow DiT over that VAE's latents and the decoder on its own under the frozen encoder
+# (first without, then with the adversarial losses), so the decoder keeps learning while the DiT
+# does; the DiT never sees the decoder, and `transport.py graft-decoder` joins them at home. ARC
+# post-training of the flow model runs last when ARC_MINUTES is above 0.
 # PACKED_CORPUS and MINILM_FOLDER come from transport.py; RUN should lie outside the repository.
 # Both inputs are copied into RUN the moment they are there (the corpus unpacked), and the flow
 # stage waits for the MiniLM: so they can be uploaded one after the other, as a GPU lease that takes
 # 64 MiB per upload and drops what a later upload does not name needs.
 # A stage whose budget is spent (RUN/<stage>/done) is skipped on a rerun; one that was interrupted
 # resumes from its state.pt.
-# Budgets in minutes: VAE_MINUTES, FLOW_MINUTES, ARC_MINUTES; VAE_ARGS, FLOW_ARGS and ARC_ARGS
-# add or override options (a quick rehearsal on a small corpus: "--batch-size 2 --log-every 1").
+# Budgets in minutes: VAE_MINUTES, FLOW_MINUTES, DECODER_MINUTES, GAN_MINUTES, ARC_MINUTES; VAE_ARGS,
+# FLOW_ARGS, DECODER_ARGS, GAN_ARGS and ARC_ARGS add or override options (a quick rehearsal on a
+# small corpus: "--batch-size 2 --log-every 1").
 set -euo pipefail
 packed=$1 minilm=$2 run=$3
 here=$PWD/recipes/studio-mini-gpu  # not the script's own folder: a copy of it may be what runs
@@ -40,24 +45,52 @@ fi
 if stage vae; then
   train autoencoder --corpus "$corpus" --config "$here/model_config.json" --out "$run/vae" \
     --batch-size 32 --chunk 32768 --lr 3e-4 --ema-decay 0.995 --mel-weight 15 \
-    --disc-start 3000 --disc-periods 2,3,5,7,11 --export-every 1000 --val-every 1000 --workers 12 \
-    --minutes "${VAE_MINUTES:-12}" ${VAE_ARGS:-}
+    --disc-start 1000000 --export-every 1000 --val-every 1000 --workers 8 \
+    --minutes "${VAE_MINUTES:-8}" ${VAE_ARGS:-}
   touch "$run/vae/done"
 fi
 
-until take_minilm; do sleep 5; done
+decoder() {  # the decoder alone, the encoder (and so the latents) frozen: no GAN, then GAN
+  if stage decoder; then
+    train autoencoder --corpus "$corpus" --init "$run/vae/model" --freeze-encoder --out "$run/decoder" \
+      --batch-size 32 --chunk 32768 --lr 3e-4 --ema-decay 0.995 --mel-weight 15 \
+      --disc-start 1000000 --export-every 1000 --val-every 1000 --workers 8 \
+      --minutes "${DECODER_MINUTES:-5}" ${DECODER_ARGS:-}
+    touch "$run/decoder/done"
+  fi
+  if stage gan; then
+    train autoencoder --corpus "$corpus" --init "$run/decoder/model" --freeze-encoder --out "$run/gan" \
+      --batch-size 32 --chunk 32768 --lr 1e-4 --ema-decay 0.995 --mel-weight 15 \
+      --disc-start 0 --disc-periods 2,3,5,7,11 --export-every 500 --val-every 1000 --workers 8 \
+      --minutes "${GAN_MINUTES:-8}" ${GAN_ARGS:-}
+    touch "$run/gan/done"
+  fi
+}
 
-if stage flow; then
-  train flow --corpus "$corpus" --init "$run/vae/model" --out "$run/flow" \
-    --batch-size 64 --lr 5e-4 --ema-decay 0.999 --balance 0.5 --export-every 1000 --val-every 1000 \
-    --workers 4 --minutes "${FLOW_MINUTES:-5}" ${FLOW_ARGS:-}
-  touch "$run/flow/done"
-fi
+flow() {
+  until take_minilm; do sleep 5; done
+  if stage flow; then
+    train flow --corpus "$corpus" --init "$run/vae/model" --out "$run/flow" \
+      --batch-size 64 --lr 5e-4 --ema-decay 0.999 --balance 0.5 --export-every 1000 --val-every 1000 \
+      --workers 4 --minutes "${FLOW_MINUTES:-13}" ${FLOW_ARGS:-}
+    touch "$run/flow/done"
+  fi
+}
 
-if stage arc; then
+decoder > "$run/decoder.log" 2>&1 &
+decoder_pid=$!
+flow > "$run/flow.log" 2>&1 &
+flow_pid=$!
+echo "== decoder and flow side by side: $run/decoder.log, $run/flow.log"
+status=0
+wait "$flow_pid" || { status=$?; echo "== flow failed ($status): see $run/flow.log"; }
+wait "$decoder_pid" || { status=$?; echo "== decoder failed ($status): see $run/decoder.log"; }
+[ "$status" = 0 ] || exit "$status"
+
+if [ "${ARC_MINUTES:-0}" != 0 ] && stage arc; then
   train arc --corpus "$corpus" --init "$run/flow/model" --out "$run/arc" \
     --batch-size 32 --lr 5e-5 --disc-lr 5e-5 --ema-decay 0.99 --balance 0.5 --export-every 250 \
-    --val-every 500 --workers 4 --minutes "${ARC_MINUTES:-4}" ${ARC_ARGS:-}
+    --val-every 500 --workers 4 --minutes "$ARC_MINUTES" ${ARC_ARGS:-}
   touch "$run/arc/done"
 fi
 echo "== all stages done: $(date -u +%T)"

@@ -6,6 +6,7 @@ takes a size-capped upload (64 MiB here), then turn it back into what `studio tr
     python transport.py pack-minilm FOLDER                                (a stand-in package)
     python transport.py pack-model MODEL OUT NAME      (on the GPU machine: float16, in parts)
     python transport.py unpack-model OUT NAME MODEL    (at home: the parts back into a folder)
+    python transport.py graft-decoder MODEL DECODER OUT  (MODEL's DiT over DECODER's decoder)
 
 The corpus's FLAC (270 MB for 1.3 h) travels as 48 kHz Opus: `--level` is libsndfile's compression
 level, 0.85 is about 92 kb/s. Unpacking resamples back to the corpus rate and cuts every clip to its
@@ -153,6 +154,32 @@ def unpack_model(out: Path, name: str, model: Path) -> None:
     print(f"{len(parts)} parts -> {model}")
 
 
+def graft_decoder(model_folder: Path, decoder_folder: Path, out: Path) -> None:
+    """MODEL with the decoder of DECODER: a decoder trained on under MODEL's frozen encoder
+    (`studio train autoencoder --freeze-encoder`, beside the DiT rather than after it). Refused
+    unless both encoders are the same, since the DiT only knows MODEL's latents."""
+    import torch
+
+    from studio.models import load_model, save_model
+
+    model, donor = load_model(model_folder), load_model(decoder_folder)
+    ours, theirs = model.vae.encoder.state_dict(), donor.vae.encoder.state_dict()
+    same_encoder = ours.keys() == theirs.keys() and all(
+        ours[k].shape == theirs[k].shape and torch.equal(ours[k].half(), theirs[k].half()) for k in ours
+    )
+    if not same_encoder:
+        raise StudioError(
+            f"{decoder_folder} was not trained under the encoder of {model_folder}, so its decoder "
+            "would misread the DiT's latents",
+            f"train it with `studio train autoencoder --init {model_folder} --freeze-encoder`",
+        )
+    decoder_config = model.config.raw["model"]["pretransform"]["config"]["decoder"]
+    if donor.config.raw["model"]["pretransform"]["config"]["decoder"] != decoder_config:
+        raise StudioError(f"the decoders of {model_folder} and {decoder_folder} differ in layout")
+    model.vae.decoder.load_state_dict(donor.vae.decoder.state_dict())
+    print(f"{model_folder} with the decoder of {decoder_folder} -> {save_model(model, out)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +203,10 @@ def main() -> None:
     back.add_argument("out", type=Path)
     back.add_argument("name")
     back.add_argument("model", type=Path)
+    graft = commands.add_parser("graft-decoder")
+    graft.add_argument("model", type=Path)
+    graft.add_argument("decoder", type=Path)
+    graft.add_argument("out", type=Path)
     args = parser.parse_args()
     try:
         run(args)
@@ -192,8 +223,10 @@ def run(args: argparse.Namespace) -> None:
         pack_minilm(args.folder)
     elif args.command == "pack-model":
         pack_model(args.model, args.out, args.name)
-    else:
+    elif args.command == "unpack-model":
         unpack_model(args.out, args.name, args.model)
+    else:
+        graft_decoder(args.model, args.decoder, args.out)
 
 
 if __name__ == "__main__":
