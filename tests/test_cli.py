@@ -208,8 +208,9 @@ def test_help(argv):
 @pytest.mark.parametrize(
     ("options", "prompt", "seconds", "expected"),
     [
-        # no --model: the shipped studio-mini at its own defaults (ping-pong, 8 steps, cfg 1)
-        ((), "kick drum", 1.5, ("studio-mini", "pingpong", 8, 1.0)),
+        # no --model: the shipped studio-mini at the defaults its config names (a flow model
+        # sampled ping-pong, 8 steps, cfg 4), not Euler 50 as its objective alone would give
+        ((), "kick drum", 1.5, ("studio-mini", "pingpong", 8, 4.0)),
         # the shipped one-step energy-head MAR model, by name, with representation CFG at the
         # guidance its config declares (default_cfg 3), not the ARC models' 1
         (("--model", "studio-mini-energy"), "snare drum", 1.0, ("studio-mini-energy", "mar", 8, 3.0)),

@@ -48,7 +48,8 @@ def test_the_twelve_shipped_presets_load_as_a_pad_bank(user_dir):
     assert sorted(p.midi_note for p in presets.values()) == list(range(60, 72))
     for preset in presets.values():
         assert preset.source == "shipped" and preset.prompt and preset.description
-        assert 0 < preset.seconds <= 10 and preset.steps == 8 and preset.cfg == 1.0
+        assert 0 < preset.seconds <= 10 and preset.steps == 8
+        assert preset.cfg is None  # guidance is the loaded model's own: 1 for ARC, more for flow and MAR
         assert preset_for_note(preset.midi_note, user_dir) == preset
 
 
