@@ -155,7 +155,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                     seconds = gr.Slider(
                         0.1, max_seconds, value=min(4.0, max_seconds), step=0.01, label="Seconds"
                     )
-                    steps = gr.Slider(1, 50, value=default_steps, step=1, label="Steps")
+                    steps = gr.Slider(1, 50, value=default_steps, step=1, label="Steps", elem_id="steps")
                     cfg = gr.Slider(1, 10, value=config.default_cfg, step=0.1, label="CFG", elem_id="cfg")
                 with gr.Row():
                     variations = gr.Slider(1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations")

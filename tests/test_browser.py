@@ -10,6 +10,7 @@ import pytest
 from test_app import free_port
 
 from studio.app import launch
+from tests.tiny import make_model_folder, tiny_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(
@@ -107,6 +108,31 @@ def test_empty_prompt_shows_a_message_and_saves_nothing(studio_page):
     page.press("#prompt textarea", "Enter")
     page.get_by_text("the prompt is empty").wait_for(timeout=30_000)
     assert studio.library.search() == []
+
+
+@pytest.fixture
+def flow_model_in_user_dir(tmp_path, monkeypatch):
+    """A plain flow model (Euler 50 by its objective, cfg 4) among the user's models."""
+    flow = {"model.diffusion.diffusion_objective": "rectified_flow"}
+    make_model_folder(tmp_path / "user-models" / "tiny-flow", tiny_config(default_cfg=4.0, **flow))
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path / "user-models"))
+
+
+def test_picking_a_model_moves_steps_and_cfg_to_what_it_was_made_for(flow_model_in_user_dir, studio_page):
+    """From the tiny ARC-style model (ping-pong 8, cfg 1) to a plain flow model (Euler 50, cfg 4),
+    then to the shipped studio-mini, a flow model whose config names ping-pong 8 at cfg 4."""
+    page, studio = studio_page
+    value = "document.querySelector('#{} input[type=number]').value === '{}'"
+    assert page.locator("#steps input[type=number]").input_value() == "8"
+    for model, steps, cfg in [("tiny-flow", "50", "4"), ("studio-mini", "8", "4")]:
+        page.click("#model input")
+        page.get_by_role("option", name=model, exact=True).click()
+        page.wait_for_function(
+            f"document.querySelector('#status').innerText.includes('{model} ')", timeout=60_000
+        )
+        page.wait_for_function(value.format("steps", steps))
+        page.wait_for_function(value.format("cfg", cfg))
+        assert studio.host.engine.model_name == model
 
 
 def test_picking_a_model_loads_it_and_moves_cfg_to_its_default(studio_page):
