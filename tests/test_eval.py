@@ -305,11 +305,14 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     with pytest.raises(StudioError, match=r"evaluated differently \(clap\)"):
         studio("eval", "compare", "--reports", folder, out / "twin", "--out", out / "cmp")
 
-    assert (
-        studio("eval", "adherence", "--model", tiny_model_dir, "--corpus", corpus, "--quick", "--out", out)
-        == 0
-    )
+    # another phrasing of one category's prompt; the others keep the standard ones
+    other = f"{CATEGORIES[0]}=a different phrasing"
+    argv = ("eval", "adherence", "--model", tiny_model_dir, "--corpus", corpus, "--quick", "--out", out)
+    assert studio(*argv, "--prompt", other) == 0
     adherence = json.loads((folder / "adherence.json").read_text())
+    prompts = adherence["settings"]["prompts"]
+    assert prompts[CATEGORIES[0]] == "a different phrasing"
+    assert prompts[CATEGORIES[1]] == report["settings"]["prompts"][CATEGORIES[1]]
     assert set(adherence["category_accuracy"]["per_category"]) == set(CATEGORIES)
     assert "vae_round_trip_leave_one_out" in adherence["category_accuracy"]
 
@@ -376,6 +379,11 @@ def test_eval_errors_say_how_to_fix(corpus, tmp_path, tiny_model_dir):
     with pytest.raises(ClapModelError) as no_clap:
         studio("eval", "--model", tiny_model_dir, "--corpus", corpus, "--quick", "--clap", tmp_path)
     assert "studio train clap" in no_clap.value.hint
+    with pytest.raises(StudioError, match="--prompt names thunder") as unknown:
+        studio("eval", "adherence", "--corpus", corpus, "--quick", "--prompt", "thunder=loud")
+    assert "use one of" in unknown.value.hint
+    with pytest.raises(SystemExit):  # argparse: not CATEGORY=PROMPT
+        studio("eval", "adherence", "--corpus", corpus, "--prompt", "kick")
 
 
 def test_bench_writes_stage_timings(tiny_model_dir, tmp_path, capsys):

@@ -30,6 +30,13 @@ def _categories(text: str) -> tuple[str, ...]:
     return names
 
 
+def _prompt(text: str) -> tuple[str, str]:
+    category, sep, prompt = text.partition("=")
+    if not sep or not category.strip() or not prompt.strip():
+        raise argparse.ArgumentTypeError(f"expected CATEGORY=PROMPT, e.g. kick='punchy kick', got {text!r}")
+    return category.strip(), prompt.strip()
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from studio.eval.run import EvalConfig, run_adherence, run_eval, run_vae
 
@@ -48,6 +55,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg=args.cfg,
         takes=args.takes,
         categories=args.categories,
+        prompts=dict(args.prompt or ()),
     )
     if args.mode == "vae":
         return _vae(run_vae(config, _say))
@@ -201,6 +209,13 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         "--categories",
         type=_categories,
         help="comma list (default: the 12 core categories; --quick: those with held-out clips)",
+    )
+    ev.add_argument(
+        "--prompt",
+        type=_prompt,
+        action="append",
+        metavar="CATEGORY=PROMPT",
+        help="another phrasing of a category's prompt (repeatable), e.g. --prompt kick='punchy kick'",
     )
     ev.set_defaults(func=cmd_eval)
 

@@ -90,6 +90,8 @@ class EvalConfig:
     takes: int | None = None  # per prompt; default 4, quick 2
     # Default: the twelve core categories; quick: whichever categories have held-out clips.
     categories: tuple[str, ...] | None = None
+    # Other phrasings of category prompts (category -> prompt); the rest keep CATEGORY_PROMPTS.
+    prompts: dict[str, str] = field(default_factory=dict)
     cache_dir: Path | None = None  # aisfx embeddings of corpus files; default: the user cache folder
 
     @property
@@ -420,11 +422,19 @@ def _held_out(config: EvalConfig) -> dict[str, list[Clip]]:
     """The reference clips, checked before any model is loaded so a bad corpus fails at once."""
     if config.take_count < 2:
         raise StudioError("evaluation needs at least 2 takes per prompt", "use --takes 2 or more")
-    return held_out_by_category(config.corpus, config.wanted_categories)
+    held_out = held_out_by_category(config.corpus, config.wanted_categories)
+    unknown = sorted(set(config.prompts) - set(held_out))
+    if unknown:
+        raise StudioError(
+            f"--prompt names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not "
+            "among the categories evaluated",
+            f"use one of {', '.join(held_out)}",
+        )
+    return held_out
 
 
 def _generator(config: EvalConfig, engine: Engine, held_out: dict[str, list[Clip]]) -> Generator:
-    prompts = {c: CATEGORY_PROMPTS.get(c, c) for c in held_out}
+    prompts = {c: config.prompts.get(c, CATEGORY_PROMPTS.get(c, c)) for c in held_out}
     seconds = {
         c: min(engine.config.max_seconds, statistics.median(clip.seconds for clip in clips))
         for c, clips in held_out.items()
