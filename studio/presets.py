@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 MAX_VARIATIONS = 16  # = studio.engine.MAX_VARIATIONS
 MAX_STEPS = 500  # = studio.engine.MAX_STEPS
 MAX_SEED = 2**63 - 1  # = studio.engine.MAX_SEED
-MAX_CFG = 30.0  # the engine's cfg limit
+MAX_CFG = 30.0  # = studio.models.config.MAX_CFG, the engine's cfg limit
 
 
 class PresetError(StudioError):

@@ -71,10 +71,12 @@ def test_each_shipped_preset_makes_a_valid_request(user_dir):
 
 def test_preset_limits_are_the_engines():
     from studio import engine
+    from studio.models import config as config_module
 
     assert presets_module.MAX_VARIATIONS == engine.MAX_VARIATIONS
     assert presets_module.MAX_STEPS == engine.MAX_STEPS
     assert presets_module.MAX_SEED == engine.MAX_SEED
+    assert presets_module.MAX_CFG == config_module.MAX_CFG
 
 
 def test_request_overrides_win_and_unknown_fields_are_refused(user_dir):

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.errors import ModelConfigError
+from studio.errors import ModelConfigError, RequestError
 
 MODEL_TYPES = ("diffusion_cond", "mar_cond")
 SUPPORTED_OBJECTIVES = ("rf_denoiser", "rectified_flow")
 PROMPT_ENCODERS = ("t5", "minilm")
 MAR_HEADS = ("diffusion", "energy")
+MAX_CFG = 30.0  # the most guidance a request or a config may ask for (presets.py keeps a copy)
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,14 @@ class ModelConfig:
     default_steps: int | None = None
 
     def guidance(self, cfg: float | None) -> float:
-        """The guidance scale asked for, or this model's default where none was named."""
-        return self.default_cfg if cfg is None else float(cfg)
+        """The guidance scale asked for, or this model's default where none was named; refused
+        outside 0 to MAX_CFG, wherever it is asked for (a request, the benchmark, an evaluation)."""
+        scale = self.default_cfg if cfg is None else float(cfg)
+        if not (math.isfinite(scale) and 0 <= scale <= MAX_CFG):
+            raise RequestError(
+                f"cfg must be between 0 and {MAX_CFG:g}, got {cfg}", "1 turns guidance off; 3–7 is usual"
+            )
+        return scale
 
     @property
     def model_type(self) -> str:
@@ -210,8 +217,8 @@ class _Parser:
             default_steps=self.get(raw, "default_steps", int, None),
             **parts,
         )
-        if not 0 <= config.default_cfg <= 30:
-            raise self.fail("default_cfg", f"must be between 0 and 30, got {config.default_cfg}")
+        if not 0 <= config.default_cfg <= MAX_CFG:
+            raise self.fail("default_cfg", f"must be between 0 and {MAX_CFG:g}, got {config.default_cfg}")
         if config.default_steps is not None and not 1 <= config.default_steps <= 500:
             raise self.fail("default_steps", f"must be from 1 to 500, got {config.default_steps}")
         if config.sample_size % config.autoencoder.downsampling_ratio:
