@@ -19,7 +19,7 @@ import numpy as np
 
 from studio import loops
 from studio.audio import read_audio
-from studio.engine import MAX_VARIATIONS, Request, Result
+from studio.engine import MAX_VARIATIONS, Engine, Request, Result
 from studio.errors import StudioError
 from studio.library import TakeRecord
 from studio.models.registry import list_models
@@ -30,6 +30,7 @@ log = logging.getLogger("studio.app")
 
 SLOTS = 8  # takes shown at once; the UI's variations slider goes to 8
 UI_MAX_VARIATIONS = min(SLOTS, MAX_VARIATIONS)
+UI_MAX_STEPS = 50  # the steps slider's top (requests over the API may ask for up to MAX_STEPS)
 ENGINE_QUEUE = "engine"  # one Gradio concurrency group for every event that runs the model
 LIBRARY_COLUMNS = ["id", "name", "prompt", "seconds", "seed", "kept", "tags", "created"]
 
@@ -120,11 +121,15 @@ def _ui_error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc).replace("\n  how to fix:", " — how to fix:"), print_exception=False)
 
 
+def _slider_steps(engine: Engine) -> int:
+    """Where the steps slider starts for a model: its own default steps, within the slider."""
+    return min(engine.default_steps(engine.default_sampler), UI_MAX_STEPS)
+
+
 def build_app(studio: Studio) -> gr.Blocks:
     engine = studio.host.engine
     config = engine.config
-    # the UI's slider tops out at 50; a model made for Euler 50 starts there, ping-pong and ARC at 8
-    default_steps = min(engine.default_steps(engine.default_sampler), 50)
+    default_steps = _slider_steps(engine)
     max_seconds = math.floor(config.max_seconds * 100) / 100  # the slider's 2 decimals never exceed it
     presets = studio.presets()
 
@@ -155,7 +160,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                     seconds = gr.Slider(
                         0.1, max_seconds, value=min(4.0, max_seconds), step=0.01, label="Seconds"
                     )
-                    steps = gr.Slider(1, 50, value=default_steps, step=1, label="Steps", elem_id="steps")
+                    steps = gr.Slider(
+                        1, UI_MAX_STEPS, value=default_steps, step=1, label="Steps", elem_id="steps"
+                    )
                     cfg = gr.Slider(1, 10, value=config.default_cfg, step=0.1, label="CFG", elem_id="cfg")
                 with gr.Row():
                     variations = gr.Slider(1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations")
@@ -343,9 +350,8 @@ def build_app(studio: Studio) -> gr.Blocks:
             except StudioError as exc:
                 raise _ui_error(exc) from exc
             # the guidance and steps the new model was made for (ARC 1 and 8, plain flow more)
-            model_steps = min(engine.default_steps(engine.default_sampler), 50)
             loaded = f"model **{engine.model_name}** loaded on {engine.device}"
-            return loaded, engine.config.default_cfg, model_steps
+            return loaded, engine.config.default_cfg, _slider_steps(engine)
 
         model_picker.change(
             pick_model,
