@@ -42,26 +42,25 @@ if [ ! -f "$corpus/manifest.jsonl" ]; then
   python3 "$here/transport.py" unpack-corpus "$packed" "$corpus"
 fi
 
+# what every VAE stage shares; the adversarial terms stay off until the encoder is frozen
+vae_options=(--corpus "$corpus" --batch-size 32 --chunk 32768 --ema-decay 0.995 --mel-weight 15
+  --val-every 1000 --workers 8)
+
 if stage vae; then
-  train autoencoder --corpus "$corpus" --config "$here/model_config.json" --out "$run/vae" \
-    --batch-size 32 --chunk 32768 --lr 3e-4 --ema-decay 0.995 --mel-weight 15 \
-    --disc-start 1000000 --export-every 1000 --val-every 1000 --workers 8 \
-    --minutes "${VAE_MINUTES:-8}" ${VAE_ARGS:-}
+  train autoencoder "${vae_options[@]}" --config "$here/model_config.json" --out "$run/vae" \
+    --lr 3e-4 --disc-start 1000000 --export-every 1000 --minutes "${VAE_MINUTES:-8}" ${VAE_ARGS:-}
   touch "$run/vae/done"
 fi
 
 decoder() {  # the decoder alone, the encoder (and so the latents) frozen: no GAN, then GAN
   if stage decoder; then
-    train autoencoder --corpus "$corpus" --init "$run/vae/model" --freeze-encoder --out "$run/decoder" \
-      --batch-size 32 --chunk 32768 --lr 3e-4 --ema-decay 0.995 --mel-weight 15 \
-      --disc-start 1000000 --export-every 1000 --val-every 1000 --workers 8 \
-      --minutes "${DECODER_MINUTES:-5}" ${DECODER_ARGS:-}
+    train autoencoder "${vae_options[@]}" --init "$run/vae/model" --freeze-encoder --out "$run/decoder" \
+      --lr 3e-4 --disc-start 1000000 --export-every 1000 --minutes "${DECODER_MINUTES:-5}" ${DECODER_ARGS:-}
     touch "$run/decoder/done"
   fi
   if stage gan; then
-    train autoencoder --corpus "$corpus" --init "$run/decoder/model" --freeze-encoder --out "$run/gan" \
-      --batch-size 32 --chunk 32768 --lr 1e-4 --ema-decay 0.995 --mel-weight 15 \
-      --disc-start 0 --disc-periods 2,3,5,7,11 --export-every 500 --val-every 1000 --workers 8 \
+    train autoencoder "${vae_options[@]}" --init "$run/decoder/model" --freeze-encoder --out "$run/gan" \
+      --lr 1e-4 --disc-start 0 --disc-periods 2,3,5,7,11 --export-every 500 \
       --minutes "${GAN_MINUTES:-8}" ${GAN_ARGS:-}
     touch "$run/gan/done"
   fi
