@@ -444,7 +444,9 @@ class Engine:
             x = self._decode_mar(rows, cond, noise.draw().to(self.device), key.params)
         else:
             x = self._sample_diffusion(rows, cond, noise, key)
-        audio = model.vae.decode(x.to(self.dtype)).float().cpu().numpy()
+        audio = (
+            model.vae.decode(x.to(self.dtype), self._phase_noise(noise, x.shape[-1])).float().cpu().numpy()
+        )
         elapsed = time.perf_counter() - start
         takes_made = sum(len(job.take_seeds) for job in jobs)
         self.batch_log.append((len(jobs), takes_made))
@@ -479,6 +481,14 @@ class Engine:
             schedule = sampling.logsnr_schedule(key.params.steps, key.sigma_max)
             return sampling.sample_pingpong(velocity, x, schedule, lambda _: noise.draw().to(self.device))
         return sampling.sample_euler(velocity, x, sampling.linear_schedule(key.params.steps, key.sigma_max))
+
+    def _phase_noise(self, noise: _NoiseSource, frames: int) -> torch.Tensor | None:
+        """What an STFT decoder draws unsure phases from, from each take's own noise streams (so a
+        seed still gives the same take in any batch); None for a decoder that takes none."""
+        shape = self.model.vae.phase_noise_shape(frames)
+        if shape is None:
+            return None
+        return torch.view_as_complex(noise.draw((*shape, 2)) * 0.5**0.5).to(self.device)
 
     def _decode_mar(
         self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: torch.Tensor, params: TakeParams
@@ -536,10 +546,12 @@ class _NoiseSource:
             for anchor, own, diversity in streams
         ]
 
-    def draw(self) -> torch.Tensor:
+    def draw(self, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+        """One draw per take, of the latents' shape unless another is given."""
+        shape = shape or self.shape
         rows = []
         for anchor, own, diversity in self.streams:
-            a = torch.randn(self.shape, generator=anchor)
-            b = torch.randn(self.shape, generator=own)
+            a = torch.randn(shape, generator=anchor)
+            b = torch.randn(shape, generator=own)
             rows.append(sampling.diversity_noise(a[None], b[None], diversity)[0])
         return torch.stack(rows)

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from studio.engine import Engine, Request, pick_device
 from studio.errors import AudioError, ModelConfigError, RequestError
-from tests.tiny import make_model_folder, tiny_config, write_config
+from tests.tiny import make_model_folder, tiny_config, tiny_stft_config, write_config
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -207,3 +207,15 @@ def test_engine_keeps_serving_after_a_failed_batch(engine):
 def test_device_choice_on_this_machine():
     assert pick_device().type in {"cpu", "cuda", "mps"}
     assert pick_device("cpu").type == "cpu"
+
+
+def test_a_model_with_an_stft_decoder_keeps_seeds_batches_and_diversity(tmp_path):
+    """Its decoder draws the phases it is unsure of from each take's own noise streams."""
+    folder = make_model_folder(tmp_path / "stft", tiny_stft_config())
+    with Engine(folder, warmup=False, batch_window_s=0.0) as engine:
+        same = engine.generate(Request("rain", seconds=0.5, seed=3, variations=3, diversity=0.0)).takes
+        assert all(np.array_equal(t.audio, same[0].audio) for t in same[1:])
+        takes = engine.generate(Request("rain", seconds=0.5, seed=3, variations=3, diversity=1.0)).takes
+        alone = engine.generate(Request.from_params(takes[2].params.to_dict())).takes[0]
+        np.testing.assert_allclose(alone.audio, takes[2].audio, atol=1e-5)
+        assert distance(takes[0].audio, takes[1].audio) > 1e-3

@@ -20,8 +20,9 @@ from tiny import make_model_folder, tiny_config
 
 from studio.data import CorpusError, read_manifest
 from studio.engine import Engine, Request
+from studio.eval import sound
 from studio.models import AudioModel, ModelConfig, load_model
-from studio.models.oobleck import context_samples
+from studio.models.autoencoder import context_samples
 from studio.training import cli, losses
 from studio.training.arc import (
     ArcNoise,
@@ -296,6 +297,23 @@ def test_audio_clips_are_cropped_padded_resampled_and_phrased(corpus):
     assert len(crops) > 1  # random crops of a long clip
 
 
+def test_tone_share_swaps_clips_for_synthetic_notes_at_pitches_of_all_kinds(corpus):
+    clips = read_manifest(corpus)
+    plain = AudioClips(clips, 44100, 2, SAMPLE_SIZE)
+    torch.testing.assert_close(
+        AudioClips(clips, 44100, 2, SAMPLE_SIZE, tone_share=0.0)[(0, 5)]["audio"], plain[(0, 5)]["audio"]
+    )
+    tones = AudioClips(clips, 44100, 2, SAMPLE_SIZE, tone_share=1.0)
+    items = [tones[(0, seed)] for seed in range(40)]
+    assert all(item["caption"] == "tones" and item["audio"].shape == (2, SAMPLE_SIZE) for item in items)
+    torch.testing.assert_close(tones[(0, 3)]["audio"], items[3]["audio"])  # the key decides the draw
+    peaks = [sound.dominant_frequency(item["audio"].numpy(), 44100) for item in items]
+    assert min(peaks) < 200 and max(peaks) > 2000  # low notes and high ones
+    levels = [item["audio"].abs().max().item() for item in items]
+    assert max(levels) <= 1 and min(levels) > 1e-3
+    assert sum(abs(level) < 0.1 for level in levels) > 5  # quiet notes too
+
+
 # -- discriminators ------------------------------------------------------------------------------
 
 
@@ -482,7 +500,7 @@ def test_autoencoder_run_resumes_exactly_and_exports_a_loadable_model(corpus, co
 def test_vae_context_matches_the_measured_receptive_fields():
     config = ModelConfig.from_dict(small_config())
     vae, hop = AudioModel(config).vae, config.autoencoder.downsampling_ratio
-    context = context_samples(config.autoencoder.encoder, config.autoencoder.decoder)
+    context = context_samples(config.autoencoder)
 
     audio = torch.zeros(1, 2, hop * 32, requires_grad=True)
     vae.encoder(audio)[0, :, 16].sum().backward()
@@ -564,6 +582,11 @@ def test_a_discriminator_period_outside_the_chunk_is_refused(corpus, flow_folder
     options = {**AE_OPTIONS, "disc_periods": (2, 0)}
     with pytest.raises(TrainingError, match=r"--disc-periods 2,0: a period .* from 1 to below the chunk"):
         train_decoder_only(corpus, flow_folder, tmp_path / "run", steps=1, **options)
+
+
+def test_a_tone_share_outside_0_to_1_is_refused(corpus, flow_folder, tmp_path):
+    with pytest.raises(TrainingError, match=r"--tone-share is a share from 0 to 1, got 1.5"):
+        train_decoder_only(corpus, flow_folder, tmp_path / "run", steps=1, tone_share=1.5, **AE_OPTIONS)
 
 
 def test_flow_run_exports_a_model_the_engine_samples_with_euler(flow_folder):
@@ -678,6 +701,11 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     assert "needs --init" in capsys.readouterr().err
     assert main([*argv[1:], "--balance", "2"]) == 2
     assert "--balance must be from 0 to 1, got 2.0" in capsys.readouterr().err
+    args = parser.parse_args(
+        [*ae_argv, "--tone-share", "0.2", "--phase-weight", "1", "--fft-sizes", "512,128"]
+    )
+    config = cli._config(AutoencoderTrainConfig, args)
+    assert (config.tone_share, config.phase_weight, config.fft_sizes) == (0.2, 1.0, (512, 128))
 
 
 # -- torchrun ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from studio.models import ModelConfig, build_model, save_model
+from studio.models.spectral import StftDecoder
 
 TINY = {
     "model_type": "diffusion_cond",
@@ -93,6 +94,31 @@ def _override(base: dict, **changes) -> dict:
     return config
 
 
+def tiny_stft_config(**changes) -> dict:
+    """TINY over Studio's STFT autoencoder (hop 512, 2048-point frames, one ConvNeXt block a side),
+    with dotted-path overrides as tiny_config."""
+
+    def side(io_key: str, latent_dim: int) -> dict:
+        return {
+            "type": "stft",
+            "config": {
+                io_key: 2,
+                "n_fft": 2048,
+                "hop_length": 512,
+                "width": 32,
+                "depth": 1,
+                "latent_dim": latent_dim,
+            },
+        }
+
+    config = tiny_config(**{
+        "model.pretransform.config.encoder": side("in_channels", 16),
+        "model.pretransform.config.decoder": side("out_channels", 8),
+        "model.pretransform.config.downsampling_ratio": 512,
+    })  # fmt: skip
+    return _override(config, **changes)
+
+
 def tiny_mar_config(head: str = "diffusion", sample_size: int = 16384, **changes) -> dict:
     """A mar_cond model over TINY's VAE and conditioners (8 latent frames by default), with
     dotted-path overrides as tiny_config."""
@@ -112,9 +138,12 @@ def tiny_mar_config(head: str = "diffusion", sample_size: int = 16384, **changes
 def make_model_folder(folder: Path, config: dict | None = None, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = build_model(ModelConfig.from_dict(config or tiny_config()))
-    # Random init leaves the output near silence; scale the last VAE conv so takes are audible.
+    # Random init leaves the output near silence; make the decoder louder so takes are audible.
     with torch.no_grad():
-        model.vae.decoder.out_conv.weight_g.mul_(20)
+        if isinstance(model.vae.decoder, StftDecoder):
+            model.vae.decoder.trunk.proj_out.bias.add_(2.0)
+        else:
+            model.vae.decoder.out_conv.weight_g.mul_(20)
     save_model(model, folder)
     return folder
 

@@ -3,7 +3,8 @@
 Our modules use their own names; `checkpoint_key` is the one adapter that maps each of our
 state-dict keys to the key the reference checkpoints use, so loading and saving share one table.
 MAR models (mar_cond) keep the reference names for their VAE and conditioners and store their
-backbone and head under "model.mar." with our own names.
+backbone and head under "model.mar." with our own names, as Studio's STFT autoencoder stores its
+encoder and decoder under "pretransform.model.".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from studio.errors import CheckpointError
-from studio.models.config import ModelConfig
+from studio.models.config import ModelConfig, OobleckConfig
 from studio.models.mar import MarModel
 from studio.models.model import AudioModel
 
@@ -89,12 +90,17 @@ def _oobleck_key(key: str, num_blocks: int) -> str | None:
     return f"{side}.layers.{int(block) + 1}.{inner}"
 
 
+def _stft_key(key: str) -> str | None:
+    """Studio's STFT autoencoder sides (spectral.py) have no reference layout: they keep our names."""
+    return key if re.fullmatch(r"(encoder|decoder)\.trunk\..+", key) else None
+
+
 def checkpoint_key(key: str, num_vae_blocks: int) -> str:
     """Our state-dict key -> the stable-audio-tools key for the same tensor."""
     prefixes: list[tuple[str, str, Callable[[str], str | None]]] = [
         ("dit.", "model.model.", lambda k: _apply(_DIT_RULES, k)),
         ("conditioners.", "conditioner.conditioners.", lambda k: _apply(_CONDITIONER_RULES, k)),
-        ("vae.", "pretransform.model.", lambda k: _oobleck_key(k, num_vae_blocks)),
+        ("vae.", "pretransform.model.", lambda k: _oobleck_key(k, num_vae_blocks) or _stft_key(k)),
         ("backbone.", "model.mar.backbone.", lambda k: k),
         ("head.", "model.mar.head.", lambda k: k),
     ]
@@ -108,7 +114,8 @@ def checkpoint_key(key: str, num_vae_blocks: int) -> str:
 
 def key_table(model: Model) -> dict[str, str]:
     """{checkpoint key: our key} for every tensor in the model's state dict."""
-    blocks = len(model.config.autoencoder.encoder.strides)
+    encoder = model.config.autoencoder.encoder
+    blocks = len(encoder.strides) if isinstance(encoder, OobleckConfig) else 0
     return {checkpoint_key(k, blocks): k for k in model.state_dict()}
 
 

@@ -35,9 +35,26 @@ class OobleckConfig:
 
 
 @dataclass(frozen=True)
+class StftConfig:
+    """One side of Studio's STFT autoencoder (studio/models/spectral.py): a ConvNeXt trunk over
+    STFT frames, one frame per latent frame."""
+
+    audio_channels: int
+    n_fft: int
+    hop_length: int
+    width: int
+    depth: int
+    latent_dim: int
+    kernel_size: int = 7  # of each block's depthwise convolution over frames
+
+
+AUTOENCODER_SIDES = ("oobleck", "stft")
+
+
+@dataclass(frozen=True)
 class AutoencoderConfig:
-    encoder: OobleckConfig  # latent_dim here is 2x the decoder's: mean and scale
-    decoder: OobleckConfig
+    encoder: OobleckConfig | StftConfig  # latent_dim here is 2x the decoder's: mean and scale
+    decoder: OobleckConfig | StftConfig
     latent_dim: int
     downsampling_ratio: int
     scale: float = 1.0
@@ -278,41 +295,10 @@ class _Parser:
         if bottleneck != "vae":
             raise self.fail("model.pretransform.config.bottleneck.type", f"is '{bottleneck}'; only 'vae'")
         downsampling_ratio = self.get(cfg, "downsampling_ratio", int)
-        sides = {}
-        for side, io_key in (("encoder", "in_channels"), ("decoder", "out_channels")):
-            if self.get(cfg, f"{side}.type", str) != "oobleck":
-                raise self.fail(f"model.pretransform.config.{side}.type", "must be 'oobleck'")
-            c = self.get(cfg, f"{side}.config", dict)
-            if c.get("use_snake", False) is not True or c.get("final_tanh", False):
-                raise self.fail(
-                    f"model.pretransform.config.{side}.config", "needs use_snake on, no final_tanh"
-                )
-            nearest_upsample = self.get(c, "use_nearest_upsample", bool, False)
-            if nearest_upsample and side == "encoder":
-                raise self.fail(
-                    f"model.pretransform.config.{side}.config.use_nearest_upsample", "is a decoder option"
-                )
-            c_mults = tuple(self.get(c, "c_mults", list))
-            strides = tuple(self.get(c, "strides", list))
-            if len(c_mults) != len(strides):
-                raise self.fail(
-                    f"model.pretransform.config.{side}.config", "c_mults and strides differ in length"
-                )
-            # The engine sizes latents by downsampling_ratio; the strides are what the VAE really does.
-            if math.prod(strides) != downsampling_ratio:
-                raise self.fail(
-                    "model.pretransform.config.downsampling_ratio",
-                    f"is {downsampling_ratio} but the {side} strides {list(strides)} multiply to "
-                    f"{math.prod(strides)}; they must agree",
-                )
-            sides[side] = OobleckConfig(
-                audio_channels=self.get(c, io_key, int),
-                channels=self.get(c, "channels", int),
-                c_mults=c_mults,
-                strides=strides,
-                latent_dim=self.get(c, "latent_dim", int),
-                nearest_upsample=nearest_upsample,
-            )
+        sides = {
+            side: self.autoencoder_side(cfg, side, io_key, downsampling_ratio)
+            for side, io_key in (("encoder", "in_channels"), ("decoder", "out_channels"))
+        }
         latent_dim = self.get(cfg, "latent_dim", int)
         if sides["encoder"].latent_dim != 2 * latent_dim or sides["decoder"].latent_dim != latent_dim:
             raise self.fail("model.pretransform.config.latent_dim", "VAE encoder must output 2x latent_dim")
@@ -322,6 +308,74 @@ class _Parser:
             latent_dim=latent_dim,
             downsampling_ratio=downsampling_ratio,
             scale=self.get(pretransform, "scale", float, 1.0),
+        )
+
+    def autoencoder_side(
+        self, cfg: dict, side: str, io_key: str, downsampling_ratio: int
+    ) -> OobleckConfig | StftConfig:
+        where = f"model.pretransform.config.{side}"
+        kind = self.get(cfg, f"{side}.type", str)
+        if kind not in AUTOENCODER_SIDES:
+            raise self.fail(f"{where}.type", f"is '{kind}'; supported: {', '.join(AUTOENCODER_SIDES)}")
+        c = self.get(cfg, f"{side}.config", dict)
+        if kind == "stft":
+            return self.stft_side(c, f"{where}.config", io_key, downsampling_ratio)
+        return self.oobleck_side(c, f"{where}.config", side, io_key, downsampling_ratio)
+
+    def oobleck_side(
+        self, c: dict, where: str, side: str, io_key: str, downsampling_ratio: int
+    ) -> OobleckConfig:
+        if c.get("use_snake", False) is not True or c.get("final_tanh", False):
+            raise self.fail(where, "needs use_snake on, no final_tanh")
+        nearest_upsample = self.get(c, "use_nearest_upsample", bool, False)
+        if nearest_upsample and side == "encoder":
+            raise self.fail(f"{where}.use_nearest_upsample", "is a decoder option")
+        c_mults = tuple(self.get(c, "c_mults", list))
+        strides = tuple(self.get(c, "strides", list))
+        if len(c_mults) != len(strides):
+            raise self.fail(where, "c_mults and strides differ in length")
+        # The engine sizes latents by downsampling_ratio; the strides are what the VAE really does.
+        if math.prod(strides) != downsampling_ratio:
+            raise self.fail(
+                "model.pretransform.config.downsampling_ratio",
+                f"is {downsampling_ratio} but the {side} strides {list(strides)} multiply to "
+                f"{math.prod(strides)}; they must agree",
+            )
+        return OobleckConfig(
+            audio_channels=self.get(c, io_key, int),
+            channels=self.get(c, "channels", int),
+            c_mults=c_mults,
+            strides=strides,
+            latent_dim=self.get(c, "latent_dim", int),
+            nearest_upsample=nearest_upsample,
+        )
+
+    def stft_side(self, c: dict, where: str, io_key: str, downsampling_ratio: int) -> StftConfig:
+        hop = self.positive(c, where, "hop_length", int)
+        if hop != downsampling_ratio:
+            raise self.fail(
+                f"{where}.hop_length",
+                f"is {hop} but downsampling_ratio is {downsampling_ratio}; one latent frame is one "
+                "STFT hop, so they must agree",
+            )
+        n_fft = self.positive(c, where, "n_fft", int)
+        if n_fft < 2 * hop or n_fft % hop or (n_fft - hop) % 2:
+            raise self.fail(
+                f"{where}.n_fft",
+                f"is {n_fft}; it must be a whole multiple of hop_length ({hop}), at least twice it so "
+                "frames overlap, and differ from it by an even number (4 × hop_length is usual)",
+            )
+        kernel_size = self.positive(c, where, "kernel_size", int, 7)
+        if kernel_size % 2 == 0:
+            raise self.fail(f"{where}.kernel_size", f"is {kernel_size}; it must be odd")
+        return StftConfig(
+            audio_channels=self.positive(c, where, io_key, int),
+            n_fft=n_fft,
+            hop_length=hop,
+            width=self.positive(c, where, "width", int),
+            depth=self.positive(c, where, "depth", int),
+            latent_dim=self.positive(c, where, "latent_dim", int),
+            kernel_size=kernel_size,
         )
 
     def dit(self, cfg: dict) -> DiTConfig:

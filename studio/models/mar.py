@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from studio import sampling
+from studio.models.autoencoder import Autoencoder
 from studio.models.config import ModelConfig
 from studio.models.dit import DiTBlock, fourier_time_features, mlp, rotary_angles, rotary_inv_freq
 from studio.models.model import ConditionedModel, Conditioning
-from studio.models.oobleck import OobleckVAE
 
 
 class MarBackbone(nn.Module):
@@ -183,7 +183,7 @@ class MarModel(ConditionedModel):
             self.head: EnergyHead | FlowHead = EnergyHead(m.io_channels, m.embed_dim, h.width, h.depth)
         else:
             self.head = FlowHead(m.io_channels, m.embed_dim, h.width, h.depth, h.steps)
-        self.vae = OobleckVAE(config.autoencoder)
+        self.vae = Autoencoder(config.autoencoder)
 
     def hidden(self, tokens: torch.Tensor, mask: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """The backbone's outputs [B, T, E] for latent tokens [B, T, C] with `mask` [B, T] hidden."""

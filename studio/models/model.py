@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from studio.models.autoencoder import Autoencoder
 from studio.models.conditioners import NumberConditioner, PromptEncoder, build_conditioner
 from studio.models.config import ModelConfig
 from studio.models.dit import DiT
-from studio.models.oobleck import OobleckVAE
 
 
 @dataclass
@@ -108,7 +108,7 @@ class AudioModel(ConditionedModel):
             qk_norm=d.qk_norm,
             patch_size=d.patch_size,
         )
-        self.vae = OobleckVAE(config.autoencoder)
+        self.vae = Autoencoder(config.autoencoder)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         dtype = self.dit.proj_in.weight.dtype

@@ -1,4 +1,5 @@
-"""Oobleck variational autoencoder: stereo audio <-> latent frames (one per `prod(strides)` samples).
+"""Oobleck encoder and decoder: stereo audio <-> latent frames (one per `prod(strides)` samples),
+the convolution stacks of the stable-audio checkpoints.
 
 Convolutions are weight-normalised (gain `weight_g`, direction `weight_v`) and activations are
 SnakeBeta with log-scale parameters, as in the stable-audio checkpoints.
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.models.config import AutoencoderConfig, OobleckConfig
+from studio.models.config import OobleckConfig
 
 
 def snake_beta(x: torch.Tensor, log_alpha: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
@@ -158,24 +159,28 @@ class DecoderBlock(nn.Module):
         return x
 
 
-def context_samples(encoder: OobleckConfig, decoder: OobleckConfig) -> int:
-    """The wider of the two receptive fields, in audio samples: the stretch of audio one latent frame
-    is encoded from, or the stretch of latent frames (times the hop) one output sample is decoded
-    from. A training chunk shorter than this never shows the VAE a latent with its whole context,
-    which is what every latent of a long clip has at generation time."""
-    unit = 6 * sum(RESIDUAL_DILATIONS)  # a block's dilated kernel-7 convolutions; the 1x1s add nothing
+_RESIDUAL_REACH = 6 * sum(RESIDUAL_DILATIONS)  # a block's dilated kernel-7 convolutions; 1x1s add nothing
+
+
+def encoder_reach(encoder: OobleckConfig) -> int:
+    """The stretch of audio, in samples, that one latent frame is encoded from."""
     hop = math.prod(encoder.strides)
     span, step = 6, 1  # the kernel-7 input convolution
     for stride in encoder.strides:
-        span += (unit + 2 * stride - 1) * step  # residual units, then the kernel-2s downsampling
+        span += (_RESIDUAL_REACH + 2 * stride - 1) * step  # residual units, then the kernel-2s downsampling
         step *= stride
-    encoded = span + 2 * hop  # the kernel-3 output convolution, at the latent rate
+    return span + 2 * hop  # the kernel-3 output convolution, at the latent rate
+
+
+def decoder_reach(decoder: OobleckConfig) -> int:
+    """The stretch of latent frames, in audio samples, that one output sample is decoded from."""
+    hop = math.prod(decoder.strides)
     span, step = 6 * hop, hop  # the kernel-7 input convolution, at the latent rate
     for stride in reversed(decoder.strides):
         span += step  # the kernel-2s transposed convolution reaches one input frame either way
         step //= stride
-        span += unit * step
-    return max(encoded, span + 6)
+        span += _RESIDUAL_REACH * step
+    return span + 6
 
 
 def _widths(config: OobleckConfig) -> list[int]:
@@ -217,40 +222,3 @@ class OobleckDecoder(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.out_conv(self.out_act(x))
-
-
-def vae_sample(
-    encoder_out: torch.Tensor, noise: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split encoder output into (mean, stdev) and draw a latent; noise None returns the mean."""
-    mean, scale = encoder_out.chunk(2, dim=1)
-    stdev = F.softplus(scale) + 1e-4
-    latents = mean if noise is None else mean + noise * stdev
-    return latents, mean, stdev
-
-
-class OobleckVAE(nn.Module):
-    def __init__(self, config: AutoencoderConfig):
-        super().__init__()
-        self.encoder = OobleckEncoder(config.encoder)
-        self.decoder = OobleckDecoder(config.decoder)
-        self.latent_dim = config.latent_dim
-        self.hop = config.downsampling_ratio
-        self.scale = config.scale
-
-    def encode(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Audio [B, channels, samples] -> latents [B, latent_dim, samples / hop].
-
-        With a generator the latent is drawn from the posterior, as the reference does (but
-        reproducibly); without one it is the posterior mean.
-        """
-        encoded = self.encoder(audio)
-        noise = None
-        if generator is not None:
-            shape = (encoded.shape[0], self.latent_dim, encoded.shape[2])
-            noise = torch.randn(shape, generator=generator, device=generator.device).to(encoded)
-        latents, _, _ = vae_sample(encoded, noise)
-        return latents / self.scale
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latents * self.scale)

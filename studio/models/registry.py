@@ -17,6 +17,14 @@ from studio.models.config import MODEL_TYPES
 
 DEFAULT_MODEL = "studio-mini"
 HUB_MODELS = {"stable-audio-open-small": "stabilityai/stable-audio-open-small"}
+RUN_EXPORT_DIR = "model"  # the model folder a training run writes inside its run folder
+
+
+def model_label(name: str) -> str:
+    """A short name for a model's reports: its name, or a model folder's own name (a training
+    run's export, RUN/model, and a recipe's model folder go by the folder they are in)."""
+    path = Path(name)
+    return path.parent.name if path.name == RUN_EXPORT_DIR and path.parent.name else path.name
 
 
 @dataclass(frozen=True)

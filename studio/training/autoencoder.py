@@ -23,8 +23,9 @@ from torch import nn
 
 from studio.data.manifest import read_manifest
 from studio.models import Model, ModelConfig, build_model, load_model
+from studio.models.autoencoder import Autoencoder, context_samples, vae_sample
 from studio.models.checkpoint import name_listing
-from studio.models.oobleck import OobleckVAE, context_samples, vae_sample
+from studio.models.spectral import StftDecoder, frame_spectra, standard_complex_noise
 from studio.training import losses
 from studio.training.data import AudioClips, split_clips
 from studio.training.discriminators import AudioDiscriminator
@@ -39,6 +40,7 @@ from studio.training.loop import (
     optimizer_step,
     step_generator,
     train_only,
+    unwrap,
 )
 
 
@@ -58,6 +60,10 @@ class AutoencoderTrainConfig(TrainConfig):
     kl_weight: float = 1e-4
     mel_weight: float = 0.0  # multi-scale log-mel L1 (DAC's reconstruction loss, which it weights 15)
     low_band_weight: float = 0.0  # log energies in 5 Hz bands below 40 Hz (losses.low_band_loss)
+    # STFT decoders: their phasors (losses.phasor_loss); others: phase, instantaneous frequency and
+    # group delay of the output (losses.phase_loss)
+    phase_weight: float = 0.0
+    tone_share: float = 0.0  # share of training examples that are synthetic notes (data.synthetic_tones)
     adversarial_weight: float = 0.1
     feature_weight: float = 5.0
     freeze_encoder: bool = False  # decoder-only fine-tuning: the latent space stays fixed
@@ -66,17 +72,21 @@ class AutoencoderTrainConfig(TrainConfig):
 class VaeRoundTrip(nn.Module):
     """Encode, draw from the posterior, decode: the module the VAE step trains (and DDP wraps)."""
 
-    def __init__(self, vae: OobleckVAE):
+    def __init__(self, vae: Autoencoder):
         super().__init__()
         self.vae = vae
 
     def forward(
-        self, audio: torch.Tensor, noise: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """audio [B, C, T], posterior noise [B, latent_dim, T / hop] (None: the mean) ->
-        (decoded audio, posterior mean, posterior stdev)."""
+        self, audio: torch.Tensor, noise: torch.Tensor | None, phase_noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """audio [B, C, T], posterior noise [B, latent_dim, T / hop] (None: the mean), an STFT
+        decoder's phase noise -> (decoded audio, posterior mean, posterior stdev, the STFT decoder's
+        phasors or None)."""
         latents, mean, stdev = vae_sample(self.vae.encoder(audio), noise)
-        return self.vae.decoder(latents), mean, stdev
+        if isinstance(self.vae.decoder, StftDecoder):
+            decoded, phasors = self.vae.decoder.decode(latents, phase_noise)
+            return decoded, mean, stdev, phasors
+        return self.vae.decoder(latents), mean, stdev, None
 
 
 def autoencoder_step(
@@ -89,9 +99,11 @@ def autoencoder_step(
     config: AutoencoderTrainConfig,
     adversarial: bool,
     sample_rate: int,
+    phase_noise: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """One discriminator update (when `adversarial`), then one VAE update; returns the losses."""
-    decoded, mean, stdev = net(audio, noise)
+    """One discriminator update (when `adversarial`), then one VAE update; returns the losses.
+    `phase_noise` is what an STFT decoder draws its unsure phases from (None: a fixed draw)."""
+    decoded, mean, stdev, phasors = net(audio, noise, phase_noise)
     decoded = decoded.float()
     reconstruction = losses.multi_resolution_stft_loss(decoded, audio, config.fft_sizes)
     loss = reconstruction
@@ -104,6 +116,16 @@ def autoencoder_step(
         mel = losses.multi_resolution_mel_loss(decoded, audio, sample_rate)
         loss = loss + config.mel_weight * mel
         values["mel"] = mel.item()
+    if config.phase_weight and phasors is not None:
+        decoder = unwrap(net).vae.decoder
+        target = frame_spectra(audio, decoder.n_fft, decoder.hop)[..., 1:]  # every bin but 0 Hz
+        phasor = losses.phasor_loss(phasors, target)
+        loss = loss + config.phase_weight * phasor
+        values["phasor"] = phasor.item()
+    elif config.phase_weight:
+        phase = losses.phase_loss(decoded, audio)
+        loss = loss + config.phase_weight * phase
+        values["phase"] = phase.item()
     if config.low_band_weight:
         low_band = losses.low_band_loss(decoded, audio, sample_rate)
         loss = loss + config.low_band_weight * low_band
@@ -173,7 +195,7 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
             f"samples from 1 to below the chunk ({chunk})",
             "e.g. --disc-periods 2,3,5,7,11",
         )
-    context = context_samples(model_config.autoencoder.encoder, model_config.autoencoder.decoder)
+    context = context_samples(model_config.autoencoder)
     if chunk < context and chunk < model_config.sample_size:
         run.say(
             f"warning: --chunk {chunk} is shorter than the VAE's context ({context} samples, "
@@ -182,11 +204,14 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
             f"use --chunk {-(-2 * context // hop) * hop} or more"
         )
     corpus = read_manifest(config.corpus)
+    if not 0 <= config.tone_share <= 1:
+        raise TrainingError(f"--tone-share is a share from 0 to 1, got {config.tone_share}")
     train = AudioClips(
         split_clips(corpus, "train", config.corpus),
         model_config.sample_rate,
         model_config.audio_channels,
         chunk,
+        config.tone_share,
     )
     valid = split_clips(corpus, "valid", config.corpus, required=False)
 
@@ -205,11 +230,15 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     ddp_net, ddp_disc = run.ddp(net), run.ddp(disc)
     latent_shape = (model_config.autoencoder.latent_dim, chunk // hop)
 
+    phase_shape = model.vae.phase_noise_shape(chunk // hop)
+
     def step_fn(step: int, batch: dict) -> dict[str, float]:
         audio = batch["audio"].to(run.device, non_blocking=True)
-        noise = torch.randn(
-            (audio.shape[0], *latent_shape), generator=step_generator(config.seed, run.dist.rank, step)
-        )
+        generator = step_generator(config.seed, run.dist.rank, step)
+        noise = torch.randn((audio.shape[0], *latent_shape), generator=generator)
+        phase_noise = None
+        if phase_shape is not None:
+            phase_noise = standard_complex_noise((audio.shape[0], *phase_shape), generator).to(run.device)
         with run.autocast():
             values = autoencoder_step(
                 ddp_net,
@@ -221,6 +250,7 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
                 config,
                 step >= config.disc_start,
                 model_config.sample_rate,
+                phase_noise,
             )
         ema.update(net, step)
         return values

@@ -140,6 +140,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         type=int,
         help=f"steps before the adversarial losses join (default: {defaults['disc_start']})",
     )
+    ae.add_argument(
+        "--fft-sizes",
+        type=whole_numbers,
+        help="FFT sizes of the multi-resolution STFT loss "
+        f"(default: {','.join(map(str, defaults['fft_sizes']))})",
+    )
     ae.add_argument("--kl-weight", type=float, help=f"(default: {defaults['kl_weight']})")
     ae.add_argument(
         "--mel-weight",
@@ -151,6 +157,21 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         type=float,
         help="weight of an L1 loss on log energies in 5 Hz bands below 40 Hz, where a decoder's "
         f"frame-to-frame steps end up (default: {defaults['low_band_weight']}, off)",
+    )
+    ae.add_argument(
+        "--phase-weight",
+        type=float,
+        help="weight of a loss on phase: for an STFT decoder, its phasors against the original's in "
+        "the same frames (it learns where it can be sure of a phase); otherwise the output's phase, "
+        "instantaneous frequency and group delay in 2048-point frames; both weighted by loudness "
+        f"(default: {defaults['phase_weight']}, off)",
+    )
+    ae.add_argument(
+        "--tone-share",
+        type=float,
+        help="share of training examples that are synthetic notes (sines and harmonic tones at "
+        "pitches drawn from 30 Hz to 8 kHz) instead of corpus clips, so the autoencoder meets every "
+        f"pitch (default: {defaults['tone_share']}, none)",
     )
     ae.add_argument("--adversarial-weight", type=float, help=f"(default: {defaults['adversarial_weight']})")
     ae.add_argument("--feature-weight", type=float, help=f"(default: {defaults['feature_weight']})")

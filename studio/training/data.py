@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from studio.audio import fit_length, load_audio
 from studio.data.manifest import Clip, CorpusError
-from studio.models.oobleck import OobleckVAE, vae_sample
+from studio.models.autoencoder import Autoencoder, vae_sample
 
 
 def split_clips(clips: list[Clip], split: str, corpus: str | Path, required: bool = True) -> list[Clip]:
@@ -89,14 +89,59 @@ class StepSampler(Sampler[tuple[int, int]]):
             number, offset = number + 1, 0
 
 
+def synthetic_tones(rng: np.random.Generator, frames: int, rate: int, channels: int) -> np.ndarray:
+    """One to four held notes, [channels, frames] float32: each a pure sine or a harmonic series
+    (2–12 partials of random strengths below 16 kHz) at a pitch drawn log-uniformly from 30 Hz to
+    8 kHz and a level from −40 to −3 dBFS, with random phases, a vibrato or glide now and then, its
+    own place in the stereo field, fades at random, sometimes over a quiet noise floor.
+
+    An autoencoder that is to give back any pitch must have met pitches between the notes a
+    corpus's instruments happen to play, and plain tones, which recordings seldom hold.
+    """
+    t = np.arange(frames) / rate
+    audio = np.zeros((channels, frames))
+    for _ in range(int(rng.integers(1, 5))):
+        f0 = float(np.exp(rng.uniform(np.log(30), np.log(8000))))
+        bend = np.zeros(frames)
+        if rng.random() < 0.25:  # vibrato of up to 30 cents at 4–7 Hz
+            bend = rng.uniform(0, 30) * np.sin(2 * np.pi * rng.uniform(4, 7) * t + rng.uniform(0, 2 * np.pi))
+        elif rng.random() < 0.15:  # a glide of up to a fifth either way
+            bend = rng.uniform(-700, 700) * t / t[-1]
+        # the phase of a partial k is k times the fundamental's, integrated over its bending frequency
+        phase = 2 * np.pi * np.cumsum(f0 * 2 ** (bend / 1200)) / rate
+        partials = 1 if rng.random() < 0.4 else int(rng.integers(2, 13))
+        note = np.zeros(frames)
+        for k in range(1, partials + 1):
+            if k * f0 * 2 ** (np.abs(bend).max() / 1200) < min(16000, rate / 2 - 500):
+                note += rng.uniform(0.05, 1) / k * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+        level = 10 ** (rng.uniform(-40, -3) / 20) / max(1e-9, float(np.abs(note).max()))
+        envelope = np.ones(frames)
+        if rng.random() < 0.5:
+            attack, release = rng.uniform(0.002, 0.2, size=2) * rate
+            envelope = np.minimum(
+                1, np.minimum(np.arange(frames) / attack, np.arange(frames)[::-1] / release)
+            )
+        pan = rng.uniform(0.2, 0.8) if channels == 2 else 0.5
+        gains = np.array([np.sqrt(1 - pan), np.sqrt(pan)])[:channels] * (np.sqrt(2) if channels == 2 else 1)
+        audio += gains[:, None] * (level * envelope * note)[None]
+    if rng.random() < 0.3:
+        audio += 10 ** (rng.uniform(-80, -50) / 20) * rng.standard_normal(audio.shape)
+    return (audio / max(1.0, float(np.abs(audio).max()) / 0.99)).astype(np.float32)
+
+
 class AudioClips(Dataset):
     """Clips as `frames`-long audio: long clips cropped at random, short ones padded with silence.
 
-    An item is {"audio": [channels, frames], "seconds": how much of it is the clip, "caption"}.
+    An item is {"audio": [channels, frames], "seconds": how much of it is the clip, "caption"}. With
+    `tone_share`, that share of the items is `synthetic_tones` in place of the clip (autoencoder
+    training only: the caption is meaningless).
     """
 
-    def __init__(self, clips: list[Clip], sample_rate: int, channels: int, frames: int):
+    def __init__(
+        self, clips: list[Clip], sample_rate: int, channels: int, frames: int, tone_share: float = 0.0
+    ):
         self.clips, self.sample_rate, self.channels, self.frames = clips, sample_rate, channels, frames
+        self.tone_share = tone_share
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -104,6 +149,13 @@ class AudioClips(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         index, seed = key
         clip, rng = self.clips[index], np.random.default_rng(seed)
+        if self.tone_share and rng.random() < self.tone_share:
+            audio = synthetic_tones(rng, self.frames, self.sample_rate, self.channels)
+            return {
+                "audio": torch.from_numpy(audio),
+                "seconds": self.frames / self.sample_rate,
+                "caption": "tones",
+            }
         audio = load_audio(clip.file, self.sample_rate, self.channels)
         if audio.shape[1] > self.frames:
             start = int(rng.integers(0, audio.shape[1] - self.frames + 1))
@@ -116,7 +168,7 @@ class AudioClips(Dataset):
         }
 
 
-def vae_fingerprint(vae: OobleckVAE) -> str:
+def vae_fingerprint(vae: Autoencoder) -> str:
     """A short hash of the VAE's weights: cached latents are only valid for the VAE that made them."""
     digest = hashlib.sha256()
     for name, tensor in sorted(vae.state_dict().items()):
@@ -140,7 +192,7 @@ class LatentCache:
 
     @classmethod
     def for_vae(
-        cls, root: str | Path, vae: OobleckVAE, sample_rate: int, channels: int, min_frames: int
+        cls, root: str | Path, vae: Autoencoder, sample_rate: int, channels: int, min_frames: int
     ) -> LatentCache:
         name = f"{vae_fingerprint(vae)}-{sample_rate}hz-{min_frames}"
         return cls(Path(root) / name, sample_rate, channels, min_frames)
@@ -153,7 +205,7 @@ class LatentCache:
         return [c for c in clips if not self.path(c).is_file()]
 
     @torch.no_grad()
-    def encode(self, clip: Clip, vae: OobleckVAE, device: torch.device) -> None:
+    def encode(self, clip: Clip, vae: Autoencoder, device: torch.device) -> None:
         audio = load_audio(clip.file, self.sample_rate, self.channels)
         frames = audio.shape[1]
         padded = math.ceil(max(frames, self.min_frames) / vae.hop) * vae.hop

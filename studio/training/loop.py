@@ -36,11 +36,12 @@ from tqdm import tqdm
 
 from studio.errors import StudioError
 from studio.models import Model, ModelConfig, save_model
+from studio.models.registry import RUN_EXPORT_DIR
 from studio.training.data import AudioClips, LatentClips, StepSampler, balanced_epoch, fixed_keys
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
-EXPORT_DIR = "model"
+EXPORT_DIR = RUN_EXPORT_DIR
 
 
 class TrainingError(StudioError):

@@ -105,6 +105,57 @@ def multi_resolution_stft_loss(
     return torch.stack(terms).mean()
 
 
+def phase_loss(
+    pred: torch.Tensor, target: torch.Tensor, n_fft: int = 2048, hop: int = 512, compression: float = 1.0
+) -> torch.Tensor:
+    """Anti-wrapped phase errors at one STFT resolution, for [B, C, T] audio, weighted by the
+    target's magnitude^compression so that what is loud counts and silence and a window's leakage
+    do not: the mean of 1 − cos of the
+    error in each bin's phase, in its advance from one frame to the next (instantaneous frequency,
+    which is a partial's pitch) and in its difference to the next bin up (group delay, which is
+    where in the frame an onset falls). 0 when the phases agree, 2 at worst.
+
+    A magnitude loss is blind to all three: a decoder that predicts phase (an STFT decoder) learns
+    them only from how its overlapping frames add up, slowly, unless told directly (APNet's
+    instantaneous phase, group delay and phase-time difference losses).
+    """
+    window = torch.hann_window(n_fft, device=pred.device)
+
+    def unit_spectra(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spectra = torch.stft(x.flatten(0, 1).float(), n_fft, hop, window=window, return_complex=True)
+        magnitude = spectra.abs()
+        # The phase as a unit phasor; the floor (−100 dB) keeps its gradient finite in silence.
+        return spectra / (magnitude.square() + 1e-10).sqrt(), magnitude
+
+    p, _ = unit_spectra(pred)
+    t, magnitude = unit_spectra(target)
+    weight = magnitude.pow(compression)
+
+    def error(pp: torch.Tensor, tt: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (w * (1 - (pp * tt.conj()).real)).sum() / w.sum().clamp_min(1e-8)
+
+    frame_weight = (weight[..., 1:] * weight[..., :-1]).sqrt()
+    bin_weight = (weight[:, 1:] * weight[:, :-1]).sqrt()
+    terms = (
+        error(p, t, weight),
+        error(p[..., 1:] * p[..., :-1].conj(), t[..., 1:] * t[..., :-1].conj(), frame_weight),
+        error(p[:, 1:] * p[:, :-1].conj(), t[:, 1:] * t[:, :-1].conj(), bin_weight),
+    )
+    return torch.stack(terms).mean()
+
+
+def phasor_loss(phasors: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ |T| · |p − T / |T||² / Σ |T| between predicted phasors p and the original's complex
+    spectra T of the same frames (both [..., bins]): a regression onto the unit phasor of each bin,
+    weighted by how loud it is. Where the phase is pinned down p learns it at length 1; where it is
+    anyone's guess (a noise's bins) the best p is the mean of the possible phasors, about 0. So |p|
+    learns how sure the decoder can be, which is what an STFT decoder needs to know where to write
+    random phases (studio.models.spectral.StftDecoder)."""
+    weight = target.abs()
+    unit = target / weight.clamp_min(1e-8)
+    return (weight * (phasors - unit).abs().square()).sum() / weight.sum().clamp_min(1e-8)
+
+
 # Window sizes and band counts of DAC's multi-scale mel loss: the bands grow with the window, so
 # short windows are not split into bands narrower than their FFT bins.
 MEL_RESOLUTIONS = ((32, 5), (64, 10), (128, 20), (256, 40), (512, 80), (1024, 160), (2048, 320))

@@ -1,0 +1,244 @@
+"""Studio's STFT autoencoder: encoder and decoder that work at the latent frame rate.
+
+One latent frame is one STFT frame (hop = the autoencoder's downsampling ratio). The encoder reads
+each frame's complex spectrum; the decoder predicts each frame's log-magnitude and phase, and an
+inverse STFT (overlap-add of Hann-windowed frames) makes the waveform. Nothing upsamples at audio
+rate: a tone at any frequency is a partial whose phase advances from one frame to the next, so its
+pitch is as exact as that advance, not snapped to a grid of the frame rate's multiples. The trunk
+on both sides is a stack of ConvNeXt blocks over frames (the Vocos design, Siuzdak 2023).
+
+Framing: for T = K · hop samples there are exactly K frames; frame k is centred on the middle of
+hop block k, so the signal is padded by (n_fft − hop) / 2 on each side before analysis and the
+same amount is cut off after synthesis.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from studio.models.config import StftConfig
+
+# Power-law compression of the encoder's complex input: it keeps a quiet partial's phase visible
+# beside a loud one without taking a log of zero.
+COMPRESSION = 0.3
+INITIAL_LOG_MAGNITUDE = -5.0  # about −45 dB of white noise at full scale (frame_spectra's scale)
+MAX_LOG_MAGNITUDE = 4.6  # exp(4.6) ≈ 100: five times a full-scale sine's peak, the most a bin may be
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv over frames, LayerNorm, pointwise MLP, scaled residual; [B, T, C] in and out."""
+
+    def __init__(self, width: int, kernel_size: int, mlp_ratio: int = 3):
+        super().__init__()
+        self.mix = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2, groups=width)
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.up = nn.Linear(width, mlp_ratio * width)
+        self.down = nn.Linear(mlp_ratio * width, width)
+        # Small residual scales keep a deep stack near the identity at the start (ConvNeXt).
+        self.gain = nn.Parameter(torch.full((width,), 1.0 / 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mix(x.transpose(1, 2)).transpose(1, 2)
+        h = self.down(F.gelu(self.up(self.norm(h))))
+        return x + self.gain * h
+
+
+class FrameTrunk(nn.Module):
+    """Linear in, ConvNeXt blocks, LayerNorm, linear out: [B, T, in] -> [B, T, out]."""
+
+    def __init__(self, in_features: int, width: int, depth: int, kernel_size: int, out_features: int):
+        super().__init__()
+        self.proj_in = nn.Linear(in_features, width)
+        self.norm_in = nn.LayerNorm(width, eps=1e-6)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(width, kernel_size) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(width, eps=1e-6)
+        self.proj_out = nn.Linear(width, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm_in(self.proj_in(x))
+        for block in self.blocks:
+            x = block(x)
+        return self.proj_out(self.norm_out(x))
+
+
+def _window(n_fft: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.hann_window(n_fft, device=like.device, dtype=torch.float32)
+
+
+def frame_spectra(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """[B, C, K · hop] audio -> complex spectra [B, C, K, n_fft / 2 + 1], one frame per hop block.
+
+    Scaled by the window's norm, so white noise of deviation σ has bins of magnitude about σ and a
+    full-scale sine a peak of about 18: the decoder's log magnitudes live in a small range.
+    """
+    batch, channels, samples = audio.shape
+    side = (n_fft - hop) // 2
+    padded = F.pad(audio.float().reshape(batch * channels, samples), (side, side))
+    window = _window(n_fft, audio)
+    spectra = torch.stft(padded, n_fft, hop, window=window, center=False, return_complex=True)
+    return spectra.transpose(1, 2).reshape(batch, channels, -1, n_fft // 2 + 1) / window.norm()
+
+
+def _overlap(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """Overlap-add [N, K, r · hop] frames placed hop apart -> [N, (K + r − 1) · hop]: r shifted sums
+    of hop-long pieces, several times quicker on a CPU than F.fold's general gather."""
+    count, length = frames.shape[1], frames.shape[2]
+    pieces = frames.reshape(frames.shape[0], count, length // hop, hop)
+    out = frames.new_zeros(frames.shape[0], count + length // hop - 1, hop)
+    for j in range(length // hop):
+        out[:, j : j + count] += pieces[:, :, j]
+    return out.flatten(1)
+
+
+def overlap_add(spectra: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """The inverse of `frame_spectra`: [B, C, K, n_fft / 2 + 1] -> [B, C, K · hop] audio.
+
+    Inverse FFT of each frame, Hann synthesis window, overlap-add, divided by the summed squared
+    window (torch.istft's centre=False mode refuses the edge samples where few frames overlap). The
+    padding keeps every returned sample where at least two frames overlap: at 4x overlap the
+    envelope there is above 0.3, in the middle 1.5.
+    """
+    batch, channels, frames, _ = spectra.shape
+    window = _window(n_fft, spectra)
+    time_frames = torch.fft.irfft(spectra.reshape(batch * channels, frames, -1), n=n_fft, dim=-1)
+    audio = _overlap(time_frames * (window * window.norm()), hop)
+    envelope = _overlap(window.square().expand(1, frames, n_fft), hop)[0]
+    side = (n_fft - hop) // 2
+    audio = (audio / envelope.clamp_min(1e-8))[:, side : side + frames * hop]
+    return audio.reshape(batch, channels, -1)
+
+
+def spectral_features(spectra: torch.Tensor) -> torch.Tensor:
+    """Complex [B, C, K, F] -> real [B, K, C · F · 3]: per bin the spectrum with its magnitude
+    compressed to the power 0.3 and its phase kept, as real and imaginary parts, and that
+    compressed magnitude itself. Silence is 0 throughout (a log magnitude would be a large constant
+    in every quiet bin that drowns the rest). A partial is a pair of numbers that turns with its
+    phase, which a linear layer passes on as it is, beside its level, which a linear layer could
+    not get from the turning pair: without it the encoder has to learn, bin by bin, to measure
+    the length of a turning vector, and bins that are seldom loud in training never learn."""
+    magnitude = spectra.abs().clamp_min(1e-8)
+    compressed = spectra * magnitude.pow(COMPRESSION - 1)
+    features = torch.stack((compressed.real, compressed.imag, magnitude.pow(COMPRESSION)), dim=-1)
+    return features.transpose(1, 2).flatten(2)  # [B, K, C, F, 3] -> [B, K, C · F · 3]
+
+
+class StftEncoder(nn.Module):
+    """Audio [B, channels, K · hop] -> posterior parameters [B, latent_dim, K] (mean, then scale)."""
+
+    def __init__(self, config: StftConfig):
+        super().__init__()
+        self.n_fft, self.hop = config.n_fft, config.hop_length
+        bins = config.n_fft // 2 + 1
+        self.trunk = FrameTrunk(
+            config.audio_channels * bins * 3,
+            config.width,
+            config.depth,
+            config.kernel_size,
+            config.latent_dim,
+        )
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        features = spectral_features(frame_spectra(audio, self.n_fft, self.hop))
+        return self.trunk(features.to(self.trunk.proj_in.weight.dtype)).transpose(1, 2)
+
+
+class StftDecoder(nn.Module):
+    """Latents [B, latent_dim, K] -> audio [B, channels, K · hop].
+
+    Per frame, channel and bin the trunk predicts a log magnitude and a phasor p, a 2-D vector: its
+    angle is the phase and its length, up to 1, how sure the decoder is of that phase. Training
+    regresses p onto the original's unit phasor (losses.phasor_loss), so p becomes the mean of the
+    phases the latents leave plausible: length near 1 for a partial they pin down, near 0 in the
+    bins of a noise whose phases nothing in them says. The phase written is that of
+    p + √(1 − |p|²) · n, with n complex Gaussian noise: exact where the decoder is sure, random
+    where it is not. Written without the noise, a noise's bins would get the same few phases frame
+    after frame, and it would buzz on multiples of the frame rate.
+
+    A phasor rather than an angle: the encoder hands a partial over as a pair of numbers that turns
+    with its phase, which a linear layer passes on, where an angle would take a wrap-around that
+    the trunk learns slowly. The 0 Hz bin is left empty, so the decoder cannot write a constant
+    offset.
+    """
+
+    def __init__(self, config: StftConfig):
+        super().__init__()
+        self.n_fft, self.hop, self.channels = config.n_fft, config.hop_length, config.audio_channels
+        self.bins = config.n_fft // 2  # every bin but 0 Hz
+        self.trunk = FrameTrunk(
+            config.latent_dim, config.width, config.depth, config.kernel_size, self.channels * self.bins * 3
+        )
+        with torch.no_grad():
+            # Start quiet rather than at unit magnitudes, a roar of white noise at full scale.
+            self.trunk.proj_out.bias.view(self.channels, 3, self.bins)[:, 0] = INITIAL_LOG_MAGNITUDE
+
+    def phase_noise_shape(self, frames: int) -> tuple[int, int, int]:
+        """The shape of one take's phase noise: [channels, frames, bins] complex."""
+        return self.channels, frames, self.bins
+
+    def forward(self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(latents, phase_noise)[0]
+
+    def decode(
+        self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents [B, latent_dim, K] and complex phase noise [B, channels, K, bins] of unit mean
+        power -> (audio [B, channels, K · hop], phasors [B, channels, K, bins]). Without noise every
+        take gets the same fixed draw, so a decode depends on nothing but its latents."""
+        trunk = self.trunk
+        if phase_noise is None:
+            shape = self.phase_noise_shape(latents.shape[-1])
+            phase_noise = fixed_phase_noise(shape)[None].expand(latents.shape[0], *shape)
+        phase_noise = phase_noise.to(latents.device)
+        hidden = trunk.norm_in(trunk.proj_in(latents.transpose(1, 2).to(trunk.proj_in.weight.dtype)))
+        for block in trunk.blocks:
+            hidden = block(hidden)
+        # From here on each take is one pass over a few megabytes, which stays in cache when takes go
+        # one at a time: a whole batch at once is slower per take than a single one.
+        audio, phasors = [], []
+        for take, noise in zip(hidden, phase_noise, strict=True):
+            spectra, phasor = self.spectra(trunk.proj_out(trunk.norm_out(take[None])), noise[None])
+            audio.append(overlap_add(spectra, self.n_fft, self.hop))
+            phasors.append(phasor)
+        return torch.cat(audio).to(latents.dtype), torch.cat(phasors)
+
+    def spectra(self, out: torch.Tensor, phase_noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trunk's output [B, K, channels · 3 · bins] -> (spectra [B, channels, K, bins + 1]
+        with the 0 Hz bin empty, phasors [B, channels, K, bins])."""
+        batch, frames = out.shape[:2]
+        out = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
+        log_magnitude, real, imag = out.unbind(3)  # each [B, C, K, bins]
+        noise = torch.view_as_real(phase_noise)
+        # √(1 − |p|²), with a floor under the root so its gradient stays finite where |p| reaches 1
+        doubt = ((1 - real.square() - imag.square()).clamp_min(0) + 1e-4).sqrt() - 1e-2
+        # In real arithmetic: a decoder's time here is passes over memory, and complex ops take more.
+        written_real, written_imag = real + doubt * noise[..., 0], imag + doubt * noise[..., 1]
+        gain = (
+            log_magnitude.clamp_max(MAX_LOG_MAGNITUDE).exp()
+            * (written_real.square() + written_imag.square() + 1e-12).rsqrt()
+        )
+        spectra = out.new_zeros(batch, self.channels, frames, self.bins + 1, 2)  # 0 Hz stays empty
+        spectra[..., 1:, 0] = written_real * gain
+        spectra[..., 1:, 1] = written_imag * gain
+        return torch.view_as_complex(spectra), torch.complex(real, imag)
+
+
+@functools.lru_cache(maxsize=4)
+def fixed_phase_noise(shape: tuple[int, ...]) -> torch.Tensor:
+    """One draw of phase noise per shape, kept: a decode without noise of its own gets this one."""
+    return standard_complex_noise(shape, torch.Generator().manual_seed(0))
+
+
+def standard_complex_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Complex Gaussian noise of unit mean power, drawn on the CPU."""
+    return torch.view_as_complex(torch.randn((*shape, 2), generator=generator) * 0.5**0.5)
+
+
+def stft_reach(side: StftConfig) -> int:
+    """The stretch of audio, in samples, behind one latent frame (encoder) or one output sample
+    (decoder): each block's depthwise convolution reaches kernel_size // 2 frames either way, and
+    one frame spans n_fft samples."""
+    return 2 * side.depth * (side.kernel_size // 2) * side.hop_length + side.n_fft

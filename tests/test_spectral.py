@@ -1,0 +1,266 @@
+"""Studio's STFT autoencoder: framing, the config type, loading, training on tiny configs, and the
+measures `studio eval vae` reads it with (pitch, comb, DC, distances) on signals with known answers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny import make_model_folder, tiny_stft_config, write_config
+
+from studio.errors import ModelConfigError
+from studio.eval import sound
+from studio.models import AudioModel, ModelConfig, load_model
+from studio.models.autoencoder import context_samples
+from studio.models.config import StftConfig
+from studio.models.spectral import StftDecoder, frame_spectra, overlap_add
+from studio.training import losses
+from studio.training.autoencoder import AutoencoderTrainConfig, VaeRoundTrip, autoencoder_step
+from studio.training.discriminators import AudioDiscriminator
+
+RATE = 44100
+
+
+def sine(
+    freq: float, frames: int, channels: int = 2, amplitude: float = 0.5, phase: float = 0.3
+) -> np.ndarray:
+    t = np.arange(frames) / RATE
+    return np.repeat(amplitude * np.sin(2 * np.pi * freq * t + phase)[None], channels, axis=0).astype(
+        np.float32
+    )
+
+
+# -- framing -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(2048, 512), (1024, 512), (48, 16)])
+def test_frames_overlap_add_back_to_the_signal_to_its_edges(n_fft, hop):
+    audio = torch.randn(2, 3, 40 * hop, dtype=torch.float64).float()
+    spectra = frame_spectra(audio, n_fft, hop)
+    assert spectra.shape == (2, 3, 40, n_fft // 2 + 1)  # exactly one frame per hop block
+    torch.testing.assert_close(overlap_add(spectra, n_fft, hop), audio, rtol=0, atol=1e-5)
+
+
+def test_a_frame_is_centred_on_its_hop_block():
+    hop, n_fft = 512, 2048
+    audio = torch.zeros(1, 1, 8 * hop)
+    audio[..., 5 * hop + hop // 2] = 1.0  # an impulse in the middle of block 5
+    energy = frame_spectra(audio, n_fft, hop).abs().square().sum(-1)[0, 0]
+    assert int(energy.argmax()) == 5
+    assert torch.allclose(energy[4], energy[6])
+
+
+# -- the config type and the loader --------------------------------------------------------------
+
+
+def test_the_stft_type_loads_through_the_same_loader_and_keeps_its_names(tmp_path):
+    folder = make_model_folder(tmp_path / "model", tiny_stft_config())
+    model = load_model(folder)
+    auto = model.config.autoencoder
+    assert isinstance(auto.encoder, StftConfig) and isinstance(auto.decoder, StftConfig)
+    assert auto.decoder.n_fft == 2048 and auto.decoder.hop_length == auto.downsampling_ratio == 512
+    from safetensors import safe_open
+
+    keys = set(safe_open(str(folder / "model.safetensors"), "pt").keys())
+    assert "pretransform.model.decoder.trunk.proj_out.weight" in keys
+    assert "pretransform.model.encoder.trunk.blocks.0.mix.weight" in keys
+    audio = torch.from_numpy(sine(440, 16 * 512))[None]
+    with torch.no_grad():
+        latents = model.vae.encode(audio)
+        assert latents.shape == (1, 8, 16)
+        assert model.vae.decode(latents).shape == audio.shape
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model.pretransform.config.decoder.config.hop_length": 256}, "hop_length.*must agree"),
+        ({"model.pretransform.config.encoder.config.n_fft": 512}, "n_fft.*at least twice"),
+        ({"model.pretransform.config.encoder.config.n_fft": 2000}, "n_fft.*whole multiple"),
+        ({"model.pretransform.config.decoder.config.kernel_size": 4}, "kernel_size.*odd"),
+        ({"model.pretransform.config.decoder.config.width": 0}, "width.*more than 0"),
+        ({"model.pretransform.config.decoder.type": "vocos"}, "supported: oobleck, stft"),
+    ],
+)
+def test_a_bad_stft_section_is_refused_with_the_field_named(tmp_path, change, message):
+    folder = make_model_folder(tmp_path / "model", tiny_stft_config())
+    write_config(folder, tiny_stft_config(**change))
+    with pytest.raises(ModelConfigError, match=message) as info:
+        load_model(folder)
+    assert "model_config.json" in str(info.value)
+
+
+def test_the_decoder_has_no_way_to_write_a_constant_offset():
+    torch.manual_seed(0)
+    decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config()).autoencoder.decoder)
+    with torch.no_grad():
+        out = decoder.trunk(torch.randn(2, 64, 8)) + 6.0  # loud in every bin it can write
+        spectra, _ = decoder.spectra(out, torch.zeros(2, 2, 64, 1024, dtype=torch.complex64))
+    assert spectra.shape == (2, 2, 64, 1025)
+    assert spectra[..., 1:].abs().min() > 0 and spectra[..., 0].abs().max() == 0
+
+
+def test_the_decoder_writes_sure_phases_as_they_are_and_unsure_ones_from_the_noise():
+    torch.manual_seed(0)
+    decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config()).autoencoder.decoder)
+    phasors = decoder.trunk.proj_out.bias.view(2, 3, 1024)[:, 1:]
+    noises = [
+        torch.randn(1, 2, 16, 1024, dtype=torch.complex64, generator=torch.Generator().manual_seed(s))
+        for s in (1, 2)
+    ]
+    latents = torch.randn(1, 8, 16)
+    with torch.no_grad():
+        decoder.trunk.proj_out.weight.view(2, 3, 1024, -1)[:, 1:] = 0  # the phasors are their biases
+        phasors.copy_(torch.tensor([0.6, 0.8])[None, :, None])  # length 1: sure
+        sure = [decoder(latents, noise) for noise in noises]
+        phasors.zero_()  # length 0: anyone's guess
+        unsure = [decoder(latents, noise) for noise in noises]
+    torch.testing.assert_close(sure[0], sure[1])
+    assert (unsure[0] - unsure[1]).abs().mean() > 0.5 * unsure[0].abs().mean()
+    torch.testing.assert_close(decoder(latents), decoder(latents))  # no noise given: a fixed draw
+
+
+def test_stft_context_matches_the_measured_receptive_fields():
+    config = ModelConfig.from_dict(tiny_stft_config())
+    vae, hop = AudioModel(config).vae, config.autoencoder.downsampling_ratio
+    context = context_samples(config.autoencoder)
+    audio = torch.zeros(1, 2, hop * 64, requires_grad=True)
+    vae.encoder(audio)[0, :, 32].sum().backward()
+    reached = audio.grad[0].abs().sum(0).nonzero()
+    encoder_span = int(reached.max() - reached.min()) + 1
+    latents = torch.zeros(1, config.autoencoder.latent_dim, 64, requires_grad=True)
+    vae.decoder(latents)[0, :, 32 * hop].sum().backward()
+    reached = latents.grad[0].abs().sum(0).nonzero()
+    decoder_span = (int(reached.max() - reached.min()) + 1) * hop
+    assert max(encoder_span, decoder_span) - hop <= context <= max(encoder_span, decoder_span) + 2 * hop
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+def train_steps(
+    model: AudioModel, audio: torch.Tensor, steps: int, lr: float = 2e-3, **options
+) -> list[dict[str, float]]:
+    net = VaeRoundTrip(model.vae)
+    disc = AudioDiscriminator(2, filters=4, n_ffts=(256, 128))
+    config = AutoencoderTrainConfig(
+        corpus=Path("."), out=Path("."), fft_sizes=(2048, 512, 128), lr=lr, **options
+    )
+    opt_vae = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.8, 0.99))
+    opt_disc = torch.optim.Adam(disc.parameters(), lr=1e-3, betas=(0.8, 0.99))
+    frames = (
+        model.config.autoencoder.latent_dim,
+        audio.shape[-1] // model.config.autoencoder.downsampling_ratio,
+    )
+    generator = torch.Generator().manual_seed(0)
+    return [
+        autoencoder_step(
+            net, disc, opt_vae, opt_disc, audio, torch.randn(len(audio), *frames, generator=generator),
+            config, False, RATE,
+        )
+        for _ in range(steps)
+    ]  # fmt: skip
+
+
+def test_stft_autoencoder_losses_fall_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = AudioModel(ModelConfig.from_dict(tiny_stft_config()))
+    audio = torch.stack([torch.from_numpy(sine(f, 32 * 512)) for f in (220, 1320)])
+    history = train_steps(model, audio, 30, mel_weight=1.0, phase_weight=1.0, low_band_weight=0.1)
+    assert all(math.isfinite(v) for step in history for v in step.values())
+    assert {"stft", "mel", "phasor", "low_band", "kl"} <= set(history[0])
+    for name in ("stft", "mel", "phasor"):
+        assert history[-1][name] < 0.9 * history[0][name], name
+
+
+def test_a_briefly_trained_tiny_stft_autoencoder_brings_a_sine_closer():
+    torch.manual_seed(0)
+    model = AudioModel(ModelConfig.from_dict(tiny_stft_config()))
+    tone = sine(330, 32 * 512)
+    audio = torch.from_numpy(tone)[None]
+
+    def error() -> tuple[float, float]:
+        with torch.no_grad():
+            copy = model.vae.decode(model.vae.encode(audio))[0].numpy()
+        spectral = losses.multi_resolution_stft_loss(torch.from_numpy(copy)[None], audio).item()
+        return spectral, abs(sound.cents(sound.dominant_frequency(copy, RATE), 330))
+
+    before = error()
+    train_steps(model, audio, 200, lr=4e-3, mel_weight=1.0, phase_weight=1.0)
+    after = error()
+    assert after[0] < 0.5 * before[0]
+    assert after[1] < 10 < before[1]  # it comes back at its own pitch
+
+
+def test_phase_loss_is_zero_for_equal_audio_and_counts_only_what_is_heard():
+    rng = np.random.default_rng(0)
+    audio = torch.from_numpy(rng.standard_normal((1, 2, 8192)).astype(np.float32))
+    assert losses.phase_loss(audio, audio).item() < 1e-6
+    assert losses.phase_loss(audio, 3 * audio).item() < 1e-6  # level is the magnitude losses' business
+    flipped = losses.phase_loss(-audio, audio).item()  # every phase off by π, every difference right
+    assert flipped == pytest.approx(2 / 3, abs=1e-3)
+    # a shifted tone: each frame's phase is wrong but its advance is right, so pitch costs nothing
+    tone, later = (torch.from_numpy(sine(440, RATE, phase=p))[None] for p in (0.0, 1.0))
+    assert losses.phase_loss(later, tone).item() == pytest.approx((1 - math.cos(1.0)) / 3, abs=0.02)
+    # a tone a semitone off: its frame-to-frame advance is wrong too
+    sharp = torch.from_numpy(sine(440 * 2 ** (1 / 12), RATE, phase=0.0))[None]
+    assert losses.phase_loss(sharp, tone).item() > 0.2
+
+
+# -- measures with known answers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freq", [40.0, 97.3, 440.0, 1234.5, 4000.0])
+def test_a_clean_sine_is_read_to_its_own_pitch_and_has_no_comb(freq):
+    tone = sine(freq, 2 * RATE)
+    assert abs(sound.cents(sound.dominant_frequency(tone, RATE), freq)) < 0.05
+    assert sound.comb_score([tone], RATE, RATE / 1024) == 0
+
+
+def test_a_planted_frame_rate_comb_scores_high_and_noise_scores_chance():
+    rng = np.random.default_rng(1)
+    t = np.arange(2 * RATE) / RATE
+    noises = [0.1 * rng.standard_normal((2, len(t))) for _ in range(8)]
+    comb = sum(0.02 * np.sin(2 * np.pi * k * RATE / 1024 * t + k) for k in range(2, 110))
+    assert sound.comb_score([n + comb for n in noises], RATE, RATE / 1024) > 0.9
+    assert sound.comb_score(noises, RATE, RATE / 1024) < 0.2
+    # the multiples of rate / 512 are on the same grid
+    hum = sum(0.02 * np.sin(2 * np.pi * k * RATE / 512 * t) for k in range(1, 50))
+    assert sound.comb_score([noises[0] + hum], RATE, RATE / 1024) > 0.9
+
+
+def test_a_note_moved_by_a_few_cents_is_measured_by_its_partials():
+    t = np.arange(int(1.5 * RATE)) / RATE
+
+    def note(f0: float) -> np.ndarray:
+        # a weak fundamental under strong upper partials, as a low bass note has
+        partials = sum(
+            a * np.sin(2 * np.pi * k * f0 * t) for k, a in ((1, 0.05), (2, 0.4), (3, 0.3), (4, 0.1))
+        )
+        return np.repeat(partials[None], 2, axis=0)
+
+    f0 = 41.2
+    for shift in (0.0, 7.0, -25.0):
+        moved = note(f0 * 2 ** (shift / 1200))
+        assert sound.note_pitch_error_cents(note(f0), moved, RATE, f0) == pytest.approx(shift, abs=0.5)
+    # partials snapped to the nearest multiple of rate / 1024, as a ringing decoder puts them
+    grid = RATE / 1024
+    snapped = sum(
+        a * np.sin(2 * np.pi * round(k * f0 / grid) * grid * t) for k, a in ((1, 0.05), (2, 0.4), (3, 0.3))
+    )
+    expected = sound.cents(round(2 * f0 / grid) * grid, 2 * f0)  # the loudest partial, the 2nd
+    measured = sound.note_pitch_error_cents(note(f0), np.repeat(snapped[None], 2, axis=0), RATE, f0)
+    assert measured == pytest.approx(expected, abs=0.5) and abs(measured) > 10
+
+
+def test_dc_si_sdr_and_distances_have_their_known_values():
+    rng = np.random.default_rng(2)
+    audio = 0.1 * rng.standard_normal((2, RATE))
+    assert sound.dc_offset_dbfs(audio + 0.01) == pytest.approx(-40, abs=0.5)
+    assert sound.dc_offset_dbfs(np.zeros((2, 100))) == -math.inf
+    assert sound.si_sdr_db(audio, 0.5 * audio) > 100  # gain does not count
+    noisy = audio + 0.1 * rng.standard_normal(audio.shape)
+    assert sound.si_sdr_db(audio, noisy) == pytest.approx(0, abs=0.3)
