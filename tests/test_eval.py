@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy.linalg import sqrtm
+from tiny import make_model_folder, tiny_stft_config
 
 from studio.audio import mel_filterbank
 from studio.data import CorpusError, read_manifest
 from studio.errors import StudioError
-from studio.eval import metrics, run
+from studio.eval import metrics, sound
 from studio.eval.clap import ClapModel, ClapModelError
 from studio.eval.cli import add_clap_train_command, add_eval_commands
 from studio.eval.corpus import held_out_by_category
@@ -328,6 +329,23 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     assert set(low_band["per_category"]) == set(CATEGORIES)
     assert all(math.isfinite(measure["median"]) for measure in (partials, flatness, low_band))
     assert vae["latent_frame_rate_hz"] > 0
+    assert vae["autoencoder"] == "oobleck"
+    assert vae["tone_pitch"]["count"] == len(vae["tone_pitch"]["cents"]) == 21
+    assert 0 <= vae["comb_score"]["round_trips"] <= 1 and 0 <= vae["comb_score"]["originals"] <= 1
+    assert set(vae["decode"]["batches"]) == {"1", "8"}
+    assert all(math.isfinite(vae[m]["median"]) for m in ("stft_distance", "mel_distance", "si_sdr_db"))
+    assert "| comb score" in (folder / "vae.md").read_text()
+
+
+def test_eval_vae_scores_an_stft_autoencoder_and_names_a_run_by_its_folder(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = make_model_folder(tmp_path / "stft-run" / "model", tiny_stft_config())
+    out = tmp_path / "reports"
+    assert studio("eval", "vae", "--model", model, "--corpus", corpus, "--quick", "--out", out) == 0
+    vae = json.loads((out / "stft-run" / "vae.json").read_text())
+    assert vae["autoencoder"] == "stft" and vae["latent_frame_rate_hz"] == pytest.approx(44100 / 512)
+    assert vae["dc_offset_dbfs"]["round_trips"]["max"] < 0
+    assert (out / "stft-run" / "vae.md").is_file()
 
 
 def test_frame_rate_partials_measure_a_decoder_hum_not_level_or_noise():
@@ -335,10 +353,10 @@ def test_frame_rate_partials_measure_a_decoder_hum_not_level_or_noise():
     noise = np.random.default_rng(0).standard_normal((2, rate * 2)) * 0.1
     t = np.arange(rate * 2) / rate
     hum = sum(0.05 * np.sin(2 * np.pi * k * rate / hop * t) for k in (8, 11, 14, 21))
-    assert run.frame_rate_partials_db(noise, noise + hum, rate, hop) > 10
-    assert abs(run.frame_rate_partials_db(noise, 0.3 * noise, rate, hop)) < 0.01
+    assert sound.frame_rate_partials_db(noise, noise + hum, rate, hop) > 10
+    assert abs(sound.frame_rate_partials_db(noise, 0.3 * noise, rate, hop)) < 0.01
     tone = np.sin(2 * np.pi * 440 * t)[None]  # a note between the multiples is not a hum
-    assert run.frame_rate_partials_db(noise, noise + 0.05 * tone, rate, hop) < 1
+    assert sound.frame_rate_partials_db(noise, noise + 0.05 * tone, rate, hop) < 1
 
 
 def test_low_band_excess_measures_added_rumble_not_level():
@@ -346,10 +364,10 @@ def test_low_band_excess_measures_added_rumble_not_level():
     t = np.arange(rate * 2) / rate
     snare = np.random.default_rng(0).standard_normal((2, t.size)) * np.exp(-t * 8)
     steps = np.repeat(np.random.default_rng(1).standard_normal(t.size // 2048 + 1), 2048)[: t.size]
-    assert run.low_band_excess_db(snare, snare + 0.05 * steps, rate) > 10  # frame-rate steps
-    assert run.low_band_excess_db(snare, snare + 0.05, rate) > 10  # a DC offset
-    assert abs(run.low_band_excess_db(snare, 0.2 * snare, rate)) < 0.01
-    assert run.low_band_excess_db(snare, snare, rate) == 0
+    assert sound.low_band_excess_db(snare, snare + 0.05 * steps, rate) > 10  # frame-rate steps
+    assert sound.low_band_excess_db(snare, snare + 0.05, rate) > 10  # a DC offset
+    assert abs(sound.low_band_excess_db(snare, 0.2 * snare, rate)) < 0.01
+    assert sound.low_band_excess_db(snare, snare, rate) == 0
 
 
 def test_spectral_flatness_measures_tone_turned_to_noise_not_level():
@@ -363,11 +381,11 @@ def test_spectral_flatness_measures_tone_turned_to_noise_not_level():
     envelope = np.stack([np.convolve(m, np.ones(width) / width, "same") for m in magnitude])
     noise = np.fft.rfft(rng.standard_normal(note.shape), axis=1)
     smeared = np.fft.irfft(envelope * noise / np.abs(noise), n=note.shape[1], axis=1)
-    assert run.spectral_flatness_db(note, smeared, rate) > 5
+    assert sound.spectral_flatness_db(note, smeared, rate) > 5
     hiss, other_hiss = rng.standard_normal((2, *note.shape))
-    assert abs(run.spectral_flatness_db(hiss, other_hiss, rate)) < 0.2  # noise for noise: no change
-    assert abs(run.spectral_flatness_db(note, 0.1 * note, rate)) < 0.01
-    assert run.spectral_flatness_db(note, note, rate) == 0
+    assert abs(sound.spectral_flatness_db(hiss, other_hiss, rate)) < 0.2  # noise for noise: no change
+    assert abs(sound.spectral_flatness_db(note, 0.1 * note, rate)) < 0.01
+    assert sound.spectral_flatness_db(note, note, rate) == 0
 
 
 def test_eval_errors_say_how_to_fix(corpus, tmp_path, tiny_model_dir):

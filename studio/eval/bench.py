@@ -31,7 +31,7 @@ from studio.engine import pick_device, pick_dtype
 from studio.errors import ModelNotFoundError, StudioError
 from studio.models import AudioModel, MarModel, ModelConfig, load_model
 from studio.models.conditioners import PromptEncoder
-from studio.models.registry import resolve_model
+from studio.models.registry import model_label, resolve_model
 
 SAO_SMALL = "sao-small"
 PROMPT = "punchy 808 kick drum with a long tail"
@@ -181,7 +181,7 @@ def build_model(config: BenchConfig, device: torch.device, dtype: torch.dtype) -
                 "`studio eval` measures a MAR model's latency per decoding setting (its sampler sweep)",
             )
         model = model.to(device, dtype)
-        info = {"name": Path(entry.name).name, "weights": str(entry.path)}
+        info = {"name": model_label(entry.name), "weights": str(entry.path)}
     info["text_encoder"] = _text_encoder(model, device, dtype)
     info["parameters"] = {
         "dit": sum(p.numel() for p in model.dit.parameters()),

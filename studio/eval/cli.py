@@ -77,13 +77,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _vae(result: EvalResult) -> int:
     report = result.report
-    partials = report["frame_rate_partials_db"]["median"]
+    tones, dc, one = report["tone_pitch"], report["dc_offset_dbfs"], report["decode"]["batches"]["1"]
     print(
         f"VAE round trips: category accuracy {report['round_trip_leave_one_out']:.3f} "
-        f"(the real clips {report['held_out_leave_one_out']:.3f}); partials at multiples of the "
-        f"{report['latent_frame_rate_hz']:.1f} Hz frame rate {partials:+.1f} dB against the originals, "
-        f"spectral flatness {report['spectral_flatness_db']['median']:+.1f} dB, "
-        f"share below 40 Hz {report['low_band_excess_db']['median']:+.1f} dB (medians)"
+        f"(the real clips {report['held_out_leave_one_out']:.3f}); comb score "
+        f"{report['comb_score']['round_trips']:.3f} (the originals {report['comb_score']['originals']:.3f}); "
+        f"{tones['within_tolerance']} of {tones['count']} pure tones within {tones['tolerance_cents']:g} "
+        f"cents; worst DC {dc['round_trips']['max']:.1f} dBFS; share below 40 Hz "
+        f"{report['low_band_excess_db']['median']:+.1f} dB; SI-SDR {report['si_sdr_db']['median']:.1f} dB "
+        f"(medians); decode {one['median_s'] * 1000:.0f} ms a take"
     )
     for path in result.files:
         print(path)

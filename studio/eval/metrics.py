@@ -5,7 +5,9 @@ Definitions, with the reasons behind each choice, are in docs/eval.md.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.linalg import eigh
@@ -166,3 +168,17 @@ def leave_one_out_accuracy(
     categories of real clips, the ceiling a generated take can reach."""
     predicted = leave_one_out_predictions(embeddings, labels, queries)
     return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+
+
+def accuracy_summary(labels: list[str], predicted: list[str]) -> dict[str, Any]:
+    """Top-1 accuracy, chance, per-category accuracy and confusion counts (true -> assigned)."""
+    pairs = list(zip(labels, predicted, strict=True))
+    categories = list(dict.fromkeys(labels))
+    confusion = {c: dict(Counter(p for t, p in pairs if t == c)) for c in categories}
+    counts = Counter(labels)
+    return {
+        "top1": float(np.mean([t == p for t, p in pairs])),
+        "chance": 1 / len(categories),
+        "per_category": {c: confusion[c].get(c, 0) / counts[c] for c in categories},
+        "confusion": confusion,
+    }

@@ -11,7 +11,6 @@ import itertools
 import json
 import statistics
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.audio import fit_length, load_audio, read_audio
+from studio.audio import read_audio
 from studio.data.manifest import CORE_CATEGORIES, Clip, read_manifest
 from studio.engine import Engine, Request
 from studio.errors import StudioError
@@ -29,13 +28,15 @@ from studio.eval.clap import ClapModel, retrieval_report
 from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT, held_out_by_category
 from studio.eval.embeddings import AisfxEmbedder
 from studio.eval.metrics import (
+    accuracy_summary,
     ccds,
     frechet_distance,
     leave_one_out_accuracy,
-    leave_one_out_predictions,
     nearest_centroid,
     needs_shrinkage,
 )
+from studio.eval.vae import autoencoder_kind, autoencoder_round_trips, vae_markdown, vae_report
+from studio.models.registry import model_label
 
 Say = Callable[[str], None]
 DIVERSITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -130,11 +131,6 @@ def _user_cache() -> Path:
     return user_cache_path("studio") / "aisfx"
 
 
-def _model_label(engine: Engine) -> str:
-    """A folder name for the model: its name, or a model folder's own name."""
-    return Path(engine.model_name).name
-
-
 # -- held-out reference ----------------------------------------------------------------------------
 
 
@@ -155,25 +151,6 @@ class Reference:
         return self.aisfx[np.array(self.labels) == category]
 
 
-@torch.inference_mode()
-def autoencoder_round_trips(engine: Engine, clips: list[Clip]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each clip as the model reads it (its rate and channels, at most its length) and the same
-    audio through the model's VAE and back (posterior mean).
-
-    What the VAE keeps of a real clip bounds what any generator over its latents can sound like.
-    """
-    model, c = engine.model, engine.config
-    hop = c.autoencoder.downsampling_ratio
-    out = []
-    for clip in clips:
-        audio = load_audio(clip.file, c.sample_rate, c.audio_channels, max_seconds=c.max_seconds)
-        frames = audio.shape[1]
-        padded = torch.from_numpy(fit_length(audio, -(-frames // hop) * hop))[None]
-        decoded = model.vae.decode(model.vae.encode(padded.to(engine.device, engine.dtype)))
-        out.append((audio, decoded[0, :, :frames].float().cpu().numpy()))
-    return out
-
-
 def ceilings(engine: Engine, reference: Reference, embedder: AisfxEmbedder) -> dict:
     """Category accuracy of the real held-out clips and of their VAE round trips (leave-one-out)."""
     rate = engine.config.sample_rate
@@ -186,77 +163,6 @@ def ceilings(engine: Engine, reference: Reference, embedder: AisfxEmbedder) -> d
             reference.aisfx, reference.labels, round_trips
         ),
     }
-
-
-def _power_spectra(audio: np.ndarray, size: int, hop: int) -> np.ndarray:
-    """Power spectra [windows, size // 2 + 1] of the channel mix, Hann windows of `size`."""
-    mono = np.pad(np.asarray(audio, dtype=np.float64).mean(axis=0), (0, size))
-    windows = np.lib.stride_tricks.sliding_window_view(mono, size)[::hop]
-    return np.abs(np.fft.rfft(windows * np.hanning(size), axis=1)) ** 2 + 1e-12
-
-
-def frame_rate_partials_db(
-    original: np.ndarray, round_trip: np.ndarray, rate: int, hop: int, band: tuple[float, float] = (100, 1000)
-) -> float:
-    """How much more the round trip than the original (dB) stands out at the whole multiples of the
-    latent frame rate (rate / hop) inside `band`: the hum a decoder adds when it cannot make a
-    steady sound without repeating itself every latent frame.
-
-    Each signal's power at the multiples is taken relative to its power halfway between them, so
-    a level change or broadband content counts for nothing. Mean power spectrum (channels mixed)
-    over 8192-sample Hann windows with a hop of 2048.
-    """
-    size = 8192
-    frame_rate = rate / hop
-    multiples = np.arange(np.ceil(band[0] / frame_rate), np.floor(band[1] / frame_rate) + 1) * frame_rate
-    on = np.round(multiples * size / rate).astype(int)
-    between = np.round((multiples + frame_rate / 2) * size / rate).astype(int)
-
-    def contrast(audio: np.ndarray) -> float:
-        power = _power_spectra(audio, size, 2048).mean(axis=0)
-        return float(10 * np.log10(power[on].sum() / power[between].sum()))
-
-    return contrast(round_trip) - contrast(original)
-
-
-def spectral_flatness_db(
-    original: np.ndarray, round_trip: np.ndarray, rate: int, band: tuple[float, float] = (100, 5000)
-) -> float:
-    """How much flatter (more like noise) the round trip's spectrum is than the original's, in dB:
-    a decoder that smears a note's harmonic lines into noise with the same envelope reads well
-    above 0, one that keeps them reads about 0, and level counts for nothing.
-
-    Spectral flatness (geometric over arithmetic mean power inside `band`) of each 4096-sample
-    window within 30 dB of the signal's loudest, averaged; channels mixed.
-    """
-    size = 4096
-    freqs = np.fft.rfftfreq(size, 1 / rate)
-    inside = (freqs >= band[0]) & (freqs <= band[1])
-
-    def flatness(audio: np.ndarray) -> float:
-        power = _power_spectra(audio, size, 1024)[:, inside]
-        total = power.sum(axis=1)
-        loud = total >= total.max() * 1e-3
-        per_window = np.exp(np.log(power[loud]).mean(axis=1)) / power[loud].mean(axis=1)
-        return float(10 * np.log10(per_window.mean()))
-
-    return flatness(round_trip) - flatness(original)
-
-
-def low_band_excess_db(
-    original: np.ndarray, round_trip: np.ndarray, rate: int, cutoff: float = 40.0
-) -> float:
-    """How much larger the round trip's share of power below `cutoff` Hz is than the original's, in
-    dB: the rumble a decoder adds when its latent frames' changes leak into the output as steps
-    (level counts for nothing). Whole clip, channels mixed, Hann window; 0 Hz included.
-    """
-
-    def share(audio: np.ndarray) -> float:
-        power = _power_spectra(audio, audio.shape[-1], audio.shape[-1])[0]
-        low = np.fft.rfftfreq(audio.shape[-1], 1 / rate) < cutoff
-        return float(10 * np.log10(power[low].sum() / power.sum()))
-
-    return share(round_trip) - share(original)
 
 
 # -- generation ----------------------------------------------------------------------------------
@@ -328,20 +234,6 @@ def score_accuracy(embeddings: np.ndarray, labels: list[str], reference: Referen
     """Prompt-category accuracy: each take (aisfx embedding, prompt category) classified by its
     nearest held-out category centroid."""
     return accuracy_summary(labels, nearest_centroid(reference.aisfx, reference.labels, embeddings))
-
-
-def accuracy_summary(labels: list[str], predicted: list[str]) -> dict[str, Any]:
-    """Top-1 accuracy, chance, per-category accuracy and confusion counts (true -> assigned)."""
-    pairs = list(zip(labels, predicted, strict=True))
-    categories = list(dict.fromkeys(labels))
-    confusion = {c: dict(Counter(p for t, p in pairs if t == c)) for c in categories}
-    counts = Counter(labels)
-    return {
-        "top1": float(np.mean([t == p for t, p in pairs])),
-        "chance": 1 / len(categories),
-        "per_category": {c: confusion[c].get(c, 0) / counts[c] for c in categories},
-        "confusion": confusion,
-    }
 
 
 def score_setting(
@@ -451,7 +343,7 @@ def _header(
     config: EvalConfig, engine: Engine, generator: Generator, held_out: dict[str, list[Clip]]
 ) -> dict:
     return {
-        "model": _model_label(engine),
+        "model": model_label(engine.model_name),
         "model_path": str(engine.model_path),
         "device": str(engine.device),
         "dtype": str(engine.dtype).removeprefix("torch."),
@@ -576,58 +468,39 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
 
 
 def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
-    """Only the model's VAE: how its round trips of the held-out clips classify, how much
-    frame-rate hum and sub-40 Hz rumble it adds and how much of their tone it turns to noise;
-    writes vae.json.
-    Minutes, no generation: a check before a DiT is trained over a new VAE."""
+    """Only the model's VAE (vae.py): its round trips of the held-out clips and of synthetic
+    probes, scored for category, distance, pitch, tonal lines, DC and rumble, and its decode time;
+    writes vae.json and vae.md. Minutes, no generation: a check before a DiT is trained over it."""
     start = time.perf_counter()
     held_out = _held_out(config)
     embedder = AisfxEmbedder(cache_dir=config.cache_dir or _user_cache())
+    reference = Reference.build(held_out, embedder)
     with Engine(config.model, device=config.device) as engine:
-        reference = Reference.build(held_out, embedder)
-        say(f"{len(reference.clips)} held-out clips through the VAE and back")
-        pairs = autoencoder_round_trips(engine, reference.clips)
-        rate, hop = engine.config.sample_rate, engine.config.autoencoder.downsampling_ratio
-        name = _model_label(engine)
-        model_path = str(engine.model_path)
-    trips = embedder.embed([(trip, rate) for _, trip in pairs])
-    labels = reference.labels
-    accuracy = accuracy_summary(labels, leave_one_out_predictions(reference.aisfx, labels, trips))
-    partials = [frame_rate_partials_db(original, trip, rate, hop) for original, trip in pairs]
-    flatness = [spectral_flatness_db(original, trip, rate) for original, trip in pairs]
-    low_band = [low_band_excess_db(original, trip, rate) for original, trip in pairs]
-    by_category = {c: [i for i, t in enumerate(labels) if t == c] for c in dict.fromkeys(labels)}
+        name, model_path, kind = (
+            model_label(engine.model_name),
+            engine.model_path,
+            autoencoder_kind(engine.config),
+        )
+        measured = vae_report(engine, reference.clips, reference.aisfx, embedder.embed, say)
     report = {
         "model": name,
-        "model_path": model_path,
+        "model_path": str(model_path),
+        "autoencoder": kind,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "corpus": {
             "path": str(config.corpus),
             "split": HELD_OUT,
-            "clips_per_category": {c: len(rows) for c, rows in by_category.items()},
+            "clips_per_category": {c: len(clips) for c, clips in held_out.items()},
         },
-        "latent_frame_rate_hz": rate / hop,
-        "round_trip_leave_one_out": accuracy["top1"],
-        "held_out_leave_one_out": leave_one_out_accuracy(reference.aisfx, labels),
-        "per_category": accuracy["per_category"],
-        "confusion": accuracy["confusion"],
-        "frame_rate_partials_db": _median_by_category(partials, by_category),
-        "spectral_flatness_db": _median_by_category(flatness, by_category),
-        "low_band_excess_db": _median_by_category(low_band, by_category),
+        **measured,
         "elapsed_s": time.perf_counter() - start,
     }
     folder = config.out / name
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "vae.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    return EvalResult(folder, report, [path])
-
-
-def _median_by_category(values: list[float], by_category: dict[str, list[int]]) -> dict[str, Any]:
-    return {
-        "median": float(np.median(values)),
-        "per_category": {c: float(np.median([values[i] for i in rows])) for c, rows in by_category.items()},
-    }
+    files = [folder / "vae.json", folder / "vae.md"]
+    files[0].write_text(json.dumps(report, indent=2) + "\n")
+    files[1].write_text(vae_markdown(report))
+    return EvalResult(folder, report, files)
 
 
 # -- report files --------------------------------------------------------------------------------
