@@ -98,3 +98,18 @@ def test_a_decoder_from_another_encoder_is_refused(transport, tmp_path):
         transport.graft_decoder(tmp_path / "flow", tmp_path / "other", tmp_path / "grafted")
     assert "--freeze-encoder" in refused.value.hint
     assert not (tmp_path / "grafted").exists()
+
+
+def test_the_stft_recipe_packs_a_run_export_into_a_float16_autoencoder_folder(tmp_path):
+    spec = importlib.util.spec_from_file_location("stft_pack", REPO / "recipes/studio-mini-stft/pack.py")
+    pack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack)
+    config = json.loads((REPO / "recipes/studio-mini-stft/model_config.json").read_text())
+    config["model"]["diffusion"]["config"].update(embed_dim=128, depth=2, num_heads=4)  # a run's own DiT
+    run_export = make_model_folder(tmp_path / "run" / "model", config, seed=3)
+    out = pack.pack(run_export, tmp_path / "packed")
+    assert {t.dtype for t in load_file(str(out / "model.safetensors")).values()} == {torch.float16}
+    packed, trained = load_model(out), load_model(run_export)
+    for name, tensor in trained.vae.state_dict().items():
+        torch.testing.assert_close(packed.vae.state_dict()[name], tensor.half().float())
+    assert packed.config.dit.depth == 1  # the recipe's placeholder DiT, not the run's

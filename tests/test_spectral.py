@@ -83,6 +83,8 @@ def test_the_stft_type_loads_through_the_same_loader_and_keeps_its_names(tmp_pat
         ({"model.pretransform.config.decoder.config.kernel_size": 4}, "kernel_size.*odd"),
         ({"model.pretransform.config.decoder.config.width": 0}, "width.*more than 0"),
         ({"model.pretransform.config.decoder.type": "vocos"}, "supported: oobleck, stft"),
+        ({"model.pretransform.config.encoder.config.sureness_power": 2.0}, "sureness_power.*decoder option"),
+        ({"model.pretransform.config.decoder.config.sureness_power": 0}, "sureness_power.*more than 0"),
     ],
 )
 def test_a_bad_stft_section_is_refused_with_the_field_named(tmp_path, change, message):

@@ -46,6 +46,7 @@ class StftConfig:
     depth: int
     latent_dim: int
     kernel_size: int = 7  # of each block's depthwise convolution over frames
+    sureness_power: float = 2.0  # decoder only: how far below length 1 a phasor's phase turns random
 
 
 AUTOENCODER_SIDES = ("oobleck", "stft")
@@ -368,6 +369,8 @@ class _Parser:
         kernel_size = self.positive(c, where, "kernel_size", int, 7)
         if kernel_size % 2 == 0:
             raise self.fail(f"{where}.kernel_size", f"is {kernel_size}; it must be odd")
+        if io_key == "in_channels" and "sureness_power" in c:
+            raise self.fail(f"{where}.sureness_power", "is a decoder option")
         return StftConfig(
             audio_channels=self.positive(c, where, io_key, int),
             n_fft=n_fft,
@@ -376,6 +379,7 @@ class _Parser:
             depth=self.positive(c, where, "depth", int),
             latent_dim=self.positive(c, where, "latent_dim", int),
             kernel_size=kernel_size,
+            sureness_power=self.positive(c, where, "sureness_power", float, 2.0),
         )
 
     def dit(self, cfg: dict) -> DiTConfig:

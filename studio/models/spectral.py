@@ -152,11 +152,14 @@ class StftDecoder(nn.Module):
     Per frame, channel and bin the trunk predicts a log magnitude and a phasor p, a 2-D vector: its
     angle is the phase and its length, up to 1, how sure the decoder is of that phase. Training
     regresses p onto the original's unit phasor (losses.phasor_loss), so p becomes the mean of the
-    phases the latents leave plausible: length near 1 for a partial they pin down, near 0 in the
-    bins of a noise whose phases nothing in them says. The phase written is that of
-    p + √(1 − |p|²) · n, with n complex Gaussian noise: exact where the decoder is sure, random
-    where it is not. Written without the noise, a noise's bins would get the same few phases frame
-    after frame, and it would buzz on multiples of the frame rate.
+    phases the latents leave plausible: length near 1 for a partial they pin down, well below it
+    in the bins of a noise whose phases nothing in them says. With s = min(|p|, 1)^sureness_power,
+    the phase written is that of s·p/|p| + √(1 − s²)·n, with n complex Gaussian noise: exact where
+    the decoder is sure, random where it is not. Written without the noise, a noise's bins would
+    get much the same phases frame after frame, and it would buzz on multiples of the frame rate.
+    The power (2 by default) keeps the part-sure bins of a noise (|p| about 0.2–0.5), whose
+    leftover coherence writes lines at the bins' centre frequencies, from being written as if sure;
+    a partial's |p| is about 1, which any power leaves alone.
 
     A phasor rather than an angle: the encoder hands a partial over as a pair of numbers that turns
     with its phase, which a linear layer passes on, where an angle would take a wrap-around that
@@ -168,6 +171,7 @@ class StftDecoder(nn.Module):
         super().__init__()
         self.n_fft, self.hop, self.channels = config.n_fft, config.hop_length, config.audio_channels
         self.bins = config.n_fft // 2  # every bin but 0 Hz
+        self.sureness_power = config.sureness_power
         self.trunk = FrameTrunk(
             config.latent_dim, config.width, config.depth, config.kernel_size, self.channels * self.bins * 3
         )
@@ -212,10 +216,13 @@ class StftDecoder(nn.Module):
         out = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
         log_magnitude, real, imag = out.unbind(3)  # each [B, C, K, bins]
         noise = torch.view_as_real(phase_noise)
-        # √(1 − |p|²), with a floor under the root so its gradient stays finite where |p| reaches 1
-        doubt = ((1 - real.square() - imag.square()).clamp_min(0) + 1e-4).sqrt() - 1e-2
+        length = (real.square() + imag.square() + 1e-12).sqrt()
+        sure = length.clamp_max(1).pow(self.sureness_power)
+        # √(1 − sure²), with a floor under the root so its gradient stays finite where sure reaches 1
+        doubt = ((1 - sure.square()).clamp_min(0) + 1e-4).sqrt() - 1e-2
         # In real arithmetic: a decoder's time here is passes over memory, and complex ops take more.
-        written_real, written_imag = real + doubt * noise[..., 0], imag + doubt * noise[..., 1]
+        written_real = real * (sure / length) + doubt * noise[..., 0]
+        written_imag = imag * (sure / length) + doubt * noise[..., 1]
         gain = (
             log_magnitude.clamp_max(MAX_LOG_MAGNITUDE).exp()
             * (written_real.square() + written_imag.square() + 1e-12).rsqrt()
