@@ -486,9 +486,7 @@ class Engine:
         """What an STFT decoder draws unsure phases from, from each take's own noise streams (so a
         seed still gives the same take in any batch); None for a decoder that takes none."""
         shape = self.model.vae.phase_noise_shape(frames)
-        if shape is None:
-            return None
-        return torch.view_as_complex(noise.draw((*shape, 2)) * 0.5**0.5).to(self.device)
+        return None if shape is None else noise.draw(shape).to(self.device)
 
     def _decode_mar(
         self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: torch.Tensor, params: TakeParams

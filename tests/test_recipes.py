@@ -17,7 +17,7 @@ from studio.data import read_manifest
 from studio.errors import StudioError
 from studio.models import load_model, save_model
 from tests.test_training import write_corpus
-from tests.tiny import make_model_folder
+from tests.tiny import make_model_folder, tiny_stft_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,3 +113,22 @@ def test_the_stft_recipe_packs_a_run_export_into_a_float16_autoencoder_folder(tm
     for name, tensor in trained.vae.state_dict().items():
         torch.testing.assert_close(packed.vae.state_dict()[name], tensor.half().float())
     assert packed.config.dit.depth == 1  # the recipe's placeholder DiT, not the run's
+
+
+def test_the_stft_recipe_narrows_a_decoder_keeping_its_encoder_and_its_strongest_channels(tmp_path):
+    spec = importlib.util.spec_from_file_location("stft_narrow", REPO / "recipes/studio-mini-stft/narrow.py")
+    narrow = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(narrow)
+    folder = make_model_folder(tmp_path / "model", tiny_stft_config(), seed=2)
+    latents = torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(0))
+    same = load_model(narrow.narrow(folder, 32, tmp_path / "same"))  # every channel kept: the same decoder
+    model = load_model(folder)
+    with torch.no_grad():
+        torch.testing.assert_close(same.vae.decode(latents), model.vae.decode(latents))
+    narrowed = load_model(narrow.narrow(folder, 24, tmp_path / "narrow"))
+    assert narrowed.config.autoencoder.decoder.width == 24
+    assert narrowed.vae.decoder.trunk.blocks[0].up.out_features == 72
+    for name, tensor in model.vae.encoder.state_dict().items():
+        torch.testing.assert_close(narrowed.vae.encoder.state_dict()[name], tensor)
+    with torch.no_grad():
+        assert narrowed.vae.decode(latents).shape == model.vae.decode(latents).shape

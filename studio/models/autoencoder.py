@@ -66,8 +66,8 @@ class Autoencoder(nn.Module):
         return self.decoder.phase_noise_shape(frames) if isinstance(self.decoder, StftDecoder) else None
 
     def decode(self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Latents [B, latent_dim, frames] -> audio; `phase_noise` [B, *phase_noise_shape(frames)]
-        for an STFT decoder (without it, a fixed draw)."""
+        """Latents [B, latent_dim, frames] -> audio; `phase_noise`, white noise [B,
+        *phase_noise_shape(frames)], for an STFT decoder (without it, a fixed draw)."""
         if isinstance(self.decoder, StftDecoder):
             return self.decoder(latents * self.scale, phase_noise)
         if phase_noise is not None:

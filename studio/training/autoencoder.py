@@ -25,7 +25,7 @@ from studio.data.manifest import read_manifest
 from studio.models import Model, ModelConfig, build_model, load_model
 from studio.models.autoencoder import Autoencoder, context_samples, vae_sample
 from studio.models.checkpoint import name_listing
-from studio.models.spectral import StftDecoder, frame_spectra, standard_complex_noise
+from studio.models.spectral import StftDecoder, frame_spectra
 from studio.training import losses
 from studio.training.data import AudioClips, split_clips
 from studio.training.discriminators import AudioDiscriminator
@@ -238,7 +238,7 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
         noise = torch.randn((audio.shape[0], *latent_shape), generator=generator)
         phase_noise = None
         if phase_shape is not None:
-            phase_noise = standard_complex_noise((audio.shape[0], *phase_shape), generator).to(run.device)
+            phase_noise = torch.randn((audio.shape[0], *phase_shape), generator=generator).to(run.device)
         with run.autocast():
             values = autoencoder_step(
                 ddp_net,
