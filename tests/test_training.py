@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tiny import make_model_folder, tiny_config
+from tiny import make_model_folder, tiny_config, tiny_stft_config
 
 from studio.data import CorpusError, read_manifest
 from studio.engine import Engine, Request
@@ -497,8 +497,9 @@ def test_autoencoder_run_resumes_exactly_and_exports_a_loadable_model(corpus, co
     torch.testing.assert_close(model.vae.encoder.in_conv.weight_v, ema["vae.encoder.in_conv.weight_v"])
 
 
-def test_vae_context_matches_the_measured_receptive_fields():
-    config = ModelConfig.from_dict(small_config())
+@pytest.mark.parametrize("make_config", [small_config, tiny_stft_config], ids=["oobleck", "stft"])
+def test_vae_context_matches_the_measured_receptive_fields(make_config):
+    config = ModelConfig.from_dict(make_config())
     vae, hop = AudioModel(config).vae, config.autoencoder.downsampling_ratio
     context = context_samples(config.autoencoder)
 
