@@ -79,8 +79,8 @@ def frame_spectra(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     side = (n_fft - hop) // 2
     padded = F.pad(audio.float().reshape(batch * channels, samples), (side, side))
     window = _window(n_fft, audio)
-    spectra = torch.stft(padded, n_fft, hop, window=window, center=False, return_complex=True)
-    return spectra.transpose(1, 2).reshape(batch, channels, -1, n_fft // 2 + 1) / window.norm()
+    spectra = torch.stft(padded, n_fft, hop, window=window / window.norm(), center=False, return_complex=True)
+    return spectra.transpose(1, 2).reshape(batch, channels, -1, n_fft // 2 + 1)
 
 
 def _overlap(frames: torch.Tensor, hop: int) -> torch.Tensor:
@@ -223,20 +223,23 @@ class StftDecoder(nn.Module):
         out = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
         log_magnitude, real, imag = out.unbind(3)  # each [B, C, K, bins]
         noise = torch.view_as_real(phase_noise)
-        length = (real.square() + imag.square() + 1e-12).sqrt()
-        sure = length.clamp_max(1).pow(self.sureness_power)
+        sureness = real.square() + imag.square()  # |p|²
+        sure = sureness.clamp_max(1).pow(self.sureness_power / 2)
         # √(1 − sure²), with a floor under the root so its gradient stays finite where sure reaches 1
         doubt = ((1 - sure.square()).clamp_min(0) + 1e-4).sqrt() - 1e-2
-        # In real arithmetic: a decoder's time here is passes over memory, and complex ops take more.
-        written_real = real * (sure / length) + doubt * noise[..., 0]
-        written_imag = imag * (sure / length) + doubt * noise[..., 1]
+        # In real arithmetic, and in as few passes as the formula allows: the decoder's time here
+        # goes to passes over memory, not to arithmetic.
+        coherent = sure * (sureness + 1e-12).rsqrt()
+        written_real = torch.addcmul(real * coherent, doubt, noise[..., 0])
+        written_imag = torch.addcmul(imag * coherent, doubt, noise[..., 1])
         gain = (
             log_magnitude.clamp_max(MAX_LOG_MAGNITUDE).exp()
-            * (written_real.square() + written_imag.square() + 1e-12).rsqrt()
+            * torch.addcmul(written_imag.square(), written_real, written_real).add_(1e-12).rsqrt_()
         )
-        spectra = out.new_zeros(batch, self.channels, frames, self.bins + 1, 2)  # 0 Hz stays empty
-        spectra[..., 1:, 0] = written_real * gain
-        spectra[..., 1:, 1] = written_imag * gain
+        spectra = out.new_empty(batch, self.channels, frames, self.bins + 1, 2)
+        spectra[..., 0, :] = 0  # 0 Hz stays empty
+        torch.mul(written_real, gain, out=spectra[..., 1:, 0])
+        torch.mul(written_imag, gain, out=spectra[..., 1:, 1])
         return torch.view_as_complex(spectra), torch.complex(real, imag)
 
 
