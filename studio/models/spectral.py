@@ -238,8 +238,9 @@ class StftDecoder(nn.Module):
         )
         spectra = out.new_empty(batch, self.channels, frames, self.bins + 1, 2)
         spectra[..., 0, :] = 0  # 0 Hz stays empty
-        torch.mul(written_real, gain, out=spectra[..., 1:, 0])
-        torch.mul(written_imag, gain, out=spectra[..., 1:, 1])
+        # Slice assignment rather than mul(out=...): it keeps the graph for training
+        spectra[..., 1:, 0] = written_real * gain
+        spectra[..., 1:, 1] = written_imag * gain
         return torch.view_as_complex(spectra), torch.complex(real, imag)
 
 
