@@ -19,11 +19,12 @@ import numpy as np
 
 from studio import loops
 from studio.audio import read_audio
-from studio.engine import MAX_VARIATIONS, Engine, Request, Result
+from studio.engine import Engine, Result
 from studio.errors import StudioError
 from studio.library import TakeRecord
 from studio.models.registry import list_models
 from studio.presets import Preset, save_user_preset
+from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH, MAX_VARIATIONS, VARY_STRENGTH, Request
 from studio.service import Studio, open_studio
 
 log = logging.getLogger("studio.app")
@@ -106,14 +107,14 @@ def request_from_controls(
     return Request(
         prompt=prompt or "",
         negative_prompt=negative or "",
-        seconds=float(seconds),
-        steps=int(steps),
-        cfg=float(cfg),
+        seconds=seconds,
+        steps=steps,
+        cfg=cfg,
         seed=int(seed) if lock_seed and seed is not None and seed >= 0 else None,
-        variations=int(variations),
-        diversity=float(diversity),
+        variations=variations,
+        diversity=diversity,
         init_audio=init_audio or None,
-        strength=float(strength),
+        strength=strength,
     )
 
 
@@ -166,7 +167,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                     cfg = gr.Slider(1, 10, value=config.default_cfg, step=0.1, label="CFG", elem_id="cfg")
                 with gr.Row():
                     variations = gr.Slider(1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations")
-                    diversity = gr.Slider(0, 1, value=0.7, step=0.01, label="Diversity")
+                    diversity = gr.Slider(0, 1, value=DEFAULT_DIVERSITY, step=0.01, label="Diversity")
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1 random)")
                     lock_seed = gr.Checkbox(value=False, label="Lock seed")
                 with gr.Accordion("Style transfer: restyle a recording", open=False), gr.Row():
@@ -180,12 +181,12 @@ def build_app(studio: Studio) -> gr.Blocks:
                         strength = gr.Slider(
                             0.01,
                             1,
-                            value=0.6,
+                            value=DEFAULT_STRENGTH,
                             step=0.01,
                             label="Strength (0 keeps the recording, 1 ignores it)",
                         )
                         vary_strength = gr.Slider(
-                            0.05, 1, value=0.35, step=0.01, label="'Vary this' strength"
+                            0.05, 1, value=VARY_STRENGTH, step=0.01, label="'Vary this' strength"
                         )
                 status = gr.Markdown("", elem_id="status")
                 slots = []
@@ -501,7 +502,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 p["variations"],
                 p["diversity"],
                 p["init_audio"] if p["init_audio"] and Path(p["init_audio"]).is_file() else None,
-                p["strength"] if p["strength"] is not None else 0.6,
+                p["strength"] if p["strength"] is not None else DEFAULT_STRENGTH,
             ]
 
         reopen.click(reopen_params, selected_id, [tabs, *controls.inputs()], api_visibility="private")
@@ -563,9 +564,10 @@ def build_app(studio: Studio) -> gr.Blocks:
         with gr.Row(visible=False):
             api_prompt = gr.Textbox()
             api_seconds = gr.Number()
-            api_variations = gr.Number(precision=0)
+            # No rounding here: 2.7 variations is refused by the validator, not made 3
+            api_variations = gr.Number()
             api_seed = gr.Number(precision=0)
-            api_steps = gr.Number(precision=0)
+            api_steps = gr.Number()
             api_cfg = gr.Number()
             api_diversity = gr.Number()
             api_init = gr.Audio(type="filepath")
@@ -576,27 +578,28 @@ def build_app(studio: Studio) -> gr.Blocks:
 
         def api_generate(
             prompt: str,
-            seconds: float | None,
-            variations: float | None,
-            seed: float | None,
-            steps: float | None,
-            cfg: float | None,
-            diversity: float | None,
-            init_audio: str | None,
-            strength: float | None,
+            seconds: float | None = None,
+            variations: float | None = None,
+            seed: float | None = None,
+            steps: float | None = None,
+            cfg: float | None = None,
+            diversity: float | None = None,
+            init_audio: str | None = None,
+            strength: float | None = None,
         ) -> tuple[list[str], list[dict]]:
             """Generate takes: their WAV files (already in the library) and, per take, its library id,
-            every parameter that reproduces it, the batch's generation time and the device."""
+            every parameter that reproduces it, the batch's generation time and the device. Every
+            parameter after the prompt may be left out (None): the model's or Studio's default."""
             request = Request(
                 prompt=prompt or "",
                 seconds=seconds,
-                variations=int(variations) if variations is not None else 1,
-                seed=int(seed) if seed is not None else None,
-                steps=int(steps) if steps is not None else None,
+                variations=variations if variations is not None else 1,
+                seed=seed,
+                steps=steps,
                 cfg=cfg,
-                diversity=diversity if diversity is not None else 1.0,
+                diversity=diversity if diversity is not None else DEFAULT_DIVERSITY,
                 init_audio=init_audio or None,
-                strength=strength if strength is not None else 0.6,
+                strength=strength if strength is not None else DEFAULT_STRENGTH,
             )
             try:
                 result, records = studio.run(request)

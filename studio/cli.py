@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from studio.errors import StudioError
 from studio.names import free_path, take_stem
+from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH
 
 if TYPE_CHECKING:
     from studio.bridges.remote import BridgeOptions, Bridges
@@ -21,7 +22,8 @@ EXIT_USAGE = 2
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from studio.audio import write_audio
-    from studio.engine import Engine, Request
+    from studio.engine import Engine
+    from studio.request import Request, check_request
 
     if args.params:
         try:
@@ -49,6 +51,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             sampler=args.sampler,
         )
         model = args.model
+    check_request(request)  # before the model loads: a typo fails at once
     out = Path(args.out)
     with Engine(model, device=args.device, dtype=args.dtype, warmup=False) as engine:
         result = engine.generate(request)
@@ -302,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--negative", default="", help="negative prompt (used when cfg is not 1)")
     gen.add_argument("--seconds", type=float, help="length of each take (default: the model's full length)")
     gen.add_argument("--variations", type=int, default=1, help="takes to generate in one batch (1-16)")
-    gen.add_argument("--diversity", type=float, default=1.0, help="0: identical takes … 1: independent takes")
+    gen.add_argument(
+        "--diversity", type=float, default=DEFAULT_DIVERSITY, help="0: identical takes … 1: independent takes"
+    )
     gen.add_argument("--seed", type=int, help="anchor seed; -1 or omitted: random")
     gen.add_argument(
         "--steps",
@@ -317,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--init", help="recording to restyle (audio-to-audio)")
     gen.add_argument(
-        "--strength", type=float, default=0.6, help="with --init: 0 keeps the recording, 1 ignores it"
+        "--strength",
+        type=float,
+        default=DEFAULT_STRENGTH,
+        help="with --init: 0 keeps the recording, 1 ignores it",
     )
     gen.add_argument("--params", help="a take's JSON sidecar: regenerate exactly that take")
     gen.add_argument("--out", default="out", help="folder for the WAV files and their JSON sidecars")

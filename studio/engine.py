@@ -30,7 +30,6 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,84 +41,16 @@ from studio.models.checkpoint import Model, load_model
 from studio.models.mar import MarModel
 from studio.models.model import Conditioning
 from studio.models.registry import resolve_model
+from studio.request import (
+    DEFAULT_STEPS,
+    MAX_SEED,
+    InitAudio,
+    Request,
+    TakeParams,
+    check_request,
+)
 
 log = logging.getLogger("studio.engine")
-
-MAX_VARIATIONS = 16
-MAX_STEPS = 500
-MAX_SEED = 2**63 - 1
-DEFAULT_STEPS = {"pingpong": 8, "euler": 50, "mar": 8}
-DEFAULT_STRENGTH = 0.6
-InitAudio = str | Path | tuple[np.ndarray, int]
-
-
-@dataclass(frozen=True)
-class Request:
-    """What a front-end asks for. None means "the model's default"."""
-
-    prompt: str
-    negative_prompt: str = ""
-    seconds: float | None = None
-    steps: int | None = None
-    cfg: float | None = None
-    seed: int | None = None  # None or -1: a random seed, reported in the result
-    variations: int = 1
-    diversity: float = 1.0
-    # One seed per take, overriding variations; by default seed, seed + 1, …
-    take_seeds: tuple[int, ...] | None = None
-    init_audio: InitAudio | None = None
-    strength: float = DEFAULT_STRENGTH  # init noise level: 0 keeps the recording, 1 ignores it
-    sampler: str | None = None
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Request:
-        """The request that regenerates exactly the take these parameters describe."""
-        known = {f.name for f in dataclasses.fields(TakeParams)}
-        unknown = set(params) - known
-        if unknown:
-            raise RequestError(f"unknown take parameters: {sorted(unknown)}")
-        try:
-            p = TakeParams(**params)
-        except TypeError as exc:
-            raise RequestError(f"incomplete take parameters: {exc}") from None
-        return cls(
-            prompt=p.prompt,
-            negative_prompt=p.negative_prompt,
-            seconds=p.seconds,
-            steps=p.steps,
-            cfg=p.cfg,
-            seed=p.seed,
-            variations=1,
-            diversity=p.diversity,
-            take_seeds=(p.take_seed,),
-            init_audio=p.init_audio,
-            strength=p.strength if p.strength is not None else DEFAULT_STRENGTH,
-            sampler=p.sampler,
-        )
-
-
-@dataclass(frozen=True)
-class TakeParams:
-    """Everything that determines one take; `Request.from_params` turns it back into a request."""
-
-    prompt: str
-    negative_prompt: str
-    seconds: float
-    steps: int
-    cfg: float
-    sampler: str
-    seed: int
-    take_seed: int
-    take_index: int
-    variations: int
-    diversity: float
-    init_audio: str | None
-    strength: float | None
-    model: str
-    sample_rate: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -263,45 +194,18 @@ class Engine:
 
     # -- validation -------------------------------------------------------------------------------
 
-    def _prepare(self, r: Request) -> _Job:
-        cfg_model = self.config
-        if not isinstance(r.prompt, str):
-            raise RequestError("the prompt must be text")
+    def _prepare(self, request: Request) -> _Job:
+        model = self.config
+        r = check_request(request, max_seconds=model.max_seconds)
         sampler = r.sampler or self.default_sampler
         if sampler not in self.samplers:
             self._refuse_sampler(sampler)
-        seconds = cfg_model.max_seconds if r.seconds is None else float(r.seconds)
-        if not (np.isfinite(seconds) and 0 < seconds <= cfg_model.max_seconds + 1e-6):
-            raise RequestError(
-                f"seconds must be more than 0 and at most {cfg_model.max_seconds:.2f} for this model, "
-                f"got {r.seconds}",
-                "ask for a shorter take, or use a model made for longer audio"
-                if seconds > cfg_model.max_seconds
-                else f"give a length in seconds, e.g. {min(2.0, cfg_model.max_seconds):g}",
-            )
+        seconds = model.max_seconds if r.seconds is None else r.seconds
         steps = self.default_steps(sampler) if r.steps is None else r.steps
-        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise RequestError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {r.steps}")
-        cfg = cfg_model.guidance(r.cfg)
-        if not isinstance(r.variations, int) or not 1 <= r.variations <= MAX_VARIATIONS:
-            raise RequestError(f"variations must be from 1 to {MAX_VARIATIONS}, got {r.variations}")
-        diversity = float(r.diversity)
-        if not 0 <= diversity <= 1:
-            raise RequestError(f"diversity must be between 0 and 1, got {r.diversity}")
+        cfg = model.guidance(r.cfg)
         # Random seeds stay below 2^32 so every front-end (a browser's JS numbers, OSC int32) can echo them.
         seed = random.randrange(2**32) if r.seed is None or r.seed == -1 else r.seed
-        if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-            raise RequestError(
-                f"seed must be a whole number from 0 to {MAX_SEED} (or -1 for random), got {r.seed}"
-            )
-        if r.take_seeds is None:
-            take_seeds = tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
-        else:
-            take_seeds = tuple(r.take_seeds)
-            if not 1 <= len(take_seeds) <= MAX_VARIATIONS or not all(
-                isinstance(s, int) and 0 <= s <= MAX_SEED for s in take_seeds
-            ):
-                raise RequestError(f"take_seeds must hold 1 to {MAX_VARIATIONS} seeds from 0 to {MAX_SEED}")
+        take_seeds = r.take_seeds or tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
         init, label, report, strength = None, None, None, None
         if r.init_audio is not None and self.is_mar:
             raise RequestError(
@@ -309,12 +213,7 @@ class Engine:
                 "leave out the init audio, or pick a diffusion model for audio-to-audio (`studio models`)",
             )
         if r.init_audio is not None:
-            strength = float(r.strength)
-            if not 0 < strength <= 1:
-                raise RequestError(
-                    f"strength must be more than 0 and at most 1, got {r.strength}",
-                    "low keeps more of the recording, 1 keeps almost none of it",
-                )
+            strength = r.strength
             init, label, report = self._read_init(r.init_audio)
         params = TakeParams(
             prompt=r.prompt,
@@ -327,7 +226,7 @@ class Engine:
             take_seed=take_seeds[0],
             take_index=0,
             variations=len(take_seeds),
-            diversity=diversity,
+            diversity=r.diversity,
             init_audio=label,
             strength=strength,
             model=self.model_name,

@@ -222,7 +222,7 @@ class Library:
         _remove(path)
 
     def params(self, take_id: int) -> dict[str, Any]:
-        """The stored parameters, ready for `studio.engine.Request.from_params`."""
+        """The stored parameters, ready for `studio.request.Request.from_params`."""
         return self.get(take_id).params
 
     def tags(self) -> list[str]:

@@ -6,32 +6,24 @@ user preset replaces a shipped one of the same name (names match case-insensitiv
 retune "808 kick" without losing the pad it sits on. `midi_note` makes the presets a pad bank: a
 MIDI note triggers the preset that claims it, user presets first.
 
-Reading presets never imports torch: the engine's limits are repeated here (a test keeps them equal),
-so a MIDI or OSC front-end can list its pads before any model is loaded.
+Reading presets never imports torch (the limits are `studio.request`'s), so a MIDI or OSC front-end
+can list its pads before any model is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import tempfile
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import studio
 from studio.errors import RequestError, StudioError
-
-if TYPE_CHECKING:
-    from studio.engine import Request
-
-MAX_VARIATIONS = 16  # = studio.engine.MAX_VARIATIONS
-MAX_STEPS = 500  # = studio.engine.MAX_STEPS
-MAX_SEED = 2**63 - 1  # = studio.engine.MAX_SEED
-MAX_CFG = 30.0  # = studio.models.config.MAX_CFG, the engine's cfg limit
+from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH, Request, check_parameter
 
 
 class PresetError(StudioError):
@@ -49,8 +41,8 @@ class Preset:
     steps: int | None = None
     cfg: float | None = None
     variations: int = 1
-    diversity: float = 1.0
-    strength: float = 0.6
+    diversity: float = DEFAULT_DIVERSITY
+    strength: float = DEFAULT_STRENGTH
     seed: int | None = None
     description: str = ""
     midi_note: int | None = None  # pad bank: the MIDI note (0-127) that triggers it
@@ -59,8 +51,6 @@ class Preset:
 
     def request(self, **overrides: Any) -> Request:
         """The generation request this preset stands for; overrides (prompt, seed, init_audio, …) win."""
-        from studio.engine import Request
-
         known = {f.name for f in dataclasses.fields(Request)}
         unknown = set(overrides) - known
         if unknown:
@@ -233,8 +223,8 @@ def _check(key: str, value: Any) -> Any:
     if key in ("name", "prompt"):
         if not isinstance(value, str) or not value.strip():
             raise PresetError(f"'{key}' must be non-empty text, got {value!r}")
-        return value.strip()
-    if key in ("negative_prompt", "description"):
+        value = value.strip()
+    if key in ("name", "description"):
         return _expect(key, value, str, "text")
     if key == "tags":
         if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
@@ -242,42 +232,21 @@ def _check(key: str, value: Any) -> Any:
                 f"'tags' must be a list of text, got {value!r}", 'e.g. tags = ["drums", "kick"]'
             )
         return tuple(value)
-    if key in ("seconds", "cfg", "diversity", "strength"):
-        number = _number(key, value)
-        limits = {
-            "seconds": (number > 0, "more than 0"),
-            "cfg": (0 <= number <= MAX_CFG, f"from 0 to {MAX_CFG:g} (1 turns guidance off)"),
-            "diversity": (0 <= number <= 1, "from 0 to 1"),
-            # The engine takes strength in (0, 1]: 0 would leave nothing to generate.
-            "strength": (0 < number <= 1, "more than 0 and at most 1"),
-        }
-        ok, expected = limits[key]
-        if not ok:
-            raise PresetError(f"'{key}' must be {expected}, got {value}")
-        return number
-    integer = _expect(key, value, int, "a whole number")
-    limits = {
-        "steps": (1, MAX_STEPS),
-        "variations": (1, MAX_VARIATIONS),
-        "seed": (-1, MAX_SEED),
-        "midi_note": (0, 127),
-    }
-    low, high = limits[key]
-    if not low <= integer <= high:
-        raise PresetError(f"'{key}' must be from {low} to {high}, got {integer}")
-    return integer
+    if key == "midi_note":
+        note = _expect(key, value, int, "a whole number")
+        if not 0 <= note <= 127:
+            raise PresetError(f"'{key}' must be from 0 to 127, got {note}")
+        return note
+    try:
+        return check_parameter(key, value, label=f"'{key}'")
+    except RequestError as exc:
+        raise PresetError(exc.message, exc.hint) from None
 
 
 def _expect(key: str, value: Any, kind: type, described: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise PresetError(f"'{key}' must be {described}, got {value!r}")
     return value
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PresetError(f"'{key}' must be a finite number, got {value!r}")
-    return float(value)
 
 
 # -- writing ----------------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from studio.engine import Engine, Request, Result
+from studio.engine import Engine, Result
 from studio.errors import StudioError
 from studio.library import Library, TakeRecord
 from studio.presets import Preset, load_presets, user_presets_dir
+from studio.request import Request
 
 log = logging.getLogger("studio.service")
 

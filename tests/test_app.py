@@ -69,6 +69,16 @@ def test_generate_returns_library_files_and_parameters(served):
         assert record.path.is_file() and record.path.is_relative_to(library_dir)
 
 
+def test_the_api_takes_a_prompt_alone_and_fills_in_the_models_defaults(served):
+    client, studio, _ = served
+    files, params = client.predict("soft pad", api_name="/generate")
+    engine = studio.host.engine
+    assert len(files) == len(params) == 1
+    assert params[0]["steps"] == engine.default_steps(engine.default_sampler)
+    assert params[0]["seconds"] == pytest.approx(engine.config.max_seconds)
+    assert params[0]["cfg"] == engine.config.default_cfg and params[0]["diversity"] == 1.0
+
+
 def test_diversity_zero_identical_and_spread_rises_with_diversity(served):
     client = served[0]
     spreads = []
@@ -112,6 +122,9 @@ def test_export_formats(served, fmt, subtype):
         ({"seconds": 10_000}, "seconds must be more than 0 and at most"),
         ({"prompt": ""}, "the prompt is empty"),
         ({"prompt": "   "}, "the prompt is empty"),
+        ({"variations": 2.7}, "variations must be a whole number, got 2.7"),
+        ({"steps": 0}, "steps must be from 1 to 500"),
+        ({"prompt": "x" * 5000}, "prompt is 5000 characters; the limit is 1000"),
     ],
 )
 def test_bad_parameters_get_a_clear_message_and_nothing_is_written(served, changes, message):

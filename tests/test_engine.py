@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from studio.engine import Engine, Request, pick_device
+from studio.engine import Engine, pick_device
 from studio.errors import AudioError, ModelConfigError, RequestError
+from studio.request import Request
 from tests.tiny import make_model_folder, tiny_config, tiny_stft_config, write_config
 
 

@@ -12,8 +12,9 @@ import pytest
 import soundfile as sf
 from platformdirs import user_data_path
 
-from studio.engine import Request, Take, TakeParams
+from studio.engine import Take
 from studio.library import Library, LibraryError, TakeRecord, default_library_dir
+from studio.request import Request, TakeParams
 
 RATE = 44100
 

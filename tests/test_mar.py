@@ -16,11 +16,12 @@ from test_training import write_corpus
 from tiny import make_model_folder, tiny_config, tiny_mar_config, write_config
 
 from studio import cli, sampling
-from studio.engine import Engine, Request, _NoiseSource
+from studio.engine import Engine, _NoiseSource
 from studio.errors import CheckpointError, ModelConfigError, RequestError
 from studio.models import MarModel, ModelConfig, load_model, save_model
 from studio.models.mar import EnergyHead, FlowHead
 from studio.models.registry import list_models, resolve_model
+from studio.request import Request
 from studio.training import cli as train_cli
 from studio.training import losses
 from studio.training.arc import ArcTrainConfig, train_arc

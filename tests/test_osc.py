@@ -156,6 +156,8 @@ def test_status_ping_and_buttons(surface, studio):
     pairs = dict(zip(status[::2], status[1::2], strict=True))
     assert pairs["model"] == studio.host.engine.model_name
     assert pairs["prompt"] == "rain on a tin roof"
+    engine = studio.host.engine
+    assert pairs["steps"] == engine.default_steps(engine.default_sampler)  # what the next take will use
     assert pairs["playback"].startswith("playback is off")
     client.send("/studio/ping", 0.0)  # a button release
     client.send("/studio/ping", 1.0)

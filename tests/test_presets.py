@@ -6,7 +6,6 @@ import tomllib
 
 import pytest
 
-from studio import presets as presets_module
 from studio.errors import RequestError
 from studio.presets import (
     Preset,
@@ -54,7 +53,7 @@ def test_the_twelve_shipped_presets_load_as_a_pad_bank(user_dir):
 
 
 def test_each_shipped_preset_makes_a_valid_request(user_dir):
-    from studio.engine import MAX_STEPS, MAX_VARIATIONS, Request
+    from studio.request import MAX_STEPS, MAX_VARIATIONS, Request
 
     for preset in load_presets(user_dir).values():
         request = preset.request()
@@ -67,16 +66,6 @@ def test_each_shipped_preset_makes_a_valid_request(user_dir):
         )
         assert 1 <= request.steps <= MAX_STEPS and 1 <= request.variations <= MAX_VARIATIONS
         assert 0 <= request.diversity <= 1 and 0 < request.strength <= 1 and request.seed is None
-
-
-def test_preset_limits_are_the_engines():
-    from studio import engine
-    from studio.models import config as config_module
-
-    assert presets_module.MAX_VARIATIONS == engine.MAX_VARIATIONS
-    assert presets_module.MAX_STEPS == engine.MAX_STEPS
-    assert presets_module.MAX_SEED == engine.MAX_SEED
-    assert presets_module.MAX_CFG == config_module.MAX_CFG
 
 
 def test_request_overrides_win_and_unknown_fields_are_refused(user_dir):

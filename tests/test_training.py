@@ -19,10 +19,11 @@ import torch
 from tiny import make_model_folder, tiny_config, tiny_stft_config
 
 from studio.data import CorpusError, read_manifest
-from studio.engine import Engine, Request
+from studio.engine import Engine
 from studio.eval import sound
 from studio.models import AudioModel, ModelConfig, load_model
 from studio.models.autoencoder import context_samples
+from studio.request import Request
 from studio.training import cli, losses
 from studio.training.arc import (
     ArcNoise,

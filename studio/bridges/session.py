@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import math
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -21,12 +20,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from studio.audio import audio_seconds, write_audio
-from studio.engine import MAX_STEPS, MAX_VARIATIONS, Request, Result
+from studio.engine import Result
 from studio.errors import RequestError, StudioError
 from studio.library import TakeRecord
 from studio.models.registry import HUB_MODELS, list_models
 from studio.names import free_path, take_stem
 from studio.presets import Preset, find_preset, preset_for_note
+from studio.request import (
+    DEFAULT_DIVERSITY,
+    DEFAULT_STRENGTH,
+    VARY_STRENGTH,
+    Request,
+    check_parameter,
+    finite_number,
+)
 from studio.service import Saved, Studio
 
 if TYPE_CHECKING:
@@ -35,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("studio.session")
 
-MAX_PROMPT_CHARS = 1000
 OSC_MAX_INT = 2**31 - 1  # OSC ints are int32: every seed a remote controller may send or receive
 PARAM_NAMES = (
     "prompt",
@@ -127,7 +133,7 @@ class Session:
         """A take (or several) from the live parameters; arguments override them for this one."""
         p = self.params
         text = p.prompt if prompt is None else prompt
-        _check_text("prompt", text)
+        check_parameter("prompt", text)
         request = Request(
             prompt=text,
             negative_prompt=p.negative,
@@ -136,9 +142,9 @@ class Session:
             cfg=p.cfg,
             seed=p.seed if seed is None else seed,
             variations=(p.variations or 1) if variations is None else variations,
-            diversity=1.0 if p.diversity is None else p.diversity,
+            diversity=DEFAULT_DIVERSITY if p.diversity is None else p.diversity,
             init_audio=p.init,
-            strength=0.6 if p.strength is None else p.strength,
+            strength=DEFAULT_STRENGTH if p.strength is None else p.strength,
         )
         return self._submit(request, autoplay=p.autoplay)
 
@@ -154,7 +160,7 @@ class Session:
             take_seeds=None,
             variations=p.variations or shown,  # as many new takes as the controller had, by default
             init_audio=str(source.record.path),
-            strength=0.35 if p.strength is None else p.strength,
+            strength=VARY_STRENGTH if p.strength is None else p.strength,
         )
         return self._submit(request, autoplay=p.autoplay)
 
@@ -207,13 +213,13 @@ class Session:
         if name == "model":
             return self.switch_model(value)
         if name in ("prompt", "negative"):
-            _check_text(name, value)
+            check_parameter("prompt" if name == "prompt" else "negative_prompt", value, label=name)
             setattr(self.params, name, value)
             return value
         if name == "autoplay":
-            self.params.autoplay = bool(_number(name, value))
+            self.params.autoplay = bool(finite_number(name, value))
             return int(self.params.autoplay)
-        checked = _check_number(name, value, self.max_seconds)
+        checked = _check_live(name, value, self.max_seconds)
         setattr(self.params, name, None if name == "seed" and checked == -1 else checked)
         return checked
 
@@ -270,10 +276,10 @@ class Session:
             ("prompt", p.prompt),
             ("negative", p.negative),
             ("seconds", float(p.seconds if p.seconds is not None else self.max_seconds)),
-            ("steps", int(p.steps or 0)),
+            ("steps", p.steps or engine.default_steps(engine.default_sampler)),
             ("cfg", engine.config.guidance(p.cfg)),
-            ("diversity", float(p.diversity if p.diversity is not None else 1.0)),
-            ("strength", float(p.strength if p.strength is not None else 0.6)),
+            ("diversity", float(p.diversity if p.diversity is not None else DEFAULT_DIVERSITY)),
+            ("strength", float(p.strength if p.strength is not None else DEFAULT_STRENGTH)),
             ("variations", int(p.variations or 1)),
             ("seed", -1 if p.seed is None else int(p.seed)),
             ("init", p.init or ""),
@@ -360,47 +366,10 @@ def _log_failure(future: Future) -> None:
         log.warning("pad trigger failed: %s", exc)
 
 
-def _check_text(name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise RequestError(f"{name} must be text, got {type(value).__name__}")
-    if len(value) > MAX_PROMPT_CHARS:
-        raise RequestError(f"{name} is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}")
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RequestError(f"{name} must be a number, got {value!r}")
-    return float(value)
-
-
-def _whole(name: str, value: Any) -> int:
-    number = _number(name, value)
-    if number != int(number):
-        raise RequestError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
-
-
-_WHOLE_RANGES = {"steps": (1, MAX_STEPS), "variations": (1, MAX_VARIATIONS), "seed": (-1, OSC_MAX_INT)}
-# (low, high, whether low itself is excluded)
-_RANGES = {"cfg": (0.0, 30.0, False), "diversity": (0.0, 1.0, False), "strength": (0.0, 1.0, True)}
-
-
-def _check_number(name: str, value: Any, max_seconds: float) -> float | int:
-    """The engine's limits, checked when a control moves rather than at the next trigger."""
-    if name == "seconds":
-        v = _number(name, value)
-        if not 0 < v <= max_seconds:
-            raise RequestError(f"seconds must be more than 0 and at most {max_seconds:.2f}, got {value}")
-        return v
-    if name in ("steps", "variations", "seed"):
-        v = _whole(name, value)
-        low, high = _WHOLE_RANGES[name]
-        if not low <= v <= high:
-            raise RequestError(f"{name} must be from {low} to {high}, got {value}")
-        return v
-    v = _number(name, value)
-    low, high, low_open = _RANGES[name]
-    if v > high or v < low or (low_open and v == low):
-        bound = f"more than {low:g}" if low_open else f"at least {low:g}"
-        raise RequestError(f"{name} must be {bound} and at most {high:g}, got {value}")
-    return v
+def _check_live(name: str, value: Any, max_seconds: float) -> float | int:
+    """The request limits, checked when a control moves rather than at the next trigger. A seed must
+    also fit OSC's int32, so that every controller can send it and be told it."""
+    checked = check_parameter(name, value, max_seconds=max_seconds)
+    if name == "seed" and checked > OSC_MAX_INT:
+        raise RequestError(f"seed must be from -1 to {OSC_MAX_INT}, got {value}", "-1 picks a random one")
+    return checked

@@ -22,7 +22,7 @@ import torch
 
 from studio.audio import read_audio
 from studio.data.manifest import CORE_CATEGORIES, Clip, read_manifest
-from studio.engine import Engine, Request
+from studio.engine import Engine
 from studio.errors import StudioError
 from studio.eval.clap import ClapModel, retrieval_report
 from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT, held_out_by_category
@@ -37,6 +37,7 @@ from studio.eval.metrics import (
 )
 from studio.eval.vae import autoencoder_kind, autoencoder_round_trips, vae_markdown, vae_report
 from studio.models.registry import model_label
+from studio.request import Request
 
 Say = Callable[[str], None]
 DIVERSITIES = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.errors import ModelConfigError, RequestError
+from studio.errors import ModelConfigError
+from studio.request import MAX_CFG, check_parameter
 
 MODEL_TYPES = ("diffusion_cond", "mar_cond")
 SUPPORTED_OBJECTIVES = ("rf_denoiser", "rectified_flow")
 PROMPT_ENCODERS = ("t5", "minilm")
 MAR_HEADS = ("diffusion", "energy")
-MAX_CFG = 30.0  # the most guidance a request or a config may ask for (presets.py keeps a copy)
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,7 @@ class ModelConfig:
     def guidance(self, cfg: float | None) -> float:
         """The guidance scale asked for, or this model's default where none was named; refused
         outside 0 to MAX_CFG, wherever it is asked for (a request, the benchmark, an evaluation)."""
-        scale = self.default_cfg if cfg is None else float(cfg)
-        if not (math.isfinite(scale) and 0 <= scale <= MAX_CFG):
-            raise RequestError(
-                f"cfg must be between 0 and {MAX_CFG:g}, got {cfg}", "1 turns guidance off; 3–7 is usual"
-            )
-        return scale
+        return self.default_cfg if cfg is None else check_parameter("cfg", cfg)
 
     @property
     def model_type(self) -> str:
