@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from studio.cli import whole_numbers
+from studio.commands import whole_numbers
 from studio.eval.bench import describe_machine
 from studio.models import load_model
 from studio.models.registry import model_label, resolve_model

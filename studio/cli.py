@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from studio.commands import TRAIN_HELP, run
 from studio.errors import StudioError
 from studio.names import free_path, take_stem
 from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH
@@ -17,12 +17,9 @@ if TYPE_CHECKING:
     from studio.bridges.remote import BridgeOptions, Bridges
     from studio.service import Studio
 
-EXIT_USAGE = 2
-
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from studio.audio import write_audio
-    from studio.engine import Engine
     from studio.request import Request, check_request
 
     if args.params:
@@ -51,7 +48,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             sampler=args.sampler,
         )
         model = args.model
-    check_request(request)  # before the model loads: a typo fails at once
+    check_request(request)  # before torch and the model load: a typo fails at once
+    from studio.engine import Engine
+
     out = Path(args.out)
     with Engine(model, device=args.device, dtype=args.dtype, warmup=False) as engine:
         result = engine.generate(request)
@@ -85,14 +84,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def whole_numbers(text: str) -> tuple[int, ...]:
-    """argparse type of options such as `--batch 1,8`."""
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
 
 
 def _auth(value: str | None, host: str) -> tuple[str, str] | None:
@@ -271,7 +262,9 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     add_bridge_options(parser, "--osc-port")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `studio` parser; given the command word that will run, only that command's options need
+    to be complete (None: every command's are)."""
     parser = argparse.ArgumentParser(prog="studio", description="Studio: a fast text-to-audio instrument.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     sub = parser.add_subparsers(dest="command")
@@ -339,25 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     from studio.data.cli import add_data_commands
     from studio.eval.cli import add_clap_train_command, add_eval_commands
-    from studio.training.cli import add_train_commands
 
     add_data_commands(sub)
-    add_clap_train_command(add_train_commands(sub))
     add_eval_commands(sub)
+    if command in (None, "train"):
+        from studio.training.cli import add_train_commands
+
+        add_clap_train_command(add_train_commands(sub))
+    else:
+        # The trainers' options come from their modules, which import torch: seconds that only
+        # `studio train …` should pay, not `studio --help`, `studio models` or a typo.
+        sub.add_parser("train", help=TRAIN_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
-    )
-    # The hub client logs every retry of an unreachable host; our own error says what to do.
-    logging.getLogger("huggingface_hub").setLevel(logging.INFO if args.verbose else logging.ERROR)
-    try:
-        return args.func(args)
-    except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((word for word in argv if not word.startswith("-")), "")
+    return run(build_parser(command).parse_args(argv))

@@ -227,3 +227,24 @@ def test_generate_with_an_embedded_model_at_its_own_defaults(tmp_path, options, 
     assert 1e-3 < float((audio**2).mean()) ** 0.5 < 1  # sound, not silence or a blown-up take
     params = json.loads(wav.with_suffix(".json").read_text())
     assert (params["model"], params["sampler"], params["steps"], params["cfg"]) == expected
+
+
+@pytest.mark.parametrize("command", [["--help"], ["devices"], ["models"], ["generate", "x", "--steps", "0"]])
+def test_light_commands_import_neither_torch_nor_the_trainers(command):
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "studio", *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert "studio.cli" in imported, run.stderr[-2000:]
+    assert not {"torch", "studio.training", "studio.engine"} & imported
+    if command[0] == "generate":  # a bad value is refused before anything heavy loads
+        assert run.returncode == 2 and "steps must be from 1 to 500" in run.stderr
+
+
+def test_train_help_still_lists_the_trainers_options():
+    run = studio("train", "autoencoder", "--help")
+    assert run.returncode == 0 and "--phase-weight" in run.stdout and "--tone-share" in run.stdout

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from studio.models import ModelConfig, build_model, load_model, save_model
-from studio.models.checkpoint import CONFIG_FILE, WEIGHT_FILES
+from studio.models.registry import CONFIG_FILE, WEIGHT_FILES
 
 HERE = Path(__file__).resolve().parent
 

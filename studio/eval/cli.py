@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.cli import whole_numbers
+from studio.commands import whole_numbers
 from studio.errors import StudioError
 from studio.eval.corpus import default_corpus_dir
 

@@ -22,11 +22,10 @@ from studio.errors import CheckpointError
 from studio.models.config import ModelConfig, OobleckConfig
 from studio.models.mar import MarModel
 from studio.models.model import AudioModel
+from studio.models.registry import CONFIG_FILE, WEIGHT_FILES
 
 Model = AudioModel | MarModel
 
-CONFIG_FILE = "model_config.json"
-WEIGHT_FILES = ("model.safetensors", "model.ckpt")
 
 _DIT_RULES: list[tuple[str, str]] = [
     (r"time_weight", "timestep_features.weight"),

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import ModelNotFoundError
-from studio.models.checkpoint import CONFIG_FILE, WEIGHT_FILES
 from studio.models.config import MODEL_TYPES
+
+CONFIG_FILE = "model_config.json"
+WEIGHT_FILES = ("model.safetensors", "model.ckpt")  # the first found is loaded
 
 DEFAULT_MODEL = "studio-mini"
 HUB_MODELS = {"stable-audio-open-small": "stabilityai/stable-audio-open-small"}

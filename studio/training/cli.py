@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from studio.cli import whole_numbers
+from studio.commands import TRAIN_HELP, run, whole_numbers
 from studio.models.config import MAR_HEADS
 from studio.training.arc import ArcTrainConfig, train_arc
 from studio.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
@@ -101,15 +101,15 @@ def cmd_train_mar(args: argparse.Namespace) -> int:
 
 def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Register `train autoencoder|flow|arc|mar` on a parser's subcommands; returns the `train` group."""
-    train = subparsers.add_parser(
-        "train", help="train the VAE, pretrain the flow DiT, ARC post-train it, or train a MAR model"
-    )
+    train = subparsers.add_parser("train", help=TRAIN_HELP)
     kinds = train.add_subparsers(
         dest="train_command", required=True, metavar="{autoencoder,flow,arc,mar,clap}"
     )
 
     defaults = _defaults(AutoencoderTrainConfig)
-    ae = kinds.add_parser("autoencoder", help="train an Oobleck VAE (STFT + adversarial + KL losses)")
+    ae = kinds.add_parser(
+        "autoencoder", help="train the VAE, Oobleck or STFT (spectral, phase, adversarial and KL losses)"
+    )
     _common(ae, defaults)
     ae.add_argument(
         "--config",
@@ -263,10 +263,13 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m studio.training.cli autoencoder|flow|arc|mar …`: `studio train …` by another name."""
-    from studio.cli import main as studio_main
+    """`python -m studio.training.cli autoencoder|flow|arc|mar|clap …`: `studio train …` by another
+    name, for torchrun and machines without the `studio` script."""
+    from studio.eval.cli import add_clap_train_command
 
-    return studio_main(["train", *(argv if argv is not None else sys.argv[1:])])
+    parser = argparse.ArgumentParser(prog="python -m studio.training.cli")
+    add_clap_train_command(add_train_commands(parser.add_subparsers(dest="command")))
+    return run(parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])]))
 
 
 if __name__ == "__main__":

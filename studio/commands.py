@@ -1,0 +1,38 @@
+"""What every `studio` command line shares, without importing torch: argument types, and how a
+command ends (logging set up, a StudioError printed as a message with exit status 2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from studio.errors import StudioError
+
+EXIT_USAGE = 2
+TRAIN_HELP = "train the VAE, pretrain the flow DiT, ARC post-train it, train a MAR model or the CLAP scorer"
+
+
+def whole_numbers(text: str) -> tuple[int, ...]:
+    """argparse type of options such as `--batch 1,8`."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command (`args.func`); a StudioError ends it with its message, not a traceback."""
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # The hub client logs every retry of an unreachable host; our own error says what to do.
+    logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
