@@ -349,4 +349,4 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((word for word in argv if not word.startswith("-")), "")
-    return run(build_parser(command).parse_args(argv))
+    return run(lambda: build_parser(command).parse_args(argv))

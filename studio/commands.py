@@ -11,6 +11,8 @@ from collections.abc import Callable
 from studio.errors import StudioError
 
 EXIT_USAGE = 2
+# Modules of the optional extras (pyproject.toml), by the extra that installs them
+EXTRA_OF_MODULE = {"tqdm": "train", "matplotlib": "eval"}
 TRAIN_HELP = "train the VAE, pretrain the flow DiT, ARC post-train it, train a MAR model or the CLAP scorer"
 
 
@@ -22,17 +24,29 @@ def whole_numbers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed command (`args.func`); a StudioError ends it with its message, not a traceback."""
-    verbose = getattr(args, "verbose", False)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    # The hub client logs every retry of an unreachable host; our own error says what to do.
-    logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
-    func: Callable[[argparse.Namespace], int] = args.func
+def run(parse: Callable[[], argparse.Namespace]) -> int:
+    """Parse a command line and run its command (`args.func`). A StudioError, or a module of an
+    extra that is not installed, ends it with a message saying what to do, not a traceback."""
     try:
-        return func(args)
+        args = parse()
+        verbose = getattr(args, "verbose", False)
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s"
+        )
+        # The hub client logs every retry of an unreachable host; our own error says what to do.
+        logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
+        return args.func(args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"error: {exc.name} is not installed\n  how to fix: pip install 'studio[{extra}]'",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

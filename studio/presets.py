@@ -78,8 +78,8 @@ REQUEST_KEYS = tuple(k for k in PRESET_KEYS if k not in ("name", "description", 
 
 
 def shipped_presets_dir() -> Path:
-    """The presets that come with Studio: `presets/` at the repository root."""
-    return Path(studio.__file__).resolve().parents[1] / "presets"
+    """The presets that come with Studio: the repository's `presets/`, inside the package once installed."""
+    return studio.shipped_dir("presets")
 
 
 def user_presets_dir() -> Path:

@@ -248,3 +248,18 @@ def test_light_commands_import_neither_torch_nor_the_trainers(command):
 def test_train_help_still_lists_the_trainers_options():
     run = studio("train", "autoencoder", "--help")
     assert run.returncode == 0 and "--phase-weight" in run.stdout and "--tone-share" in run.stdout
+
+
+def test_a_missing_extra_is_named_with_the_install_that_brings_it(tmp_path):
+    script = """
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "tqdm":
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+sys.meta_path.insert(0, Absent())
+from studio.cli import main
+sys.exit(main(["train", "autoencoder", "--corpus", "c", "--out", "o"]))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert_clear_error(run, "tqdm is not installed", "pip install 'studio[train]'")

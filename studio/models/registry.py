@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio import shipped_dir
 from studio.errors import ModelNotFoundError
 from studio.models.config import MODEL_TYPES
 
@@ -37,7 +38,8 @@ class ModelEntry:
 
 
 def embedded_models_dir() -> Path:
-    return Path(os.environ.get("STUDIO_EMBEDDED_MODELS", Path(__file__).resolve().parents[2] / "models"))
+    """The models that come with Studio ($STUDIO_EMBEDDED_MODELS overrides)."""
+    return Path(os.environ.get("STUDIO_EMBEDDED_MODELS", shipped_dir("models")))
 
 
 def user_models_dir() -> Path:

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m studio.training.cli")
     add_clap_train_command(add_train_commands(parser.add_subparsers(dest="command")))
-    return run(parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])]))
+    return run(lambda: parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])]))
 
 
 if __name__ == "__main__":
