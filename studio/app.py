@@ -6,7 +6,6 @@ and every take is saved to the library before it is shown.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import math
@@ -19,13 +18,13 @@ import numpy as np
 
 from studio import loops
 from studio.audio import read_audio
-from studio.engine import Engine, Result
 from studio.errors import StudioError
 from studio.library import TakeRecord
 from studio.models.registry import list_models
+from studio.names import file_stem
 from studio.presets import Preset, save_user_preset
 from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH, MAX_VARIATIONS, VARY_STRENGTH, Request
-from studio.service import Studio, open_studio
+from studio.service import ModelInfo, Result, Studio, open_studio
 
 log = logging.getLogger("studio.app")
 
@@ -122,16 +121,30 @@ def _ui_error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc).replace("\n  how to fix:", " — how to fix:"), print_exception=False)
 
 
-def _slider_steps(engine: Engine) -> int:
+def _slider_steps(model: ModelInfo) -> int:
     """Where the steps slider starts for a model: its own default steps, within the slider."""
-    return min(engine.default_steps(engine.default_sampler), UI_MAX_STEPS)
+    return min(model.default_steps, UI_MAX_STEPS)
+
+
+def _slider_seconds(model: ModelInfo) -> float:
+    """The seconds slider's top for a model: its longest take, down to the slider's 2 decimals."""
+    return math.floor(model.max_seconds * 100) / 100
+
+
+def _follow_controls(model: ModelInfo, seconds: float | None) -> list[Any]:
+    """Updates of the cfg, steps and seconds controls for a newly loaded model: its own guidance and
+    steps, its range of lengths (the length asked for kept where the model can make it)."""
+    top = _slider_seconds(model)
+    return [
+        gr.update(value=model.default_cfg),
+        gr.update(value=_slider_steps(model)),
+        gr.update(maximum=top, value=min(seconds or top, top)),
+    ]
 
 
 def build_app(studio: Studio) -> gr.Blocks:
-    engine = studio.host.engine
-    config = engine.config
-    default_steps = _slider_steps(engine)
-    max_seconds = math.floor(config.max_seconds * 100) / 100  # the slider's 2 decimals never exceed it
+    model = studio.model
+    max_seconds = _slider_seconds(model)
     presets = studio.presets()
 
     with gr.Blocks(title="Studio", fill_width=True) as app:
@@ -149,9 +162,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                     )
                     generate_button = gr.Button("Generate", variant="primary", scale=1, elem_id="generate")
                 with gr.Row():
-                    models = sorted({e.name for e in list_models()} | {engine.model_name})
+                    models = sorted({e.name for e in list_models()} | {model.name})
                     model_picker = gr.Dropdown(
-                        models, value=engine.model_name, label="Model", scale=2, elem_id="model"
+                        models, value=model.name, label="Model", scale=2, elem_id="model"
                     )
                     preset_picker = gr.Dropdown(
                         ["", *presets], value="", label="Preset", scale=2, elem_id="preset"
@@ -159,12 +172,17 @@ def build_app(studio: Studio) -> gr.Blocks:
                     negative = gr.Textbox(label="Negative prompt (with cfg > 1)", scale=3)
                 with gr.Row():
                     seconds = gr.Slider(
-                        0.1, max_seconds, value=min(4.0, max_seconds), step=0.01, label="Seconds"
+                        0.1,
+                        max_seconds,
+                        value=min(4.0, max_seconds),
+                        step=0.01,
+                        label="Seconds",
+                        elem_id="seconds",
                     )
                     steps = gr.Slider(
-                        1, UI_MAX_STEPS, value=default_steps, step=1, label="Steps", elem_id="steps"
+                        1, UI_MAX_STEPS, value=_slider_steps(model), step=1, label="Steps", elem_id="steps"
                     )
-                    cfg = gr.Slider(1, 10, value=config.default_cfg, step=0.1, label="CFG", elem_id="cfg")
+                    cfg = gr.Slider(1, 10, value=model.default_cfg, step=0.1, label="CFG", elem_id="cfg")
                 with gr.Row():
                     variations = gr.Slider(1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations")
                     diversity = gr.Slider(0, 1, value=DEFAULT_DIVERSITY, step=0.01, label="Diversity")
@@ -315,18 +333,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                 return "★ kept" if studio.library.star(record.id, not record.starred).starred else "☆ keep"
 
             def vary_take(ids: list[int], vary_strength: float, i: int = i) -> list[Any]:
-                record = studio.library.get(ids[i])
-                # The take's own settings, re-noised from its audio with fresh seeds.
-                request = dataclasses.replace(
-                    Request.from_params(record.params),
-                    seed=None,
-                    take_seeds=None,
-                    variations=len(ids),
-                    init_audio=str(record.path),
-                    strength=float(vary_strength),
-                )
                 try:
-                    return show(*studio.run(request))
+                    return show(*studio.run(studio.vary(ids[i], len(ids), vary_strength)))
                 except StudioError as exc:
                     raise _ui_error(exc) from exc
 
@@ -345,33 +353,54 @@ def build_app(studio: Studio) -> gr.Blocks:
                 api_visibility="private",
             )
 
-        def pick_model(name: str) -> tuple[str, float, int]:
+        def pick_model(name: str, seconds_now: float | None) -> list[Any]:
             try:
-                engine = studio.host.switch(name)
+                loaded = studio.switch_model(name)
             except StudioError as exc:
                 raise _ui_error(exc) from exc
             # the guidance and steps the new model was made for (ARC 1 and 8, plain flow more)
-            loaded = f"model **{engine.model_name}** loaded on {engine.device}"
-            return loaded, engine.config.default_cfg, _slider_steps(engine)
+            return [
+                f"model **{loaded.name}** loaded on {loaded.device}",
+                *_follow_controls(loaded, seconds_now),
+            ]
 
+        model_controls = [cfg, steps, seconds]
         model_picker.change(
             pick_model,
-            model_picker,
-            [status, cfg, steps],
+            [model_picker, seconds],
+            [status, *model_controls],
             concurrency_id=ENGINE_QUEUE,
             api_visibility="private",
+        )
+
+        def follow_model(picked: str, seconds_now: float | None) -> list[Any]:
+            """A model loaded from elsewhere (OSC, another browser) shows here within a tick."""
+            loaded = studio.model
+            if loaded.name == picked:
+                return [gr.update()] * (2 + len(model_controls))
+            note = f"model **{loaded.name}** was loaded from another controller"
+            names = sorted({e.name for e in list_models()} | {loaded.name})
+            return [gr.update(choices=names, value=loaded.name), note, *_follow_controls(loaded, seconds_now)]
+
+        gr.Timer(2.0).tick(
+            follow_model,
+            [model_picker, seconds],
+            [model_picker, status, *model_controls],
+            api_visibility="private",
+            show_progress="hidden",
         )
 
         def apply_preset(name: str) -> list[Any]:
             if not name:
                 return [gr.update()] * 10
-            p = studio.presets()[name]
+            p, loaded = studio.presets()[name], studio.model
+            top = _slider_seconds(loaded)
             return [
                 p.prompt,
                 p.negative_prompt,
-                min(p.seconds or max_seconds, max_seconds),
-                p.steps or default_steps,
-                studio.host.engine.config.guidance(p.cfg),
+                min(p.seconds or top, top),
+                p.steps or _slider_steps(loaded),
+                loaded.guidance(p.cfg),
                 p.seed if p.seed is not None else -1,
                 p.seed is not None,
                 min(p.variations, UI_MAX_VARIATIONS),
@@ -520,7 +549,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 if do_normalise:
                     audio = loops.normalize_loudness(audio, rate)
                 audio = loops.fade(audio, rate, float(f_in or 0), float(f_out or 0))
-                path = loops.export_audio(audio, rate, studio.exports() / record.path.stem, fmt)
+                path = studio.export(record, audio, rate, fmt)
             except StudioError as exc:
                 raise _ui_error(exc) from exc
             return f"exported **{path.name}**", str(path)
@@ -544,9 +573,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             try:
                 audio, rate = _take_audio(record)
                 loop, report = loops.make_loop(audio, rate, float(bpm), int(bar_count) or None)
-                path = loops.export_audio(
-                    loop, rate, studio.exports() / f"{record.path.stem}_loop{bpm:g}", "wav24"
-                )
+                path = studio.export(record, loop, rate, variant=f"loop{bpm:g}")
             except StudioError as exc:
                 raise _ui_error(exc) from exc
             text = (
@@ -643,7 +670,7 @@ document.addEventListener("dragstart", (event) => {
 
 
 def _drag_link(record: TakeRecord) -> str:
-    filename = html.escape(f"{record.name}.wav", quote=True)
+    filename = html.escape(f"{file_stem(record.name)}.wav", quote=True)
     href = html.escape(f"gradio_api/file={record.path}", quote=True)
     return (
         f'<a class="drag-out" draggable="true" href="{href}" data-filename="{filename}" '
@@ -677,8 +704,8 @@ def serve(
         quiet=True,
         head=DRAG_OUT_JS,
     )
-    engine = studio.host.engine
-    print(f"Studio is running at {url} ({engine.model_name} on {engine.device}); Ctrl+C stops it", flush=True)
+    model = studio.model
+    print(f"Studio is running at {url} ({model.name} on {model.device}); Ctrl+C stops it", flush=True)
     if block:
         app.block_thread()
     return app, url

@@ -168,10 +168,8 @@ def cmd_osc(args: argparse.Namespace) -> int:
     studio = open_studio(args.model, args.device, args.library, args.export_dir)
     try:
         bridges = _start_bridges(studio, options)
-        engine = studio.host.engine
-        print(
-            f"Studio OSC bridge ready ({engine.model_name} on {engine.device}); Ctrl+C stops it", flush=True
-        )
+        model = studio.model
+        print(f"Studio OSC bridge ready ({model.name} on {model.device}); Ctrl+C stops it", flush=True)
         try:
             threading.Event().wait()
         finally:

@@ -18,7 +18,8 @@ import numpy as np
 from studio.audio import atomic_path, write_audio
 from studio.errors import AudioError
 
-EXPORT_FORMATS = ("wav16", "wav24", "flac", "mp3")
+EXPORT_SUFFIXES = {"wav16": ".wav", "wav24": ".wav", "flac": ".flac", "mp3": ".mp3"}
+EXPORT_FORMATS = tuple(EXPORT_SUFFIXES)
 MP3_BITRATE = "320k"
 MIN_BPM, MAX_BPM = 20.0, 400.0
 LOOP_FADE_S = 0.005  # long enough to hide the click of a cut, short enough to keep the transient
@@ -38,10 +39,10 @@ def export_audio(audio: np.ndarray, sample_rate: int, path: Path, fmt: str) -> P
         raise AudioError(f"unknown export format '{fmt}'", f"use one of {', '.join(EXPORT_FORMATS)}")
     audio = _as_audio(audio)
     sample_rate = _check_rate(sample_rate)
+    path = Path(path).with_suffix(EXPORT_SUFFIXES[fmt])
     if fmt == "mp3":
-        return _export_mp3(audio, sample_rate, Path(path).with_suffix(".mp3"))
-    suffix, bits = {"wav16": (".wav", 16), "wav24": (".wav", 24), "flac": (".flac", 24)}[fmt]
-    return write_audio(Path(path).with_suffix(suffix), audio, sample_rate, bits)
+        return _export_mp3(audio, sample_rate, path)
+    return write_audio(path, audio, sample_rate, 16 if fmt == "wav16" else 24)
 
 
 def trim_silence(

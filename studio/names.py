@@ -15,6 +15,11 @@ def take_stem(prompt: str, seed: int, take_index: int) -> str:
     return f"{slug(prompt)}_{seed}_{take_index + 1}"
 
 
+def file_stem(name: str) -> str:
+    """A take's library name as a file name: what a user typed, minus what a file system refuses."""
+    return re.sub(r"[^\w\- .,()+]+", "-", name).strip(" .-")[:100] or "take"
+
+
 def free_path(folder: Path, stem: str, suffix: str, siblings: tuple[str, ...] = ()) -> Path:
     """folder/stem+suffix, numbered "-2", "-3", … past any existing file (or sibling with those suffixes)."""
     path, n = folder / f"{stem}{suffix}", 2

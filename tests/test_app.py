@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,16 @@ def test_export_formats(served, fmt, subtype):
     info, path = client.predict(params[0]["id"], fmt, True, True, 0.01, 0.05, api_name="/export")
     assert "exported" in info
     assert sf.info(path).subtype == subtype
+
+
+def test_exporting_a_take_twice_keeps_both_files_named_after_the_take(served):
+    client, studio, _ = served
+    _, params = generate(client, "tom fill", seconds=0.5, seed=9)
+    first = client.predict(params[0]["id"], "wav24", False, False, 0, 0, api_name="/export")[1]
+    second = client.predict(params[0]["id"], "wav24", False, False, 0, 0, api_name="/export")[1]
+    record = studio.library.get(params[0]["id"])
+    exported = {p.name for p in studio.export_dir.glob(f"{record.name}*.wav")}
+    assert exported == {Path(first).name, Path(second).name} == {f"{record.name}.wav", f"{record.name}-2.wav"}
 
 
 @pytest.mark.parametrize(

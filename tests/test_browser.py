@@ -148,3 +148,23 @@ def test_picking_a_model_loads_it_and_moves_cfg_to_its_default(studio_page):
     )
     page.wait_for_function("document.querySelector('#cfg input[type=number]').value === '3'")
     assert studio.host.engine.model_name == "studio-mini-energy"
+
+
+def test_a_model_loaded_from_another_controller_shows_with_its_ranges(
+    flow_model_in_user_dir, studio_page, tmp_path
+):
+    """OSC (or another browser) loads a longer plain flow model: the page follows within a tick."""
+    page, studio = studio_page
+    flow = {"model.diffusion.diffusion_objective": "rectified_flow", "sample_size": 131072}  # 2.97 s
+    make_model_folder(tmp_path / "user-models" / "tiny-flow-long", tiny_config(default_cfg=4.0, **flow))
+    seconds_max = "document.querySelector('#seconds input[type=number]')?.max === '{}'"
+    page.wait_for_function(seconds_max.format("1.48"))  # the tiny model's 65,536 samples
+    studio.switch_model("tiny-flow-long")  # what /studio/param model tiny-flow-long does
+    page.wait_for_function(
+        "document.querySelector('#status').innerText.includes('tiny-flow-long was loaded from another')",
+        timeout=30_000,
+    )
+    page.wait_for_function(seconds_max.format("2.97"))
+    page.wait_for_function("document.querySelector('#steps input[type=number]').value === '50'")
+    page.wait_for_function("document.querySelector('#cfg input[type=number]').value === '4'")
+    assert page.locator("#model input").input_value() == "tiny-flow-long"

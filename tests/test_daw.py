@@ -24,6 +24,7 @@ from studio.bridges.playback import Player
 from studio.bridges.remote import BridgeOptions, Bridges
 from studio.bridges.session import Session
 from studio.service import open_studio
+from tests.tiny import make_model_folder, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,31 @@ def test_a_midi_pad_generates_its_preset_plays_it_at_velocity_and_tells_the_daw(
         bridge.close()
         player.close()
         session.close()
+
+
+def test_a_model_switch_moves_the_seconds_knob_and_the_live_length_with_it(tmp_path, monkeypatch):
+    models = tmp_path / "user-models"
+    make_model_folder(models / "tiny-short", tiny_config(sample_size=32768))  # 0.74 s
+    make_model_folder(models / "tiny-long", tiny_config(sample_size=131072))  # 2.97 s
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(models))
+    studio = open_studio("tiny-short", library_dir=tmp_path / "library")
+    session = Session(studio)
+    inport = LoopbackPort("Studio In")
+    session.midi = bridge = MidiBridge(session, inport, None, default_cc_map(session.max_seconds))
+    knob_up = mido.Message("control_change", control=74, value=127)  # the seconds knob, all the way
+    try:
+        bridge.handle(knob_up)
+        assert session.params.seconds == pytest.approx(32768 / 44100)
+        session.set_param("model", "tiny-long")  # as OSC's /studio/param model tiny-long does
+        bridge.handle(knob_up)
+        assert session.params.seconds == pytest.approx(131072 / 44100)
+        session.set_param("model", "tiny-short")  # 2.97 s is more than this model can make
+        assert session.params.seconds == pytest.approx(32768 / 44100)
+        assert dict(session.status())["seconds"] == pytest.approx(32768 / 44100)
+    finally:
+        bridge.close()
+        session.close()
+        studio.close()
 
 
 def test_osc_takes_share_the_browsers_library_and_midi_says_why_it_is_off(studio, tmp_path):

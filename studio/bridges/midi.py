@@ -20,6 +20,7 @@ Windows has none, so there a loopMIDI port is opened by name instead.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -225,6 +226,13 @@ class MidiBridge:
                 self.controller.set_param(mapping.param, round(value) if mapping.param == "steps" else value)
         except Exception:
             log.exception("MIDI %s failed", msg)
+
+    def follow_model(self, max_seconds: float) -> None:
+        """A knob mapped to seconds spans the loaded model's lengths: rescaled when it changes."""
+        self._cc = {
+            cc: dataclasses.replace(m, high=max_seconds) if m.param == "seconds" else m
+            for cc, m in self._cc.items()
+        }
 
     def start(self) -> None:
         if self.inport is None or self._reader is not None:

@@ -60,8 +60,8 @@ class Bridges:
         try:
             if options.play or options.midi_on:
                 player = Player(
-                    studio.host.engine.config.sample_rate,
-                    studio.host.engine.config.audio_channels,
+                    studio.model.sample_rate,
+                    studio.model.channels,
                     _device(options.audio_device),
                     _latency(options.audio_latency),
                 )
@@ -73,7 +73,7 @@ class Bridges:
                     self.session.playback_off = _off("playback", exc)
                     self.notes.append(self.session.playback_off)
             if options.midi_on:
-                max_seconds = studio.host.engine.config.max_seconds
+                max_seconds = studio.model.max_seconds
                 cc_map = parse_cc_map(options.midi_cc, max_seconds) if options.midi_cc else None
                 channel = _midi_channel(options.midi_channel)
                 try:

@@ -8,7 +8,6 @@ turns triggers into engine requests through the shared `Studio`, hands finished 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import threading
@@ -19,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from studio.audio import audio_seconds, write_audio
-from studio.engine import Result
+from studio.audio import audio_seconds
 from studio.errors import RequestError, StudioError
 from studio.library import TakeRecord
 from studio.models.registry import HUB_MODELS, list_models
-from studio.names import free_path, take_stem
 from studio.presets import Preset, find_preset, preset_for_note
 from studio.request import (
     DEFAULT_DIVERSITY,
@@ -34,7 +31,7 @@ from studio.request import (
     check_parameter,
     finite_number,
 )
-from studio.service import Saved, Studio
+from studio.service import ModelInfo, Result, Saved, Studio
 
 if TYPE_CHECKING:
     from studio.bridges.midi import MidiBridge
@@ -120,6 +117,7 @@ class Session:
         self._last: list[SessionTake] = []
         self._notes: dict[int, int] = {}  # id(request) -> the MIDI note that triggered it
         studio.listeners.append(self._announce_to_midi)
+        studio.model_listeners.append(self._follow_model)
 
     # -- triggers ---------------------------------------------------------------------------------
 
@@ -154,12 +152,9 @@ class Session:
         p = self.params
         with self._lock:
             shown = len(self._last)
-        request = dataclasses.replace(
-            Request.from_params(source.record.params),
-            seed=None,
-            take_seeds=None,
+        request = self.studio.vary(
+            source.record.id,
             variations=p.variations or shown,  # as many new takes as the controller had, by default
-            init_audio=str(source.record.path),
             strength=VARY_STRENGTH if p.strength is None else p.strength,
         )
         return self._submit(request, autoplay=p.autoplay)
@@ -257,27 +252,27 @@ class Session:
         known = {entry.name for entry in list_models()} | set(HUB_MODELS)
         if name not in known:
             raise RequestError(f"unknown model '{name}'", f"use one of {', '.join(sorted(known))}")
-        return self.studio.host.switch(name).model_name
+        return self.studio.switch_model(name).name
 
     @property
     def max_seconds(self) -> float:
-        return self.studio.host.engine.config.max_seconds
+        return self.studio.model.max_seconds
 
     def status(self) -> list[tuple[str, Any]]:
         """Key/value pairs of everything a controller may want to show."""
-        engine, p = self.studio.host.engine, self.params
+        model, p = self.studio.model, self.params
         with self._lock:
             pending, last = self._pending, len(self._last)
         return [
-            ("model", engine.model_name),
-            ("device", str(engine.device)),
+            ("model", model.name),
+            ("device", model.device),
             ("pending", pending),
             ("takes", last),
             ("prompt", p.prompt),
             ("negative", p.negative),
-            ("seconds", float(p.seconds if p.seconds is not None else self.max_seconds)),
-            ("steps", p.steps or engine.default_steps(engine.default_sampler)),
-            ("cfg", engine.config.guidance(p.cfg)),
+            ("seconds", float(p.seconds if p.seconds is not None else model.max_seconds)),
+            ("steps", p.steps or model.default_steps),
+            ("cfg", model.guidance(p.cfg)),
             ("diversity", float(p.diversity if p.diversity is not None else DEFAULT_DIVERSITY)),
             ("strength", float(p.strength if p.strength is not None else DEFAULT_STRENGTH)),
             ("variations", int(p.variations or 1)),
@@ -293,6 +288,8 @@ class Session:
         """Stop hearing about takes; the studio itself stays open for its other front-ends."""
         if self._announce_to_midi in self.studio.listeners:
             self.studio.listeners.remove(self._announce_to_midi)
+        if self._follow_model in self.studio.model_listeners:
+            self.studio.model_listeners.remove(self._follow_model)
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -322,7 +319,7 @@ class Session:
             with self._lock:
                 self._last = takes
             if self.handoff:
-                ticket.handoff = [self._hand_off(t, result) for t in takes]
+                ticket.handoff = [self._hand_off(t) for t in takes]
         except BaseException as exc:
             ticket.future.set_exception(exc)
             return
@@ -333,12 +330,18 @@ class Session:
             except StudioError as exc:
                 log.warning("cannot play the take: %s", exc)
 
-    def _hand_off(self, take: SessionTake, result: Result) -> Path:
-        """A copy named like the take in the export folder: DAWs watch it, and a DAW project that
-        uses the file keeps working when the take is deleted from the library."""
-        p = take.record.params
-        path = free_path(self.studio.exports(), take_stem(p["prompt"], p["seed"], p["take_index"]), ".wav")
-        return write_audio(path, take.audio, take.sample_rate, bit_depth=24)
+    def _hand_off(self, take: SessionTake) -> Path:
+        """A copy in the export folder: DAWs watch it, and a DAW project that uses the file keeps
+        working when the take is deleted from the library."""
+        return self.studio.export(take.record, take.audio, take.sample_rate)
+
+    def _follow_model(self, model: ModelInfo) -> None:
+        """Another model is loaded (by any front-end): the live length and the seconds knob follow it."""
+        p = self.params
+        if p.seconds is not None and p.seconds > model.max_seconds:
+            p.seconds = model.max_seconds
+        if self.midi is not None:
+            self.midi.follow_model(model.max_seconds)
 
     def _take(self, index: int) -> SessionTake:
         with self._lock:
