@@ -129,7 +129,7 @@ def markdown(reports: list[dict[str, Any]], rows: list[ComparisonRow], image: st
 
 
 def _plot(rows: list[ComparisonRow], path: Path) -> Path:
-    from studio.eval.run import plain_log_axis, pyplot, save_figure
+    from studio.eval.report import plain_log_axis, pyplot, save_figure
 
     fig, axes = pyplot().subplots(1, 2, figsize=(11, 4.5))
     for ax, key, title in (

@@ -1,0 +1,77 @@
+"""The studio: a Gradio app for live prompting, variations, style transfer and a sound library.
+
+Every handler goes through the one engine (so browser clicks batch with OSC and MIDI triggers)
+and every take is saved to the library before it is shown. The Play tab (play_tab.py), the Library
+tab (library_tab.py) and the documented API (api.py) are built into one page here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from studio.app.api import api_events
+from studio.app.library_tab import library_tab
+from studio.app.play_tab import DRAG_OUT_JS, play_tab
+from studio.service import Studio, open_studio
+
+
+def build_app(studio: Studio) -> gr.Blocks:
+    with gr.Blocks(title="Studio", fill_width=True) as app:
+        gr.Markdown("# Studio\nType a sound, press Enter. Variations, diversity, restyle a recording.")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Play", id="play"):
+                controls = play_tab(studio)
+            with gr.Tab("Library", id="library"):
+                library_tab(studio, tabs, controls)
+        api_events(studio)
+    return app
+
+
+def serve(
+    studio: Studio,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+) -> tuple[gr.Blocks, str]:
+    """Serve the studio in the browser; with block, until Ctrl+C. Returns (app, url)."""
+    app = build_app(studio)
+    app.queue(default_concurrency_limit=16)
+    _, url, _ = app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        auth=auth,
+        prevent_thread_lock=True,
+        allowed_paths=[str(studio.library.root), str(studio.exports())],
+        footer_links=["api", "settings"],
+        show_error=True,
+        quiet=True,
+        head=DRAG_OUT_JS,
+    )
+    model = studio.model
+    print(f"Studio is running at {url} ({model.name} on {model.device}); Ctrl+C stops it", flush=True)
+    if block:
+        app.block_thread()
+    return app, url
+
+
+def launch(
+    model: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: str | None = None,
+    auth: tuple[str, str] | None = None,
+    library_dir: str | Path | None = None,
+    block: bool = True,
+) -> tuple[gr.Blocks, Studio, str]:
+    """Load the model once, build the app and serve it; returns (app, studio, url)."""
+    studio = open_studio(model, device, library_dir)
+    try:
+        app, url = serve(studio, host, port, auth, block)
+    finally:
+        if block:
+            studio.close()
+    return app, studio, url

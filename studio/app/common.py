@@ -1,0 +1,12 @@
+"""What every part of the browser app shares."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+ENGINE_QUEUE = "engine"  # one Gradio concurrency group for every event that runs the model
+
+
+def ui_error(exc: Exception) -> gr.Error:
+    """A StudioError as the browser shows it: the message, then how to fix it, on one line."""
+    return gr.Error(str(exc).replace("\n  how to fix:", " — how to fix:"), print_exception=False)
