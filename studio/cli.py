@@ -217,7 +217,11 @@ def add_bridge_options(parser: argparse.ArgumentParser, osc_port_flag: str | Non
             osc_port_flag, type=int, dest="osc_port", help="start the OSC server on this UDP port"
         )
     group.add_argument("--osc-host", default="127.0.0.1", help="OSC address to bind (default loopback only)")
-    group.add_argument("--osc-reply-port", type=int, help="send replies to this port (default: the sender's)")
+    group.add_argument(
+        "--osc-reply-port",
+        type=int,
+        help="send replies only to this port (default: the sender's port and the OSC port + 1)",
+    )
     group.add_argument(
         "--allow-dir",
         action="append",

@@ -109,7 +109,9 @@ class Library:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         try:
-            self.audio_dir.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a folder the user gave keeps its mode
+            self.audio_dir.mkdir(mode=0o700, exist_ok=True)
+            _keep_private(self.db_path, self.audio_dir)
         except OSError as exc:
             raise LibraryError(
                 f"cannot create the library folder {self.audio_dir}: {exc.strerror or exc}", _DISK_HINT
@@ -330,6 +332,17 @@ def _unknown(take_id: int) -> LibraryError:
     return LibraryError(
         f"there is no take {take_id} in the library", "it may have been deleted; search again"
     )
+
+
+def _keep_private(db_path: Path, audio_dir: Path) -> None:
+    """The database and the audio folder readable by their owner only, as the takes are. SQLite gives
+    its -wal and -shm files the database's permissions, so they follow; a library made before this
+    (0644 files) is tightened on open."""
+    audio_dir.chmod(0o700)
+    os.close(os.open(db_path, os.O_CREAT | os.O_RDWR, 0o600))
+    for path in (db_path, *(db_path.with_name(db_path.name + end) for end in ("-wal", "-shm"))):
+        if path.exists():
+            path.chmod(0o600)
 
 
 def _check_name(name: str) -> str:

@@ -25,6 +25,7 @@ MAX_STEPS = 500
 MAX_SEED = 2**63 - 1
 MAX_CFG = 30.0
 MAX_PROMPT_CHARS = 1000
+MIN_SECONDS = 0.05  # shorter is a click, not a take (and 1e-300 s would be a file of no samples)
 # Steps of a request that names none, by sampler, where the model's config names no default_steps
 DEFAULT_STEPS = {"pingpong": 8, "euler": 50, "mar": 8}
 DEFAULT_DIVERSITY = 1.0  # independent takes
@@ -131,13 +132,15 @@ def check_parameter(
         return value
     if name == "seconds":
         seconds = finite_number(label, value)
-        if max_seconds is None and seconds <= 0:
+        shortest = f"(the shortest take is {MIN_SECONDS:g} s)"
+        if max_seconds is None and seconds < MIN_SECONDS:
             raise RequestError(
-                f"{label} must be more than 0, got {value}", "give a length in seconds, e.g. 2"
+                f"{label} must be more than 0, got {value} {shortest}", "give a length in seconds, e.g. 2"
             )
-        if max_seconds is not None and not 0 < seconds <= max_seconds + 1e-6:
+        if max_seconds is not None and not MIN_SECONDS <= seconds <= max_seconds + 1e-6:
             raise RequestError(
-                f"{label} must be more than 0 and at most {max_seconds:.2f} for this model, got {value}",
+                f"{label} must be more than 0 and at most {max_seconds:.2f} for this model, got {value} "
+                + shortest,
                 "ask for a shorter take, or use a model made for longer audio"
                 if seconds > max_seconds
                 else f"give a length in seconds, e.g. {min(2.0, max_seconds):g}",

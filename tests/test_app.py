@@ -126,6 +126,19 @@ def test_exporting_a_take_twice_keeps_both_files_named_after_the_take(served):
     assert exported == {Path(first).name, Path(second).name} == {f"{record.name}.wav", f"{record.name}-2.wav"}
 
 
+def test_the_server_serves_takes_but_never_the_library_database(served):
+    import httpx
+
+    client, studio, _ = served
+    _, params = generate(client, "clap", seconds=0.5, seed=4)
+    base = client.src.rstrip("/")
+    take = httpx.get(f"{base}/gradio_api/file={studio.library.get(params[0]['id']).path}")
+    database = httpx.get(f"{base}/gradio_api/file={studio.library.db_path}")
+    wal = httpx.get(f"{base}/gradio_api/file={studio.library.db_path}-wal")
+    assert take.status_code == 200 and take.content[:4] == b"RIFF"
+    assert database.status_code >= 400 and wal.status_code >= 400
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

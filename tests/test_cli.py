@@ -129,6 +129,7 @@ def assert_clear_error(run: subprocess.CompletedProcess, *phrases: str) -> None:
 def test_bad_input_exits_2_with_a_clear_message(tiny_model_dir, tmp_path):
     model = ("--model", str(tiny_model_dir))
     assert_clear_error(studio("generate", "x", *model, "--seconds", "-1"), "seconds must be more than 0")
+    assert_clear_error(studio("generate", "x", *model, "--seconds", "1e-300"), "the shortest take is 0.05 s")
     assert_clear_error(studio("generate", "x", *model, "--diversity", "3"), "diversity must be from 0 to 1")
     not_audio = tmp_path / "take.wav"
     not_audio.write_text("definitely not audio")

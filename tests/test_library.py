@@ -80,6 +80,22 @@ def test_the_database_is_wal_versioned_and_its_files_are_in_the_root(lib):
     assert lib.db_path == lib.root / "library.sqlite3" and lib.audio_dir == lib.root / "audio"
 
 
+def test_every_library_file_is_private_and_an_old_library_is_tightened(tmp_path):
+    root = tmp_path / "lib"
+    with Library(root) as library:
+        take = library.add(make_take())
+        files = [library.db_path, *root.glob("library.sqlite3-*"), take.path]
+        assert len(files) >= 3  # the database, its -wal (and -shm) and the take
+        assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o600"}
+        assert oct(library.audio_dir.stat().st_mode & 0o777) == "0o700"
+        assert oct(root.stat().st_mode & 0o777) == "0o700"
+    for path in (*root.glob("library.sqlite3*"), root / "audio"):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as a library from before this fix
+    with Library(root) as library:
+        assert oct(library.db_path.stat().st_mode & 0o777) == "0o600"
+        assert oct(library.audio_dir.stat().st_mode & 0o777) == "0o700"
+
+
 def test_a_relative_root_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with Library("lib") as library:

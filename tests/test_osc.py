@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -319,3 +321,55 @@ def test_fuzz_never_crashes_and_every_bad_message_is_answered(surface):
     client.send("/studio/ping")
     client.wait("/studio/pong")
     assert server._thread.is_alive()
+
+
+def _port_pair() -> int:
+    """A UDP port P on loopback with P + 1 free too."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as after:
+                after.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no pair of free UDP ports")
+
+
+def test_liblo_tools_hear_the_replies_on_the_port_after_the_studios(studio):
+    if shutil.which("oscsend") is None or shutil.which("oscdump") is None:
+        if os.environ.get("CI"):
+            pytest.fail("liblo-tools is missing: .ci/run installs it (apt-get install liblo-tools)")
+        pytest.skip("liblo-tools is not installed (apt-get install liblo-tools)")
+    port = _port_pair()
+    session = Session(studio)
+    dump = subprocess.Popen(["oscdump", "-L", str(port + 1)], stdout=subprocess.PIPE, text=True)
+    try:
+        with OscServer(session, port=port):
+            time.sleep(0.3)  # oscdump binds its port
+            subprocess.run(["oscsend", "localhost", str(port), "/studio/ping"], check=True, timeout=10)
+            subprocess.run(["oscsend", "localhost", str(port), "/studio/nope"], check=True, timeout=10)
+            lines = [dump.stdout.readline() for _ in range(2)]
+    finally:
+        dump.kill()
+        dump.wait()
+        session.close()
+    assert " /studio/pong " in lines[0]  # oscdump writes a timetag first
+    assert " /studio/error " in lines[1] and "unknown address /studio/nope" in lines[1]
+
+
+def test_a_bundle_of_nothing_gets_an_error(surface):
+    _, _, client = surface
+    client.send_raw(b"#bundle\x00" + bytes(8))  # a header and a timetag, no elements
+    client.send_raw(b"#bundle\x00" + bytes(8) + b"\x00\x00\x00\x08" + b"garbage!")
+    errors = client.wait("/studio/error", 2, timeout=10)
+    assert all("bundle holds no message" in text for _, text in errors)
+
+
+def test_a_seed_beyond_what_osc_carries_is_refused_with_the_documented_range(surface):
+    _, _, client = surface
+    client.send("/studio/generate", "x", 0.5, 1, -5)
+    (error,) = client.wait("/studio/error")
+    assert "seed must be from -1 to 2147483647" in error[1]

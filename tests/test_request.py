@@ -47,6 +47,7 @@ def test_values_inside_the_limits_pass_converted(name, value, expected):
         ("diversity", -0.1, "diversity must be from 0 to 1"),
         ("strength", 0, "strength must be more than 0 and at most 1"),
         ("seconds", 0, "seconds must be more than 0"),
+        ("seconds", 1e-300, r"seconds must be more than 0, got 1e-300 \(the shortest take is 0.05 s\)"),
         ("seconds", "long", "seconds must be a finite number"),
         ("prompt", 5, "prompt must be text"),
         ("prompt", "x" * 1001, "prompt is 1001 characters; the limit is 1000"),

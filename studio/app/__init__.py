@@ -45,7 +45,8 @@ def serve(
         share=False,
         auth=auth,
         prevent_thread_lock=True,
-        allowed_paths=[str(studio.library.root), str(studio.exports())],
+        # the takes and exports, never the library's database beside them
+        allowed_paths=[str(studio.library.audio_dir), str(studio.exports())],
         footer_links=["api", "settings"],
         show_error=True,
         quiet=True,

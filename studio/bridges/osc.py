@@ -84,7 +84,9 @@ def is_release(values: Sequence[Any]) -> bool:
 
 
 class OscServer:
-    """UDP OSC server bound to one address; replies to the sender, or to its host at reply_port."""
+    """UDP OSC server bound to one address. Replies go to the sender's port and to its host at
+    the listen port + 1 (the AbletonOSC habit, so oscsend/oscdump and Max's udpsend/udpreceive
+    pairs hear them), or only to `reply_port` when one is given."""
 
     def __init__(
         self,
@@ -178,6 +180,9 @@ class OscServer:
         except Exception as exc:  # random bytes reach parser corners that raise more than ParseError
             self._error(sender, NOT_A_REQUEST, f"malformed OSC packet ({type(exc).__name__}: {exc})"[:300])
             return
+        if not messages:  # a bundle of nothing, or of elements that are not OSC messages
+            self._error(sender, NOT_A_REQUEST, "OSC bundle holds no message Studio can read")
+            return
         for message in messages:  # bundles run at once, in order: timetags are not scheduled
             self.handle_message(message.address, list(message.params), sender)
 
@@ -203,11 +208,16 @@ class OscServer:
         builder = OscMessageBuilder(address)
         for value in args:
             builder.add_arg(value)
-        destination = (to[0], self.reply_port) if self.reply_port else to
-        try:
-            self._sock.sendto(builder.build().dgram, destination)
-        except OSError as exc:  # a controller that went away must not stop replies to the others
-            log.warning("cannot send %s to %s: %s", address, destination, exc)
+        if self.reply_port:
+            destinations = [(to[0], self.reply_port)]
+        else:
+            destinations = list(dict.fromkeys([to, (to[0], self.address[1] + 1)]))
+        dgram = builder.build().dgram
+        for destination in destinations:
+            try:
+                self._sock.sendto(dgram, destination)
+            except OSError as exc:  # a controller that went away must not stop replies to the others
+                log.warning("cannot send %s to %s: %s", address, destination, exc)
 
     def _error(self, to: Address, request_id: int, message: str, hint: str | None = None) -> None:
         text = f"{message} — how to fix: {hint}" if hint else message

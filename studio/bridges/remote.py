@@ -94,7 +94,11 @@ class Bridges:
                 self.osc = OscServer(self.session, options.osc_host, options.osc_port, options.osc_reply_port)
                 self.osc.start()
                 host, port = self.osc.address
-                replies = f"port {options.osc_reply_port}" if options.osc_reply_port else "the sender's port"
+                replies = (
+                    f"port {options.osc_reply_port}"
+                    if options.osc_reply_port
+                    else f"the sender's port and port {port + 1}"
+                )
                 self.notes.append(f"OSC on udp://{host}:{port} (replies to {replies})")
                 if options.osc_host not in LOOPBACK:
                     self.notes.append(

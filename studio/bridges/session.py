@@ -30,6 +30,7 @@ from studio.request import (
     Request,
     check_parameter,
     finite_number,
+    whole_number,
 )
 from studio.service import ModelInfo, Result, Saved, Studio
 
@@ -132,6 +133,8 @@ class Session:
         p = self.params
         text = p.prompt if prompt is None else prompt
         check_parameter("prompt", text)
+        if seed is not None:
+            _check_live("seed", seed, self.max_seconds)  # a seed a controller can be told back
         request = Request(
             prompt=text,
             negative_prompt=p.negative,
@@ -372,7 +375,9 @@ def _log_failure(future: Future) -> None:
 def _check_live(name: str, value: Any, max_seconds: float) -> float | int:
     """The request limits, checked when a control moves rather than at the next trigger. A seed must
     also fit OSC's int32, so that every controller can send it and be told it."""
-    checked = check_parameter(name, value, max_seconds=max_seconds)
-    if name == "seed" and checked > OSC_MAX_INT:
-        raise RequestError(f"seed must be from -1 to {OSC_MAX_INT}, got {value}", "-1 picks a random one")
-    return checked
+    if name == "seed":
+        seed = whole_number(name, value)
+        if not -1 <= seed <= OSC_MAX_INT:
+            raise RequestError(f"seed must be from -1 to {OSC_MAX_INT}, got {value}", "-1 picks a random one")
+        return seed
+    return check_parameter(name, value, max_seconds=max_seconds)
