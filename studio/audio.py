@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,12 @@ from scipy.signal import resample_poly
 from studio.errors import AudioError
 
 WAV_SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+# What audio files really hold. A header is only a claim: one that says 2,000,003 Hz or 60,000
+# channels would cost gigabytes to decode and resample, so such files are refused before decoding.
+RATE_RANGE = (1_000, 768_000)
+MAX_CHANNELS = 64
+# Recordings decoded and resampled at once, whoever sent them: each may take hundreds of megabytes.
+DECODING = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True)
@@ -51,18 +58,12 @@ def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.n
     """Decode a file; with max_seconds only its beginning, so a two-hour upload costs no more
     memory than the take it seeds."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
+    info = _info(path)
     try:
-        frames = -1
-        if max_seconds is not None:
-            frames = math.ceil(max_seconds * sf.info(str(path)).samplerate)
+        frames = -1 if max_seconds is None else math.ceil(max_seconds * info.samplerate)
         data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(
-            f"{path}: not a readable audio file ({exc})".splitlines()[0],
-            "use WAV, FLAC, OGG or MP3; convert other formats first (e.g. ffmpeg -i in.m4a out.wav)",
-        ) from exc
+        raise _unreadable(path, exc) from exc
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the audio file is empty")
     if not np.isfinite(data).all():
@@ -79,12 +80,36 @@ def load_audio(
 
 
 def audio_seconds(path: str | Path) -> float:
-    if not Path(path).is_file():
+    return float(_info(Path(path)).duration)
+
+
+def _info(path: Path) -> sf._SoundFileInfo:
+    """The file's header, refused where it claims what no recording holds."""
+    if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
     try:
-        return float(sf.info(str(path)).duration)
+        info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"{path}: not a readable audio file ({exc})".splitlines()[0]) from exc
+        raise _unreadable(path, exc) from exc
+    low, high = RATE_RANGE
+    if not low <= info.samplerate <= high:
+        raise AudioError(
+            f"{path}: its header claims {info.samplerate} Hz; audio files run from {low} Hz to {high} Hz",
+            "the file is damaged or not audio: re-export it from your editor at 44.1 or 48 kHz",
+        )
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"{path}: its header claims {info.channels} channels; Studio reads 1 to {MAX_CHANNELS}",
+            "re-export it as mono or stereo",
+        )
+    return info
+
+
+def _unreadable(path: Path, exc: Exception) -> AudioError:
+    return AudioError(
+        f"{path}: not a readable audio file ({exc})".splitlines()[0],
+        "use WAV, FLAC, OGG or MP3; convert other formats first (e.g. ffmpeg -i in.m4a out.wav)",
+    )
 
 
 def convert_channels(audio: np.ndarray, channels: int) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from studio import sampling
-from studio.audio import FitReport, audio_seconds, prepare_recording, read_audio
+from studio.audio import DECODING, RATE_RANGE, FitReport, audio_seconds, prepare_recording, read_audio
 from studio.errors import ModelConfigError, RequestError, StudioError
 from studio.models.checkpoint import Model, load_model
 from studio.models.mar import MarModel
@@ -265,15 +265,21 @@ class Engine:
                 audio = audio.T  # accept [frames, channels] as well
             if audio.size == 0 or not np.isfinite(audio).all():
                 raise RequestError("init audio is empty or holds NaN/inf samples")
+            if not RATE_RANGE[0] <= int(rate) <= RATE_RANGE[1]:
+                raise RequestError(
+                    f"init audio at {rate} Hz: audio runs from {RATE_RANGE[0]} to {RATE_RANGE[1]} Hz"
+                )
             total_seconds = None
         else:
-            total_seconds = audio_seconds(init)
-            audio, rate = read_audio(init, max_seconds=self.config.max_seconds + 0.1)
+            total_seconds = audio_seconds(init)  # refuses a header no recording has, before decoding
             label = str(Path(init).resolve())
         c = self.config
-        prepared, report = prepare_recording(
-            audio, int(rate), c.sample_rate, c.audio_channels, c.sample_size, total_seconds
-        )
+        with DECODING:
+            if not isinstance(init, tuple):
+                audio, rate = read_audio(init, max_seconds=c.max_seconds + 0.1)
+            prepared, report = prepare_recording(
+                audio, int(rate), c.sample_rate, c.audio_channels, c.sample_size, total_seconds
+            )
         return prepared, label, report
 
     # -- the worker -------------------------------------------------------------------------------

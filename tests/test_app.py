@@ -159,6 +159,36 @@ def test_bad_parameters_get_a_clear_message_and_nothing_is_written(served, chang
     assert len(studio.library.search(limit=10_000)) == before
 
 
+def wav_header_claiming(rate: int, channels: int, frames: int = 256) -> bytes:
+    """A small 16-bit PCM WAV whose header says `rate` Hz and `channels` channels."""
+    import struct
+
+    data = bytes(frames * channels * 2)
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+    body = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "message"),
+    [
+        (2_000_003, 2, "its header claims 2000003 Hz; audio files run from 1000 Hz to 768000 Hz"),
+        (2**31 - 1, 1, "its header claims 2147483647 Hz"),
+        (44100, 1000, "its header claims 1000 channels"),
+    ],
+)
+def test_an_upload_whose_header_lies_is_refused_before_decoding(served, tmp_path, rate, channels, message):
+    client, studio, _ = served
+    lying = tmp_path / "small.wav"
+    lying.write_bytes(wav_header_claiming(rate, channels))
+    before = len(studio.library.search(limit=10_000))
+    with pytest.raises(Exception, match=message):
+        generate(client, init=handle_file(str(lying)))
+    assert len(studio.library.search(limit=10_000)) == before
+
+
 def test_corrupt_upload_is_refused_clearly(served, tmp_path):
     client, studio, _ = served
     corrupt = tmp_path / "broken.wav"
