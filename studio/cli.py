@@ -34,6 +34,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise StudioError(
                 "a prompt is needed", 'studio generate "punchy 808 kick" (or --params take.json)'
             )
+        if args.strength is not None and args.init is None:
+            raise StudioError(
+                "--strength sets how much of a recording to keep, and no recording was given",
+                "add --init RECORDING.wav to restyle it, or leave --strength out",
+            )
         request = Request(
             prompt=args.prompt,
             negative_prompt=args.negative,
@@ -44,7 +49,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             variations=args.variations,
             diversity=args.diversity,
             init_audio=args.init,
-            strength=args.strength,
+            strength=DEFAULT_STRENGTH if args.strength is None else args.strength,
             sampler=args.sampler,
         )
         model = args.model
@@ -134,12 +139,13 @@ def _start_bridges(studio: Studio, options: BridgeOptions) -> Bridges | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from studio.app import serve
+    from studio.app import check_port, serve
     from studio.service import open_studio
 
     auth = _auth(args.auth, args.host)
     if not 0 < args.port < 65536:
         raise StudioError(f"port {args.port} is not a TCP port", "use 1-65535, e.g. --port 7860")
+    check_port(args.host, args.port)
     options = _bridge_options(args, args.osc_port)
     studio = open_studio(args.model, args.device, args.library, args.export_dir)
     bridges = None
@@ -319,11 +325,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     gen.add_argument(
         "--strength",
         type=float,
-        default=DEFAULT_STRENGTH,
-        help="with --init: 0 keeps the recording, 1 ignores it",
+        help=f"with --init: 0 keeps the recording, 1 ignores it (default {DEFAULT_STRENGTH})",
     )
     gen.add_argument("--params", help="a take's JSON sidecar: regenerate exactly that take")
-    gen.add_argument("--out", default="out", help="folder for the WAV files and their JSON sidecars")
+    gen.add_argument(
+        "--out", default="out", help="folder for the WAV files and their JSON sidecars (default: ./out)"
+    )
     gen.add_argument("--bit-depth", type=int, choices=[16, 24, 32], default=24, help="WAV sample format")
     gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     gen.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16/fp16 on GPU")

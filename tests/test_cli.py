@@ -264,3 +264,23 @@ sys.exit(main(["train", "autoencoder", "--corpus", "c", "--out", "o"]))
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert_clear_error(run, "tqdm is not installed", "pip install 'studio[train]'")
+
+
+def test_strength_without_a_recording_is_refused(tiny_model_dir):
+    run = studio("generate", "x", "--model", str(tiny_model_dir), "--strength", "0.3")
+    assert_clear_error(run, "no recording was given", "add --init")
+
+
+def test_a_second_studio_on_a_busy_port_says_so_before_loading_anything(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = studio(
+            "serve", "--port", str(port), "--model", str(tmp_path / "absent"), "--library", str(tmp_path)
+        )
+    # the model named does not exist: only a check made before loading it can answer about the port
+    assert_clear_error(run, f"cannot serve on 127.0.0.1:{port}", f"--port {port + 1}")
+    assert "does not exist" not in run.stderr

@@ -7,6 +7,7 @@ tab (library_tab.py) and the documented API (api.py) are built into one page her
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import gradio as gr
@@ -14,6 +15,7 @@ import gradio as gr
 from studio.app.api import api_events
 from studio.app.library_tab import library_tab
 from studio.app.play_tab import DRAG_OUT_JS, play_tab
+from studio.errors import StudioError
 from studio.service import Studio, open_studio
 
 
@@ -59,6 +61,22 @@ def serve(
     return app, url
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program (often a studio already running) listens on, at once and in
+    plain words, before the model loads: Gradio would take 15 s to fail with its own internals."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StudioError(
+                f"cannot serve on {host}:{port}: {exc.strerror or exc} (is a studio already running "
+                f"there? open http://{host}:{port})",
+                f"stop the program that uses it, or pick another port: --port {port + 1}",
+            ) from exc
+
+
 def launch(
     model: str | None = None,
     host: str = "127.0.0.1",
@@ -69,6 +87,7 @@ def launch(
     block: bool = True,
 ) -> tuple[gr.Blocks, Studio, str]:
     """Load the model once, build the app and serve it; returns (app, studio, url)."""
+    check_port(host, port)
     studio = open_studio(model, device, library_dir)
     try:
         app, url = serve(studio, host, port, auth, block)
