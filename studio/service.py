@@ -197,10 +197,19 @@ class Studio:
     def _save(self, request: Request, generated: Future, saved: Future[Saved]) -> None:
         if not saved.set_running_or_notify_cancel():
             return
+        records: list[TakeRecord] = []
         try:
             result = generated.result()
-            records = [self.library.add(take) for take in result.takes]
+            for take in result.takes:
+                records.append(self.library.add(take))
         except BaseException as exc:
+            # A request's takes land together or not at all: a client told "failed" finds none of
+            # them in the library, and one told "done" finds all of them.
+            for record in records:
+                try:
+                    self.library.delete(record.id)
+                except StudioError:
+                    log.exception("take %d of a failed request could not be removed", record.id)
             saved.set_exception(exc)
             return
         for listener in list(self.listeners):

@@ -322,7 +322,7 @@ class Session:
             with self._lock:
                 self._last = takes
             if self.handoff:
-                ticket.handoff = [self._hand_off(t) for t in takes]
+                ticket.handoff = self._hand_off_all(takes)
         except BaseException as exc:
             ticket.future.set_exception(exc)
             return
@@ -333,10 +333,20 @@ class Session:
             except StudioError as exc:
                 log.warning("cannot play the take: %s", exc)
 
-    def _hand_off(self, take: SessionTake) -> Path:
-        """A copy in the export folder: DAWs watch it, and a DAW project that uses the file keeps
-        working when the take is deleted from the library."""
-        return self.studio.export(take.record, take.audio, take.sample_rate)
+    def _hand_off_all(self, takes: list[SessionTake]) -> list[Path]:
+        """Copies in the export folder: DAWs watch it, and a DAW project that uses the files keeps
+        working when the takes are deleted from the library. The takes are saved already: if the
+        copies cannot be written (a full disk), the library's own files are handed over instead."""
+        copies: list[Path] = []
+        try:
+            for take in takes:
+                copies.append(self.studio.export(take.record, take.audio, take.sample_rate))
+        except StudioError as exc:
+            log.warning("takes handed over from the library, not the export folder: %s", exc)
+            for copy in copies:
+                copy.unlink(missing_ok=True)
+            return [take.record.path for take in takes]
+        return copies
 
     def _follow_model(self, model: ModelInfo) -> None:
         """Another model is loaded (by any front-end): the live length and the seconds knob follow it."""
