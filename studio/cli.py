@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.commands import TRAIN_HELP, run
+from studio.commands import TRAIN_HELP, run, stop_on_signals
 from studio.errors import StudioError
 from studio.names import free_path, take_stem
 from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH
@@ -146,6 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise StudioError(f"port {args.port} is not a TCP port", "use 1-65535, e.g. --port 7860")
     check_port(args.host, args.port)
+    stop_on_signals()
     options = _bridge_options(args, args.osc_port)
     studio = open_studio(args.model, args.device, args.library, args.export_dir)
     bridges = None
@@ -171,6 +172,7 @@ def cmd_osc(args: argparse.Namespace) -> int:
     from studio.service import open_studio
 
     options = _bridge_options(args, args.port)
+    stop_on_signals()
     studio = open_studio(args.model, args.device, args.library, args.export_dir)
     try:
         bridges = _start_bridges(studio, options)

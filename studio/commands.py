@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 
@@ -22,6 +23,21 @@ def whole_numbers(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as a service manager stops a program: handled as Ctrl+C is, so everything closes."""
+
+
+def stop_on_signals() -> None:
+    """Ctrl+C and SIGTERM both stop a long-running command cleanly (what is queued finishes, the
+    library closes), also when a shell started it in the background with SIGINT ignored."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def run(parse: Callable[[], argparse.Namespace]) -> int:
@@ -48,5 +64,7 @@ def run(parse: Callable[[], argparse.Namespace]) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    except Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT

@@ -40,6 +40,8 @@ log = logging.getLogger("studio.library")
 SCHEMA_VERSION = 1
 DB_FILE = "library.sqlite3"
 AUDIO_DIR = "audio"
+ORPHANS_DIR = "orphans"  # take files whose save was interrupted before their row landed
+STALE_S = 600  # a save takes well under a second: leftovers older than this are from a dead process
 MAX_NAME = 200
 MAX_TAG = 40
 BUSY_TIMEOUT_MS = 10_000
@@ -124,6 +126,7 @@ class Library:
             raise self._db_error(exc, "open the library") from exc
         try:
             self._setup()
+            self._tidy()
         except BaseException:
             self.close()
             raise
@@ -265,6 +268,29 @@ class Library:
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _tidy(self) -> None:
+        """What a process killed while saving left behind: its temporary files are removed, and a
+        take's file whose row never landed moves to `orphans/` (kept, not deleted: it is audio).
+        Only files older than STALE_S, so another process's save in progress is left alone."""
+        with self._db("read the library") as conn:
+            known = {row[0] for row in conn.execute("SELECT file FROM takes")}
+        stale_before = time.time() - STALE_S
+        for path in sorted(self.audio_dir.iterdir()):
+            if not path.is_file() or path.stat().st_mtime > stale_before:
+                continue
+            if path.name.startswith("."):  # atomic_path's temporary files
+                path.unlink(missing_ok=True)
+                log.warning("removed %s, left by a save that was interrupted", path)
+            elif path.relative_to(self.root).as_posix() not in known:
+                orphans = self.root / ORPHANS_DIR
+                orphans.mkdir(mode=0o700, exist_ok=True)
+                path.replace(orphans / path.name)
+                log.warning(
+                    "moved %s to %s: its save was interrupted before the library recorded it",
+                    path.name,
+                    orphans,
+                )
 
     @contextmanager
     def _db(self, doing: str, write: bool = False) -> Iterator[sqlite3.Connection]:

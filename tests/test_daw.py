@@ -183,3 +183,35 @@ def test_studio_osc_runs_as_a_process_and_stops_on_ctrl_c(tiny_model_dir, tmp_pa
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize(
+    ("how", "exit_code"),
+    [("SIGINT to a background job", 130), ("SIGTERM from a service manager", 143)],
+)
+def test_studio_osc_stops_cleanly_however_it_is_stopped(tiny_model_dir, tmp_path, how, exit_code):
+    """A shell's background job starts with SIGINT ignored; systemd stops a service with SIGTERM.
+    Either way the library closes as on Ctrl+C: SQLite folds its -wal file back in and removes it."""
+    library = tmp_path / "library"
+    env = {**os.environ, "STUDIO_LIBRARY_DIR": str(library), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "studio", "osc", "--port", str(free_port()), "--model", str(tiny_model_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `studio osc &` gets it
+    )
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl+C" in line:
+                break
+        assert (library / "library.sqlite3-wal").exists(), lines
+        process.send_signal(signal.SIGTERM if "SIGTERM" in how else signal.SIGINT)
+        assert process.wait(timeout=30) == exit_code
+        assert not (library / "library.sqlite3-wal").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -332,3 +332,23 @@ def test_default_library_dir(monkeypatch, tmp_path):
         assert library.root == (tmp_path / "mine").resolve()
     monkeypatch.delenv("STUDIO_LIBRARY_DIR")
     assert default_library_dir() == user_data_path("studio") / "library"
+
+
+def test_leftovers_of_a_killed_save_are_tidied_on_open_and_said_so(tmp_path, caplog):
+    root = tmp_path / "lib"
+    with Library(root) as library:
+        kept = library.add(make_take())
+        temp = library.audio_dir / ".abc123_kick-x1y2.wav"  # what atomic_path leaves when killed
+        temp.write_bytes(b"")
+        orphan = library.audio_dir / "0123abcd_kick.wav"  # a take written, its row never inserted
+        shutil.copy(kept.path, orphan)
+        fresh = library.audio_dir / ".fresh-save.wav"  # another process saving right now
+        fresh.write_bytes(b"")
+    long_ago = 1_000_000_000
+    for path in (temp, orphan, kept.path):
+        os.utime(path, (long_ago, long_ago))
+    with caplog.at_level("WARNING", logger="studio.library"), Library(root) as library:
+        assert not temp.exists() and fresh.exists()
+        assert not orphan.exists() and (root / "orphans" / orphan.name).is_file()
+        assert [r.id for r in library.search()] == [kept.id] and kept.path.is_file()
+    assert "interrupted" in caplog.text and orphan.name in caplog.text
