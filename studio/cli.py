@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,16 +93,31 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _auth(value: str | None, host: str) -> tuple[str, str] | None:
+    """user:password from --auth, else $STUDIO_AUTH; either may be `@FILE`, a file that holds it,
+    so the password need not show in `ps` or the shell's history."""
+    value = value if value is not None else os.environ.get("STUDIO_AUTH")
     if value is None:
         if host not in LOOPBACK_HOSTS:
             raise StudioError(
                 f"refusing to serve on {host} without a password: anyone on the network could use it",
-                "add --auth user:password (or bind to 127.0.0.1)",
+                "set STUDIO_AUTH=user:password or --auth @FILE (a file holding user:password), "
+                "or bind to 127.0.0.1",
             )
         return None
+    if value.startswith("@"):
+        try:
+            value = Path(value[1:]).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StudioError(
+                f"cannot read the credentials file {value[1:]}: {exc.strerror or exc}",
+                "give a file that holds one line, user:password",
+            ) from exc
     user, sep, password = value.partition(":")
     if not sep or not user or not password:
-        raise StudioError("--auth wants user:password", "e.g. --auth ana:correct-horse")
+        raise StudioError(
+            "the credentials want user:password",
+            "e.g. STUDIO_AUTH=ana:correct-horse or --auth @~/.studio-auth",
+        )
     return user, password
 
 
@@ -267,7 +283,10 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--auth", help="user:password, required when binding beyond loopback")
+    parser.add_argument(
+        "--auth",
+        help="user:password, or @FILE holding it (default: $STUDIO_AUTH); required beyond loopback",
+    )
     add_library_options(parser)
     add_bridge_options(parser, "--osc-port")
 

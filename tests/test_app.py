@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,51 @@ def test_library_survives_a_restart(tiny_model_dir, tmp_path, monkeypatch):
     try:
         rows = Client(url, verbose=False).predict("tape hiss", False, "", api_name="/search")[0]
         assert [row[0] for row in rows["data"]] == [params[0]["id"]]
+    finally:
+        app.close()
+        studio.close()
+
+
+def test_gradios_copies_of_takes_are_deleted_once_older_than_the_cache_age(tiny_model_dir, tmp_path):
+    from gradio.utils import get_upload_folder
+
+    from studio.app import serve
+    from studio.service import open_studio
+
+    studio = open_studio(str(tiny_model_dir), library_dir=tmp_path / "library")
+    app, url = serve(studio, port=free_port(), block=False, cache_s=2)
+    try:
+        client = Client(url, verbose=False, download_files=False)  # the server's own paths come back
+        files, _ = client.predict("snap", 0.3, 1, 1, 2, 1.0, 1.0, None, 0.6, api_name="/generate")
+        copies = {Path(f["path"]) for f in files}
+        assert all(p.is_relative_to(get_upload_folder()) and p.is_file() for p in copies)  # Gradio's copies
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(p.exists() for p in copies):
+            time.sleep(0.5)
+        assert not any(p.exists() for p in copies)
+        assert len(studio.library.search()) == 1 and studio.library.search()[0].path.is_file()
+    finally:
+        app.close()
+        studio.close()
+
+
+def test_a_wrong_password_is_refused_and_slowed_a_right_one_is_not(tiny_model_dir, tmp_path):
+    import httpx
+
+    from studio.app import serve
+    from studio.service import open_studio
+
+    studio = open_studio(str(tiny_model_dir), library_dir=tmp_path / "library")
+    app, url = serve(studio, port=free_port(), block=False, auth=("ana", "correct-horse"))
+    try:
+        timings = []
+        for password in ("wrong", "wrong", "wrong", "correct-horse"):
+            started = time.monotonic()
+            response = httpx.post(f"{url.rstrip('/')}/login", data={"username": "ana", "password": password})
+            timings.append((response.status_code, time.monotonic() - started))
+        assert [code for code, _ in timings] == [400, 400, 400, 200]
+        assert timings[2][1] > timings[0][1] + 0.5  # each failure within a minute waits longer
+        assert timings[3][1] < 0.5
     finally:
         app.close()
         studio.close()

@@ -284,3 +284,19 @@ def test_a_second_studio_on_a_busy_port_says_so_before_loading_anything(tmp_path
     # the model named does not exist: only a check made before loading it can answer about the port
     assert_clear_error(run, f"cannot serve on 127.0.0.1:{port}", f"--port {port + 1}")
     assert "does not exist" not in run.stderr
+
+
+def test_credentials_come_from_the_environment_or_a_file_not_only_argv(tmp_path):
+    from test_app import free_port
+
+    absent = ("--model", str(tmp_path / "absent"), "--library", str(tmp_path / "lib"))
+    anywhere = ("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    refused = studio(*anywhere, *absent)
+    assert_clear_error(refused, "without a password", "STUDIO_AUTH")
+    assert_clear_error(studio(*anywhere, *absent, env={"STUDIO_AUTH": "ana"}), "want user:password")
+    assert_clear_error(studio(*anywhere, "--auth", "@" + str(tmp_path / "nope"), *absent), "cannot read")
+    secret = tmp_path / "auth"
+    secret.write_text("ana:correct-horse\n")
+    # accepted: the run goes on to the model, which is absent
+    assert_clear_error(studio(*anywhere, "--auth", f"@{secret}", *absent), "does not exist")
+    assert_clear_error(studio(*anywhere, *absent, env={"STUDIO_AUTH": "ana:correct-horse"}), "does not exist")

@@ -7,7 +7,11 @@ tab (library_tab.py) and the documented API (api.py) are built into one page her
 
 from __future__ import annotations
 
+import hmac
+import logging
 import socket
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -18,9 +22,18 @@ from studio.app.play_tab import DRAG_OUT_JS, play_tab
 from studio.errors import StudioError
 from studio.service import Studio, open_studio
 
+log = logging.getLogger("studio.app")
 
-def build_app(studio: Studio) -> gr.Blocks:
-    with gr.Blocks(title="Studio", fill_width=True) as app:
+
+CACHE_S = 3600  # how long Gradio keeps its copies of uploads and returned takes (about 175 MB an hour)
+
+
+def build_app(studio: Studio, cache_s: int = CACHE_S) -> gr.Blocks:
+    """The page. Gradio's copies of uploads and of every take it returns are deleted once older
+    than `cache_s` (checked every tenth of that, at least every ten minutes): the takes themselves
+    live in the library, so the cache is only a convenience that must not grow without end."""
+    sweep = (max(1, min(600, cache_s // 10)), cache_s)
+    with gr.Blocks(title="Studio", fill_width=True, delete_cache=sweep) as app:
         gr.Markdown("# Studio\nType a sound, press Enter. Variations, diversity, restyle a recording.")
         with gr.Tabs() as tabs:
             with gr.Tab("Play", id="play"):
@@ -37,15 +50,16 @@ def serve(
     port: int = 7860,
     auth: tuple[str, str] | None = None,
     block: bool = True,
+    cache_s: int = CACHE_S,
 ) -> tuple[gr.Blocks, str]:
     """Serve the studio in the browser; with block, until Ctrl+C. Returns (app, url)."""
-    app = build_app(studio)
+    app = build_app(studio, cache_s)
     app.queue(default_concurrency_limit=16)
     _, url, _ = app.launch(
         server_name=host,
         server_port=port,
         share=False,
-        auth=auth,
+        auth=LoginGate(*auth) if auth else None,
         prevent_thread_lock=True,
         # the takes and exports, never the library's database beside them
         allowed_paths=[str(studio.library.audio_dir), str(studio.exports())],
@@ -59,6 +73,31 @@ def serve(
     if block:
         app.block_thread()
     return app, url
+
+
+class LoginGate:
+    """The password check, slowed after failures: each failed login within a minute of others
+    waits half a second more (at most 5 s), so guessing from a script crawls; a right password is
+    never slowed."""
+
+    def __init__(self, user: str, password: str):
+        self._user, self._password = user.encode(), password.encode()
+        self._failures: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, user: str, password: str) -> bool:
+        right = hmac.compare_digest(user.encode(), self._user) & hmac.compare_digest(
+            password.encode(), self._password
+        )
+        if right:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._failures = [t for t in self._failures if now - t < 60] + [now]
+            wait = min(5.0, 0.5 * len(self._failures))
+        log.warning("failed login as %r; the next one waits %.1f s", user, wait)
+        time.sleep(wait)
+        return False
 
 
 def check_port(host: str, port: int) -> None:
