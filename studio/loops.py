@@ -18,6 +18,7 @@ import numpy as np
 from studio.audio import atomic_path, write_audio
 from studio.errors import AudioError
 
+TEMPO_HINT = "give the tempo yourself: 'Source BPM' in the studio's loop tools, source_bpm in Python"
 EXPORT_SUFFIXES = {"wav16": ".wav", "wav24": ".wav", "flac": ".flac", "mp3": ".mp3"}
 EXPORT_FORMATS = tuple(EXPORT_SUFFIXES)
 MP3_BITRATE = "320k"
@@ -129,11 +130,11 @@ def estimate_bpm(audio: np.ndarray, sample_rate: int) -> float:
     mono = _mono(audio)
     sample_rate = _check_rate(sample_rate)
     if not mono.any():
-        raise AudioError("the audio is silent: it has no beat", "give the tempo yourself (source_bpm)")
+        raise AudioError("the audio is silent: it has no beat", TEMPO_HINT)
     tempo, beats = librosa.beat.beat_track(y=mono, sr=sample_rate, units="time")
     tempo = float(np.atleast_1d(tempo)[0])
     if len(beats) < 2 or tempo <= 0:
-        raise AudioError("no steady beat found in the audio", "give the tempo yourself (source_bpm)")
+        raise AudioError("no steady beat found in the audio", TEMPO_HINT)
     if len(beats) < 4:
         return tempo
     numbers = np.round((beats - beats[0]) / np.median(np.diff(beats)))

@@ -106,6 +106,21 @@ def test_presets_fill_the_controls(served):
     values = client.predict("808 kick", api_name="/preset")
     prompt, _, seconds, steps = values[:4]
     assert "808" in prompt.lower() and 0 < seconds <= 1.49 and steps >= 1
+    assert "restyles" not in values[-1]
+
+
+def test_a_preset_over_a_loaded_recording_says_the_next_take_restyles_it(served):
+    client = served[0]
+    recording = handle_file(str(REPO_ASSETS / "drum-loop-120bpm.wav"))
+    note = client.predict("808 kick", recording, api_name="/preset")[-1]
+    assert "restyles the loaded recording" in note and "clear the recording" in note
+
+
+def test_a_loop_takes_the_source_tempo_when_given(served):
+    client = served[0]
+    _, params = generate(client, "drum loop", seconds=1.4, seed=2)
+    text, path = client.predict(params[0]["id"], 240, 1, 200, api_name="/loop")  # a bar at 240 is 1 s
+    assert "from ~200.0 BPM" in text and sf.info(path).duration == pytest.approx(1.0, abs=0.01)
 
 
 @pytest.mark.parametrize(("fmt", "subtype"), [("wav16", "PCM_16"), ("wav24", "PCM_24"), ("flac", "PCM_24")])

@@ -103,6 +103,22 @@ def test_type_enter_see_takes_and_play_one(studio_page):
     page.screenshot(path=str(ARTIFACTS / "studio-library.png"), full_page=True)
 
 
+def test_a_refused_take_keeps_the_last_good_takes_on_screen(studio_page):
+    page, studio = studio_page
+    page.fill("#prompt textarea", "glass bottle hit")
+    page.press("#prompt textarea", "Enter")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('take(s)')", timeout=60_000)
+    page.fill("#prompt textarea", "")
+    page.press("#prompt textarea", "Enter")
+    page.wait_for_function(
+        "document.querySelector('#status').innerText.includes('Not generated: the prompt is empty')",
+        timeout=30_000,
+    )
+    assert all(page.is_visible(f"#take-{i}") for i in range(4))
+    assert page.locator("text=Error").count() == 0  # no red error pills over the takes
+    assert len(studio.library.search()) == 4
+
+
 def test_empty_prompt_shows_a_message_and_saves_nothing(studio_page):
     page, studio = studio_page
     page.press("#prompt textarea", "Enter")

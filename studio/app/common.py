@@ -7,6 +7,10 @@ import gradio as gr
 ENGINE_QUEUE = "engine"  # one Gradio concurrency group for every event that runs the model
 
 
-def ui_error(exc: Exception) -> gr.Error:
+def one_line(exc: Exception) -> str:
     """A StudioError as the browser shows it: the message, then how to fix it, on one line."""
-    return gr.Error(str(exc).replace("\n  how to fix:", " — how to fix:"), print_exception=False)
+    return str(exc).replace("\n  how to fix:", " — how to fix:")
+
+
+def ui_error(exc: Exception) -> gr.Error:
+    return gr.Error(one_line(exc), print_exception=False)

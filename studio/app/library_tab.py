@@ -187,6 +187,7 @@ def _export_tools(studio: Studio, selected_id: gr.Number) -> None:
             analyse = gr.Button("Estimate BPM and key")
             target_bpm = gr.Number(value=120, label="Loop BPM")
             bars = gr.Number(value=0, precision=0, label="Bars (0 = as many as fit)")
+            source_bpm = gr.Number(value=0, label="Source BPM (0 = estimate it)")
             make_loop = gr.Button("Make loop")
         export_info = gr.Markdown()
         export_file = gr.File(label="Exported file")
@@ -221,11 +222,15 @@ def _export_tools(studio: Studio, selected_id: gr.Number) -> None:
 
     analyse.click(analyse_take, selected_id, export_info, api_name="analyse")
 
-    def loop_take(take_id: float | None, bpm: float, bar_count: float) -> tuple[str, str]:
+    def loop_take(
+        take_id: float | None, bpm: float, bar_count: float, source_bpm: float | None = None
+    ) -> tuple[str, str]:
         record = _selected(studio, take_id)
         try:
             audio, rate = _take_audio(record)
-            loop, report = loops.make_loop(audio, rate, float(bpm), int(bar_count) or None)
+            loop, report = loops.make_loop(
+                audio, rate, float(bpm), int(bar_count) or None, source_bpm=float(source_bpm or 0) or None
+            )
             path = studio.export(record, loop, rate, variant=f"loop{bpm:g}")
         except StudioError as exc:
             raise ui_error(exc) from exc
@@ -235,4 +240,6 @@ def _export_tools(studio: Studio, selected_id: gr.Number) -> None:
         )
         return text, str(path)
 
-    make_loop.click(loop_take, [selected_id, target_bpm, bars], [export_info, export_file], api_name="loop")
+    make_loop.click(
+        loop_take, [selected_id, target_bpm, bars, source_bpm], [export_info, export_file], api_name="loop"
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.app.common import ENGINE_QUEUE, ui_error
+from studio.app.common import ENGINE_QUEUE, one_line, ui_error
 from studio.errors import StudioError
 from studio.library import TakeRecord
 from studio.models.registry import list_models
@@ -219,11 +219,15 @@ def play_tab(studio: Studio) -> Controls:
                 out += [gr.update(visible=False), None, "", "☆ keep", ""]
         return out
 
+    def refused(exc: StudioError) -> list[Any]:
+        """What was wrong, in the status line; the takes on screen (and the seed) stay as they were."""
+        return [f"**Not generated:** {one_line(exc)}", *[gr.update()] * (len(generation_outputs) - 1)]
+
     def play(*values: Any) -> list[Any]:
         try:
             return show(*studio.run(request_from_controls(*values)))
         except StudioError as exc:
-            raise ui_error(exc) from exc
+            return refused(exc)
 
     for trigger in (prompt.submit, generate_button.click):
         trigger(
@@ -245,7 +249,7 @@ def play_tab(studio: Studio) -> Controls:
             try:
                 return show(*studio.run(studio.vary(ids[i], len(ids), vary_strength)))
             except StudioError as exc:
-                raise ui_error(exc) from exc
+                return refused(exc)
 
         keep.click(toggle_keep, shown_ids, keep, api_visibility="private")
         vary.click(
@@ -321,11 +325,17 @@ def _preset_events(
 ) -> None:
     """Picking a preset fills the controls (`/preset` in the API); saving stores them as a user preset."""
 
-    def apply_preset(name: str) -> list[Any]:
+    def apply_preset(name: str, recording: str | None = None) -> list[Any]:
         if not name:
-            return [gr.update()] * 10
+            return [gr.update()] * 11
         p, loaded = studio.presets()[name], studio.model
         top = _slider_seconds(loaded)
+        note = f"preset **{p.name}** loaded"
+        if recording:  # said plainly: a preset over a loaded recording restyles that recording
+            note += (
+                f" · the next take **restyles the loaded recording** at strength {p.strength:g}; "
+                "clear the recording to hear the preset's own sound"
+            )
         return [
             p.prompt,
             p.negative_prompt,
@@ -337,12 +347,13 @@ def _preset_events(
             min(p.variations, UI_MAX_VARIATIONS),
             p.diversity,
             p.strength,
+            note,
         ]
 
     preset_picker.change(
         apply_preset,
-        preset_picker,
-        [c for c in controls.inputs() if c is not controls.init_audio],  # a preset keeps the recording
+        [preset_picker, controls.init_audio],
+        [*(c for c in controls.inputs() if c is not controls.init_audio), status],
         api_name="preset",
     )
 
