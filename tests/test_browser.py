@@ -184,3 +184,19 @@ def test_a_model_loaded_from_another_controller_shows_with_its_ranges(
     page.wait_for_function("document.querySelector('#steps input[type=number]').value === '50'")
     page.wait_for_function("document.querySelector('#cfg input[type=number]').value === '4'")
     assert page.locator("#model input").input_value() == "tiny-flow-long"
+
+
+def test_on_a_1280_by_720_screen_takes_show_without_scrolling_and_the_library_fits(studio_page):
+    page = studio_page[0]
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.fill("#prompt textarea", "vinyl crackle, " + "warm dusty texture " * 50)  # a long prompt
+    page.press("#prompt textarea", "Enter")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('take(s)')", timeout=60_000)
+    box = page.locator("#take-0").bounding_box()
+    assert box is not None and box["y"] + 40 < 720  # the first take's player is on screen
+    page.get_by_role("tab", name="Library").click()
+    page.locator("text=vinyl crackle >> visible=true").first.wait_for(timeout=10_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no column pushed off-screen
+    created = page.locator("text=" + __import__("datetime").date.today().isoformat()).first
+    created_box = created.bounding_box()
+    assert created_box is not None and created_box["x"] + created_box["width"] <= 1280

@@ -56,6 +56,9 @@ def library_tab(studio: Studio, tabs: gr.Tabs, controls: Controls) -> None:
         value=_library_rows(studio.library.search()),
         interactive=False,
         wrap=True,
+        # a 1,000-character prompt must not push the other columns off a 1280-wide screen
+        max_chars=80,
+        column_widths=["5%", "15%", "35%", "8%", "10%", "6%", "9%", "12%"],
     )
     selected_id = gr.Number(value=None, visible=False, precision=0)
     with gr.Row():

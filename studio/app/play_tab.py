@@ -123,6 +123,27 @@ def play_tab(studio: Studio) -> Controls:
             autofocus=True,
         )
         generate_button = gr.Button("Generate", variant="primary", scale=1, elem_id="generate")
+    # The takes right under the prompt, the knobs below them: on a 1280×720 screen a take appears where
+    # the eye is, not below the fold.
+    status = gr.Markdown("", elem_id="status")
+    slots = []
+    with gr.Row(equal_height=True):
+        for i in range(SLOTS):
+            with gr.Column(visible=False, min_width=260, elem_classes=["take"]) as column:
+                audio = gr.Audio(
+                    type="filepath",
+                    interactive=False,
+                    label=f"Take {i + 1}",
+                    buttons=["download"],
+                    elem_id=f"take-{i}",
+                )
+                info = gr.Markdown()
+                drag = gr.HTML(elem_classes=["drag-out-slot"])
+                with gr.Row():
+                    keep = gr.Button("☆ keep", size="sm", min_width=60)
+                    vary = gr.Button("vary this", size="sm", min_width=60)
+                    use = gr.Button("use as init", size="sm", min_width=60)
+            slots.append((column, audio, info, keep, drag, vary, use))
     with gr.Row():
         models = sorted({e.name for e in list_models()} | {model.name})
         model_picker = gr.Dropdown(models, value=model.name, label="Model", scale=2, elem_id="model")
@@ -160,25 +181,6 @@ def play_tab(studio: Studio) -> Controls:
                 label="Strength (0 keeps the recording, 1 ignores it)",
             )
             vary_strength = gr.Slider(0.05, 1, value=VARY_STRENGTH, step=0.01, label="'Vary this' strength")
-    status = gr.Markdown("", elem_id="status")
-    slots = []
-    with gr.Row(equal_height=True):
-        for i in range(SLOTS):
-            with gr.Column(visible=False, min_width=260, elem_classes=["take"]) as column:
-                audio = gr.Audio(
-                    type="filepath",
-                    interactive=False,
-                    label=f"Take {i + 1}",
-                    buttons=["download"],
-                    elem_id=f"take-{i}",
-                )
-                info = gr.Markdown()
-                drag = gr.HTML(elem_classes=["drag-out-slot"])
-                with gr.Row():
-                    keep = gr.Button("☆ keep", size="sm", min_width=60)
-                    vary = gr.Button("vary this", size="sm", min_width=60)
-                    use = gr.Button("use as init", size="sm", min_width=60)
-            slots.append((column, audio, info, keep, drag, vary, use))
     with gr.Row():
         preset_name = gr.Textbox(label="Save these settings as a preset named", scale=3)
         save_preset = gr.Button("Save preset", scale=1)
