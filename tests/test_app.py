@@ -210,8 +210,9 @@ def test_corrupt_upload_is_refused_clearly(served, tmp_path):
     corrupt = tmp_path / "broken.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
     before = len(studio.library.search(limit=10_000))
-    with pytest.raises(Exception, match="not a readable audio file"):
+    with pytest.raises(Exception, match="not a readable audio file") as caught:
         generate(client, init=handle_file(str(corrupt)))
+    assert "broken.wav" in str(caught.value) and "/tmp" not in str(caught.value)  # no server paths
     assert len(studio.library.search(limit=10_000)) == before
 
 
