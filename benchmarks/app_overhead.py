@@ -1,7 +1,15 @@
-"""How much time the app adds on top of generation: request sent -> audio file delivered to the
-client, minus the engine's own generation time, over repeated /generate calls.
+"""How much time the app adds on top of generation, as three kinds of client meet it, interleaved
+in one run so a shared machine's drift falls on all of them alike:
 
-    python benchmarks/app_overhead.py --model FOLDER [--requests 50] [--out reports/bench/...json]
+- `gradio_client`: `Client.predict(..., api_name="/generate")`, the files downloaded;
+- `http`: the documented REST API by hand (POST /gradio_api/call/generate, then its event stream,
+  then a GET of the take), as a DAW script or curl does it;
+- `browser` (with --browser): a person in headless Chromium, from Enter in the prompt box to a
+  playable take in the grid.
+
+Overhead is the round trip minus the engine's own generation time for that take.
+
+    python benchmarks/app_overhead.py --model FOLDER [--requests 30] [--browser] [--out reports/bench/...json]
 """
 
 from __future__ import annotations
@@ -9,29 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import re
 import socket
 import statistics
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import httpx
 import torch
 from gradio_client import Client
 
 from studio.app import launch
+from studio.eval.bench import describe_machine
 
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
+PROMPT = "benchmark hit"
 
 
 def free_port() -> int:
@@ -40,52 +42,129 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def via_gradio_client(url: str, seconds: float, steps: int) -> Callable[[int], tuple[float, float]]:
+    client = Client(url, verbose=False)
+
+    def once(seed: int) -> tuple[float, float]:
+        start = time.perf_counter()
+        files, params = client.predict(
+            PROMPT, seconds, 1, seed, steps, 1.0, 1.0, None, 0.6, api_name="/generate"
+        )
+        total = time.perf_counter() - start
+        assert Path(files[0]).is_file()
+        return total, params[0]["generation_s"]
+
+    return once
+
+
+def via_http(url: str, seconds: float, steps: int) -> Callable[[int], tuple[float, float]]:
+    http = httpx.Client(base_url=url.rstrip("/"), timeout=60)
+
+    def once(seed: int) -> tuple[float, float]:
+        start = time.perf_counter()
+        data = [PROMPT, seconds, 1, seed, steps, 1.0, 1.0, None, 0.6]
+        event = http.post("/gradio_api/call/generate", json={"data": data}).json()["event_id"]
+        stream = http.get(f"/gradio_api/call/generate/{event}").text
+        files, params = json.loads(stream.split("event: complete\ndata: ", 1)[1].splitlines()[0])
+        audio = http.get(files[0]["url"])
+        total = time.perf_counter() - start
+        assert audio.content[:4] == b"RIFF"
+        return total, params[0]["generation_s"]
+
+    return once
+
+
+def via_browser(url: str, seconds: float, steps: int, stack: list) -> Callable[[int], tuple[float, float]]:
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        args=["--headless", "--no-sandbox", "--disable-gpu"],
+    )
+    stack.extend([playwright.stop, browser.close])  # closed in reverse
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(url)
+    for control, value in (("seconds", seconds), ("steps", steps), ("variations", 1)):
+        page.fill(f"#{control} input[type=number]", str(value))
+        page.locator(f"#{control} input[type=number]").press("Enter")
+
+    page.check("#lock-seed input")
+
+    def once(seed: int) -> tuple[float, float]:
+        # A locked seed of its own makes each take's status line unique: done is when it shows.
+        page.fill("#prompt textarea", PROMPT)
+        page.fill("#seed input", str(seed))
+        start = time.perf_counter()
+        page.press("#prompt textarea", "Enter")
+        page.wait_for_function(
+            """seed => {
+                const status = document.querySelector('#status').innerText, mark = `· seed ${seed}`;
+                const at = status.indexOf(mark);
+                const whole = at >= 0 && !/[0-9]/.test(status.charAt(at + mark.length));
+                return whole && status.includes('take(s)');
+            }""",
+            arg=seed,
+            timeout=60_000,
+        )
+        total = time.perf_counter() - start
+        generation_ms = float(re.search(r"take\(s\) in (\d+) ms", page.inner_text("#status")).group(1))
+        return total, generation_ms / 1000
+
+    return once
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True)
-    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--browser", action="store_true", help="also time Enter-to-playable in Chromium")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    closers: list = []
     with tempfile.TemporaryDirectory() as library:
         os.environ.setdefault("STUDIO_PRESETS_DIR", str(Path(library) / "presets"))
         app, studio, url = launch(args.model, port=free_port(), library_dir=library, block=False)
         try:
-            client = Client(url, verbose=False)
-            overheads, totals = [], []
+            clients = {
+                "gradio_client": via_gradio_client(url, args.seconds, args.steps),
+                "http": via_http(url, args.seconds, args.steps),
+            }
+            if args.browser:
+                clients["browser"] = via_browser(url, args.seconds, args.steps, closers)
+            overheads: dict[str, list[float]] = {name: [] for name in clients}
             for i in range(args.requests + 3):
-                start = time.perf_counter()
-                files, params = client.predict(
-                    "benchmark hit", args.seconds, 1, i, args.steps, 1.0, 1.0, None, 0.6, api_name="/generate"
-                )
-                total = time.perf_counter() - start
-                assert Path(files[0]).is_file()
-                if i >= 3:  # the first calls warm up the client and the queue
-                    totals.append(total)
-                    overheads.append(total - params[0]["generation_s"])
+                for name, once in clients.items():  # interleaved: drift falls on every client alike
+                    total, generation = once(1000 * i + len(overheads[name]))
+                    if i >= 3:  # the first rounds warm up the clients and the queue
+                        overheads[name].append(total - generation)
         finally:
+            for close in reversed(closers):
+                close()
             app.close()
-            studio.host.engine.close()
-            studio.library.close()
+            studio.close()
 
     report = {
-        "benchmark": "app overhead: /generate round trip minus engine generation time",
+        "benchmark": "app overhead: round trip minus the engine's generation time, per kind of client",
         "date": date.today().isoformat(),
-        "machine": machine(),
+        "machine": describe_machine(torch.device("cpu")),
         "model": args.model,
         "requests": args.requests,
         "seconds": args.seconds,
         "steps": args.steps,
         "overhead_ms": {
-            "median": statistics.median(overheads) * 1000,
-            "min": min(overheads) * 1000,
-            "max": max(overheads) * 1000,
+            name: {
+                "median": statistics.median(values) * 1000,
+                "min": min(values) * 1000,
+                "max": max(values) * 1000,
+            }
+            for name, values in overheads.items()
         },
-        "round_trip_ms_median": statistics.median(totals) * 1000,
         "target_overhead_ms": 50,
     }
     text = json.dumps(report, indent=2)

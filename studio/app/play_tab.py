@@ -161,10 +161,12 @@ def play_tab(studio: Studio) -> Controls:
         steps = gr.Slider(1, UI_MAX_STEPS, value=_slider_steps(model), step=1, label="Steps", elem_id="steps")
         cfg = gr.Slider(1, 10, value=model.default_cfg, step=0.1, label="CFG", elem_id="cfg")
     with gr.Row():
-        variations = gr.Slider(1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations")
+        variations = gr.Slider(
+            1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations", elem_id="variations"
+        )
         diversity = gr.Slider(0, 1, value=DEFAULT_DIVERSITY, step=0.01, label="Diversity")
-        seed = gr.Number(value=-1, precision=0, label="Seed (-1 random)")
-        lock_seed = gr.Checkbox(value=False, label="Lock seed")
+        seed = gr.Number(value=-1, precision=0, label="Seed (-1 random)", elem_id="seed")
+        lock_seed = gr.Checkbox(value=False, label="Lock seed", elem_id="lock-seed")
     with gr.Accordion("Style transfer: restyle a recording", open=False), gr.Row():
         init_audio = gr.Audio(
             sources=["upload", "microphone"],
