@@ -163,8 +163,10 @@ class StftDecoder(nn.Module):
 
     A phasor rather than an angle: the encoder hands a partial over as a pair of numbers that turns
     with its phase, which a linear layer passes on, where an angle would take a wrap-around that
-    the trunk learns slowly. The 0 Hz bin is left empty, so the decoder cannot write a constant
-    offset.
+    the trunk learns slowly. The decoder does not write the 0 Hz bin itself: it is set to the real
+    part of the 1st bin, which makes every Hann-windowed frame add up to 0 (the window's spectrum
+    is 1/2 at 0 Hz and −1/4 at ±1 bin), so no frame leaves an offset and a take has no DC to click
+    on at an edit. An empty 0 Hz bin would let the lowest partials leak one through the window.
     """
 
     def __init__(self, config: StftConfig):
@@ -217,8 +219,8 @@ class StftDecoder(nn.Module):
 
     def spectra(self, out: torch.Tensor, phase_noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trunk's output [B, K, channels · 3 · bins] and the noise's spectra [B, channels, K,
-        bins] -> (spectra [B, channels, K, bins + 1] with the 0 Hz bin empty, phasors [B, channels,
-        K, bins])."""
+        bins] -> (spectra [B, channels, K, bins + 1], the 0 Hz bin cancelling each windowed frame's
+        sum, phasors [B, channels, K, bins])."""
         batch, frames = out.shape[:2]
         out = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
         log_magnitude, real, imag = out.unbind(3)  # each [B, C, K, bins]
@@ -237,10 +239,11 @@ class StftDecoder(nn.Module):
             * torch.addcmul(written_imag.square(), written_real, written_real).add_(1e-12).rsqrt_()
         )
         spectra = out.new_empty(batch, self.channels, frames, self.bins + 1, 2)
-        spectra[..., 0, :] = 0  # 0 Hz stays empty
         # Slice assignment rather than mul(out=...): it keeps the graph for training
         spectra[..., 1:, 0] = written_real * gain
         spectra[..., 1:, 1] = written_imag * gain
+        spectra[..., 0, 0] = spectra[..., 1, 0]  # each windowed frame then sums to 0: no DC
+        spectra[..., 0, 1] = 0
         return torch.view_as_complex(spectra), torch.complex(real, imag)
 
 
