@@ -26,7 +26,7 @@ from studio.models import load_model
 from studio.models.registry import model_label, resolve_model
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the Oobleck decoder caches its weight-normed weights by version
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="model names or folders")
@@ -49,7 +49,9 @@ def main() -> None:
             )
             for batch in args.batch
         }
-        models[model_label(entry.name)] = (model, latents, str(entry.path))
+        where = entry.path.resolve()
+        shown = where.relative_to(Path.cwd()) if where.is_relative_to(Path.cwd()) else where  # no home paths
+        models[model_label(entry.name)] = (model, latents, str(shown))
     times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in args.batch} for name in models}
     for round_index in range(args.rounds + 1):
         for name, (model, latents, _) in models.items():
