@@ -242,7 +242,7 @@ def test_library_survives_a_restart(tiny_model_dir, tmp_path, monkeypatch):
         studio.close()
 
 
-def test_gradios_copies_of_takes_are_deleted_once_older_than_the_cache_age(tiny_model_dir, tmp_path):
+def test_takes_are_served_in_place_and_gradios_copies_of_uploads_are_swept(tiny_model_dir, tmp_path):
     from gradio.utils import get_upload_folder
 
     from studio.app import serve
@@ -252,14 +252,16 @@ def test_gradios_copies_of_takes_are_deleted_once_older_than_the_cache_age(tiny_
     app, url = serve(studio, port=free_port(), block=False, cache_s=2)
     try:
         client = Client(url, verbose=False, download_files=False)  # the server's own paths come back
-        files, _ = client.predict("snap", 0.3, 1, 1, 2, 1.0, 1.0, None, 0.6, api_name="/generate")
-        copies = {Path(f["path"]) for f in files}
-        assert all(p.is_relative_to(get_upload_folder()) and p.is_file() for p in copies)  # Gradio's copies
+        recording = handle_file(str(REPO_ASSETS / "drum-loop-120bpm.wav"))
+        files, params = client.predict("snap", 0.3, 1, 1, 2, 1.0, 1.0, recording, 0.6, api_name="/generate")
+        take = Path(files[0]["path"])
+        assert take == studio.library.get(params[0]["id"]).path  # no copy of the take in Gradio's cache
+        upload = Path(params[0]["init_audio"])
+        assert upload.is_relative_to(get_upload_folder()) and upload.is_file()  # Gradio's copy of the upload
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(p.exists() for p in copies):
+        while time.monotonic() < deadline and upload.exists():
             time.sleep(0.5)
-        assert not any(p.exists() for p in copies)
-        assert len(studio.library.search()) == 1 and studio.library.search()[0].path.is_file()
+        assert not upload.exists() and take.is_file()
     finally:
         app.close()
         studio.close()

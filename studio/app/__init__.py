@@ -53,6 +53,9 @@ def serve(
     cache_s: int = CACHE_S,
 ) -> tuple[gr.Blocks, str]:
     """Serve the studio in the browser; with block, until Ctrl+C. Returns (app, url)."""
+    # Takes never change once saved: Gradio serves them where they lie instead of copying each into
+    # its cache (faster, no second copy on disk). The setting is the interpreter's, not the app's.
+    gr.set_static_paths([studio.library.audio_dir, studio.exports()])
     app = build_app(studio, cache_s)
     app.queue(default_concurrency_limit=16)
     _, url, _ = app.launch(
