@@ -97,6 +97,12 @@ def _slider_seconds(model: ModelInfo) -> float:
     return math.floor(model.max_seconds * 100) / 100
 
 
+def _model_names(loaded: ModelInfo) -> list[str]:
+    """The model picker's choices: every model Studio can find, and the one loaded (a folder path
+    given on the command line is not among them)."""
+    return sorted({entry.name for entry in list_models()} | {loaded.name})
+
+
 def _follow_controls(model: ModelInfo, seconds: float | None) -> list[Any]:
     """Updates of the cfg, steps and seconds controls for a newly loaded model: its own guidance and
     steps, its range of lengths (the length asked for kept where the model can make it)."""
@@ -145,7 +151,7 @@ def play_tab(studio: Studio) -> Controls:
                     use = gr.Button("use as init", size="sm", min_width=60)
             slots.append((column, audio, info, keep, drag, vary, use))
     with gr.Row():
-        models = sorted({e.name for e in list_models()} | {model.name})
+        models = _model_names(model)
         model_picker = gr.Dropdown(models, value=model.name, label="Model", scale=2, elem_id="model")
         preset_picker = gr.Dropdown(["", *presets], value="", label="Preset", scale=2, elem_id="preset")
         negative = gr.Textbox(label="Negative prompt (with cfg > 1)", scale=3)
@@ -307,7 +313,7 @@ def _model_events(studio: Studio, model_picker: gr.Dropdown, status: gr.Markdown
         if loaded.name == picked:
             return [gr.update()] * (2 + len(model_controls))
         note = f"model **{loaded.name}** was loaded from another controller"
-        names = sorted({e.name for e in list_models()} | {loaded.name})
+        names = _model_names(loaded)
         return [gr.update(choices=names, value=loaded.name), note, *_follow_controls(loaded, seconds_now)]
 
     gr.Timer(2.0).tick(
