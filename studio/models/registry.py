@@ -65,9 +65,11 @@ def _folders_in(root: Path, source: str) -> list[ModelEntry]:
 def _hub_cache_entries() -> list[ModelEntry]:
     """Snapshots in the Hugging Face cache that hold a model Studio runs (diffusion_cond or mar_cond)."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
 
-        cache = scan_cache_dir()
+        # Named here: scan_cache_dir's own default is fixed when huggingface_hub is imported, the
+        # downloads' is read at call time, and both must look in the same place.
+        cache = scan_cache_dir(constants.HF_HUB_CACHE)
     except Exception:  # no cache folder yet, or one we cannot read: nothing to list
         return []
     entries = []
@@ -138,14 +140,29 @@ def _manual_install_hint(name: str) -> str:
 
 
 def _from_hub(name: str, download: bool) -> Path:
+    """The model's snapshot folder in the Hugging Face cache, downloading what is not there yet.
+
+    The weights are model.safetensors, or model.ckpt where a repository holds only that.
+    """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     repo = HUB_MODELS[name]
     if not download:
         raise ModelNotFoundError(f"{name} is not on this machine", _manual_install_hint(name))
     try:
-        paths = [Path(hf_hub_download(repo, f)) for f in (CONFIG_FILE, WEIGHT_FILES[0])]
+        config = Path(hf_hub_download(repo, CONFIG_FILE))
+        for weights in WEIGHT_FILES:
+            try:
+                hf_hub_download(repo, weights)
+                return config.parent
+            except EntryNotFoundError:  # not in the repository, or (offline) not in the cache
+                continue
     except GatedRepoError as exc:
         raise ModelNotFoundError(
             f"{name} is gated on the Hugging Face hub and this account has not been granted access",
@@ -164,4 +181,7 @@ def _from_hub(name: str, download: bool) -> Path:
         raise ModelNotFoundError(
             f"downloading {name} failed: {exc}".splitlines()[0], _manual_install_hint(name)
         ) from exc
-    return paths[0].parent
+    raise ModelNotFoundError(
+        f"{repo} has {CONFIG_FILE} but no weights ({' or '.join(WEIGHT_FILES)}) in the cache or on the hub",
+        _manual_install_hint(name),
+    )
