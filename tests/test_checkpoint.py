@@ -47,6 +47,15 @@ def test_save_then_load_gives_identical_tensors(tmp_path, tiny_model_dir):
         assert torch.equal(a, b), name
 
 
+def test_loaded_weights_own_aligned_memory(fixture_dir):
+    """Not views into the file's buffer, where most tensors start at offsets no kernel aligns to."""
+    model = load_model(fixture_dir)
+    tensors = model.state_dict()
+    assert [name for name, t in tensors.items() if t.data_ptr() % 64] == []
+    storages = {t.untyped_storage().data_ptr() for t in tensors.values()}
+    assert len(storages) == len(tensors)
+
+
 def test_saved_file_uses_reference_key_names(tiny_model_dir):
     keys = set(load_file(str(tiny_model_dir / "model.safetensors")))
     assert "model.model.transformer.layers.0.self_attn.to_qkv.weight" in keys

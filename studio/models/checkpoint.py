@@ -184,7 +184,10 @@ def load_weights(model: Model, path: Path) -> None:
             f"{path}: weights do not match {CONFIG_FILE}: " + "; ".join(problems),
             "use the model_config.json that was saved with these weights",
         )
-    model.load_state_dict({table[k]: v.float() for k, v in state.items()}, strict=True, assign=True)
+    # Copies, not views: a safetensors file's tensors sit back to back in one buffer at offsets
+    # kernels do not like (most are not 64-byte aligned); a fresh allocation is.
+    owned = {table[k]: v.to(torch.float32, copy=True) for k, v in state.items()}
+    model.load_state_dict(owned, strict=True, assign=True)
 
 
 def build_model(config: ModelConfig) -> Model:
