@@ -40,6 +40,7 @@ from studio.errors import ModelConfigError, RequestError, StudioError
 from studio.models.checkpoint import Model, load_model
 from studio.models.mar import MarModel
 from studio.models.model import Conditioning
+from studio.models.precision import pick_dtype, place_model
 from studio.models.registry import resolve_model
 from studio.request import (
     DEFAULT_STEPS,
@@ -82,19 +83,6 @@ def pick_device(requested: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
-    if requested:
-        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-        if requested not in dtypes:
-            raise StudioError(f"unknown dtype '{requested}'", f"use one of {sorted(dtypes)}")
-        return dtypes[requested]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
 
 
 @dataclass
@@ -143,7 +131,7 @@ class Engine:
         self.dtype = pick_dtype(self.device, dtype)
         self.max_batch = max(1, max_batch)
         self.batch_window_s = batch_window_s
-        self.model: Model = load_model(self.model_path).to(self.device, self.dtype)
+        self.model: Model = place_model(load_model(self.model_path), self.device, self.dtype)
         self.config = self.model.config
         self.is_mar = isinstance(self.model, MarModel)
         self.samplers = sampling.MAR_SAMPLERS if self.is_mar else sampling.SAMPLERS
@@ -345,13 +333,16 @@ class Engine:
             [(j.params.seed, j.take_seeds[i], j.params.diversity) for j, i in rows],
             (c.autoencoder.latent_dim, c.latent_length),
         )
+        # Every noise the batch uses, drawn before any of it runs and moved to the device at once.
+        draws = key.params.steps + 1 if key.params.sampler == "pingpong" else 1
+        latent_noise = to_device(noise.draw(count=draws), self.device)
+        phase_shape = model.vae.phase_noise_shape(c.latent_length)
+        phase_noise = None if phase_shape is None else to_device(noise.draw(phase_shape)[0], self.device)
         if self.is_mar:
-            x = self._decode_mar(rows, cond, noise.draw().to(self.device), key.params)
+            x = self._decode_mar(rows, cond, latent_noise[0], key.params)
         else:
-            x = self._sample_diffusion(rows, cond, noise, key)
-        audio = (
-            model.vae.decode(x.to(self.dtype), self._phase_noise(noise, x.shape[-1])).float().cpu().numpy()
-        )
+            x = self._sample_diffusion(rows, cond, latent_noise, key)
+        audio = to_host(model.vae.decode(x.float(), phase_noise)).numpy()
         elapsed = time.perf_counter() - start
         takes_made = sum(len(job.take_seeds) for job in jobs)
         self.batch_log.append((len(jobs), takes_made))
@@ -375,23 +366,18 @@ class Engine:
         return results
 
     def _sample_diffusion(
-        self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: _NoiseSource, key: _Job
+        self, rows: list[tuple[_Job, int]], cond: Conditioning, noises: torch.Tensor, key: _Job
     ) -> torch.Tensor:
-        """Latents from the DiT: ping-pong or Euler, from noise or from a noised recording."""
+        """Latents from the DiT: ping-pong or Euler, from noise or from a noised recording.
+        `noises` [draws, B, C, T]: the start noise, then ping-pong's re-noise after each step."""
         velocity = self._velocity_fn(rows, cond, key.params.cfg)
-        x = noise.draw().to(self.device)
+        x = noises[0]
         if key.sigma_max < 1:
             x = sampling.noised_init(self._init_latents(rows), x, key.sigma_max)
         if key.params.sampler == "pingpong":
             schedule = sampling.logsnr_schedule(key.params.steps, key.sigma_max)
-            return sampling.sample_pingpong(velocity, x, schedule, lambda _: noise.draw().to(self.device))
+            return sampling.sample_pingpong(velocity, x, schedule, noises.__getitem__)
         return sampling.sample_euler(velocity, x, sampling.linear_schedule(key.params.steps, key.sigma_max))
-
-    def _phase_noise(self, noise: _NoiseSource, frames: int) -> torch.Tensor | None:
-        """What an STFT decoder draws unsure phases from, from each take's own noise streams (so a
-        seed still gives the same take in any batch); None for a decoder that takes none."""
-        shape = self.model.vae.phase_noise_shape(frames)
-        return None if shape is None else noise.draw(shape).to(self.device)
 
     def _decode_mar(
         self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: torch.Tensor, params: TakeParams
@@ -432,15 +418,37 @@ class Engine:
         encoded: dict[int, torch.Tensor] = {}
         for job, _ in rows:
             if id(job) not in encoded:
-                audio = torch.from_numpy(job.init)[None].to(self.device, self.dtype)
+                audio = torch.from_numpy(job.init)[None].to(self.device)
                 generator = torch.Generator().manual_seed(job.params.seed)
                 encoded[id(job)] = self.model.vae.encode(audio, generator).float()
         return torch.cat([encoded[id(job)] for job, _ in rows])
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`; to a GPU through pinned memory, without making the host wait."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A float32 CPU copy; from a GPU through pinned memory, waiting only for this copy."""
+    tensor = tensor.float()
+    if tensor.device.type != "cuda":
+        return tensor.cpu()
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    torch.cuda.current_stream(tensor.device).synchronize()
+    return host
+
+
 class _NoiseSource:
     """Per-take noise streams: anchor and own generators mixed by diversity, drawn on the CPU so a
-    seed gives the same take on every device."""
+    seed gives the same take on every device.
+
+    Each stream gives its draws in a fixed order (the start noise, each ping-pong re-noise, then
+    an STFT decoder's phase noise), so drawing them all up front gives what drawing each where it
+    is used would."""
 
     def __init__(self, streams: list[tuple[int, int, float]], shape: tuple[int, ...]):
         self.shape = shape
@@ -449,12 +457,16 @@ class _NoiseSource:
             for anchor, own, diversity in streams
         ]
 
-    def draw(self, shape: tuple[int, ...] | None = None) -> torch.Tensor:
-        """One draw per take, of the latents' shape unless another is given."""
+    def draw(self, shape: tuple[int, ...] | None = None, count: int = 1) -> torch.Tensor:
+        """The next `count` draws of every take, [count, takes, *shape], of the latents' shape
+        unless another is given."""
         shape = shape or self.shape
-        rows = []
+        takes = []
         for anchor, own, diversity in self.streams:
-            a = torch.randn(shape, generator=anchor)
-            b = torch.randn(shape, generator=own)
-            rows.append(sampling.diversity_noise(a[None], b[None], diversity)[0])
-        return torch.stack(rows)
+            draws = []
+            for _ in range(count):
+                a = torch.randn(shape, generator=anchor)
+                b = torch.randn(shape, generator=own)
+                draws.append(sampling.diversity_noise(a[None], b[None], diversity)[0])
+            takes.append(torch.stack(draws))
+        return torch.stack(takes, dim=1)

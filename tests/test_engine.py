@@ -7,7 +7,9 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from studio import sampling
 from studio.engine import Engine, pick_device
 from studio.errors import AudioError, ModelConfigError, RequestError
 from studio.request import Request
@@ -220,3 +222,41 @@ def test_a_model_with_an_stft_decoder_keeps_seeds_batches_and_diversity(tmp_path
         alone = engine.generate(Request.from_params(takes[2].params.to_dict())).takes[0]
         np.testing.assert_allclose(alone.audio, takes[2].audio, atol=1e-5)
         assert distance(takes[0].audio, takes[1].audio) > 1e-3
+
+
+def test_noise_drawn_up_front_is_the_noise_drawn_where_it_is_used(tmp_path):
+    """The engine draws a batch's noise before sampling (one copy to a GPU); the takes are bit for
+    bit those of drawing each noise at its step: start, every ping-pong re-noise, the phases."""
+    folder = make_model_folder(tmp_path / "stft", tiny_stft_config())
+    prompt, seconds, seed, steps, diversity = "hail on glass", 0.5, 8, 3, 0.5
+    with Engine(folder, warmup=False) as engine:
+        request = Request(
+            prompt, seconds=seconds, seed=seed, steps=steps, cfg=1, variations=2, diversity=diversity
+        )
+        takes = engine.generate(request).takes
+        model, config = engine.model, engine.config
+    streams = [
+        (torch.Generator().manual_seed(seed), torch.Generator().manual_seed(take.params.take_seed))
+        for take in takes
+    ]
+
+    def draw(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.stack([
+            sampling.diversity_noise(
+                torch.randn(shape, generator=anchor)[None], torch.randn(shape, generator=own)[None], diversity
+            )[0]
+            for anchor, own in streams
+        ])  # fmt: skip
+
+    latent_shape = (config.autoencoder.latent_dim, config.latent_length)
+    with torch.inference_mode():
+        cond = model.condition([prompt] * 2, [seconds] * 2)
+        x = sampling.sample_pingpong(
+            lambda x, t: model.velocity(x, t, cond),
+            draw(latent_shape),
+            sampling.logsnr_schedule(steps),
+            lambda _: draw(latent_shape),
+        )
+        audio = model.vae.decode(x, draw(model.vae.phase_noise_shape(config.latent_length))).numpy()
+    for row, take in enumerate(takes):
+        assert np.array_equal(take.audio, audio[row, :, : take.audio.shape[1]])

@@ -372,7 +372,7 @@ def test_engine_decodes_exactly_what_the_model_generates_without_guidance(mar_en
     model, config = mar_engine.model, mar_engine.config
     with torch.inference_mode():
         cond = model.condition(["vinyl crackle"], [seconds])
-        noise = _NoiseSource([(seed, seed, 1.0)], (8, FRAMES)).draw()
+        noise = _NoiseSource([(seed, seed, 1.0)], (8, FRAMES)).draw()[0]
         order = sampling.decoding_order(FRAMES, torch.Generator().manual_seed(seed))[None]
         audio = model.vae.decode(model.generate(cond, noise, order, steps))[0, :, : take.audio.shape[1]]
     np.testing.assert_allclose(take.audio, audio.numpy(), atol=1e-5)

@@ -27,10 +27,11 @@ from typing import Any
 import torch
 
 from studio import sampling
-from studio.engine import pick_device, pick_dtype
+from studio.engine import pick_device
 from studio.errors import ModelNotFoundError, StudioError
 from studio.models import AudioModel, MarModel, ModelConfig, load_model
 from studio.models.conditioners import PromptEncoder
+from studio.models.precision import pick_dtype, place_model
 from studio.models.registry import model_label, resolve_model
 
 SAO_SMALL = "sao-small"
@@ -135,7 +136,7 @@ def _t5_cached(name: str) -> bool:
     return cached("config.json") and (cached("model.safetensors") or cached("pytorch_model.bin"))
 
 
-def _text_encoder(model: AudioModel, device: torch.device, dtype: torch.dtype) -> str:
+def _text_encoder(model: AudioModel, device: torch.device) -> str:
     """Which prompt encoder runs; a T5 that is not cached here is replaced by MiniLM, and said so."""
     cond = model.config.prompt_conditioner
     if cond is None:
@@ -146,7 +147,7 @@ def _text_encoder(model: AudioModel, device: torch.device, dtype: torch.dtype) -
     if _t5_cached(name):
         return f"t5 ({name})"
     max_length = int(cond.options.get("max_length", 128))
-    model.conditioners[cond.id] = PromptEncoder("minilm", model.config.cond_dim, max_length).to(device, dtype)
+    model.conditioners[cond.id] = PromptEncoder("minilm", model.config.cond_dim, max_length).to(device)
     return (
         f"minilm stand-in (max_length {max_length}, random projection to {model.config.cond_dim}): {name} is "
         "not in the Hugging Face cache, so text-encoding times are MiniLM's, not T5's"
@@ -166,10 +167,10 @@ def build_model(config: BenchConfig, device: torch.device, dtype: torch.dtype) -
             torch.manual_seed(0)
             with torch.device(device):  # built in place: no 2 GB copy from the CPU
                 model = AudioModel(ModelConfig.from_dict(SAO_SMALL_CONFIG))
-            model = model.to(dtype).eval()
+            model = place_model(model, device, dtype).eval()
             info = {"name": SAO_SMALL, "weights": "random (checkpoint not on this machine)"}
         else:
-            model = load_model(entry.path).to(device, dtype)
+            model = place_model(load_model(entry.path), device, dtype)
             info = {"name": SAO_SMALL, "weights": str(entry.path)}
     else:
         entry = resolve_model(config.model)
@@ -180,9 +181,9 @@ def build_model(config: BenchConfig, device: torch.device, dtype: torch.dtype) -
                 "diffusion (DiT) models",
                 "`studio eval` measures a MAR model's latency per decoding setting (its sampler sweep)",
             )
-        model = model.to(device, dtype)
+        model = place_model(model, device, dtype)
         info = {"name": model_label(entry.name), "weights": str(entry.path)}
-    info["text_encoder"] = _text_encoder(model, device, dtype)
+    info["text_encoder"] = _text_encoder(model, device)
     info["parameters"] = {
         "dit": sum(p.numel() for p in model.dit.parameters()),
         "vae": sum(p.numel() for p in model.vae.parameters()),
@@ -208,7 +209,6 @@ def time_generation(
     """One generation of `batch` takes, timed per stage (seconds); with cfg above 1, each step
     runs the conditional and unconditional branches, as the engine does."""
     c = model.config
-    dtype = next(model.dit.parameters()).dtype
     _sync(device)
     start = time.perf_counter()
     cond = model.condition([PROMPT] * batch, [seconds] * batch)
@@ -237,7 +237,7 @@ def time_generation(
         x = sampling.sample_euler(velocity, x, sampling.linear_schedule(steps))
     _sync(device)
     sampled = time.perf_counter()
-    model.vae.decode(x.to(dtype))
+    model.vae.decode(x.float())
     _sync(device)
     end = time.perf_counter()
     return {

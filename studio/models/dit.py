@@ -37,8 +37,11 @@ def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
 
 
 def fourier_time_features(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """[B] times -> [B, 2 * len(weight)] features cos/sin(2π t W)."""
-    angles = 2 * math.pi * t[:, None].to(weight.dtype) @ weight.T
+    """[B] times -> [B, 2 * len(weight)] float32 features cos/sin(2π t W).
+
+    Always in float32: with |W| up to ~3 the angles reach ~20 rad, where bfloat16 is off by 0.06.
+    """
+    angles = 2 * math.pi * t[:, None].float() @ weight.float().T
     return torch.cat((angles.cos(), angles.sin()), dim=-1)
 
 
@@ -46,9 +49,19 @@ def mlp(dim_in: int, dim: int, bias: bool) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim_in, dim, bias=bias), nn.SiLU(), nn.Linear(dim, dim, bias=bias))
 
 
-def fixed_bias_layer_norm(dim: int) -> nn.LayerNorm:
+class Float32LayerNorm(nn.LayerNorm):
+    """LayerNorm whose statistics are taken in float32 whatever the activations' dtype; the result
+    comes back in the input's dtype. In a float32 model it is exactly nn.LayerNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
+def fixed_bias_layer_norm(dim: int) -> Float32LayerNorm:
     """LayerNorm whose bias is kept (as the checkpoints store it) but never trained."""
-    norm = nn.LayerNorm(dim, eps=1e-5)
+    norm = Float32LayerNorm(dim, eps=1e-5)
     norm.bias.requires_grad_(False)
     return norm
 
@@ -66,8 +79,8 @@ class Attention(nn.Module):
         else:
             self.qkv = nn.Linear(dim, dim * 3, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
-        self.q_norm = nn.LayerNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = Float32LayerNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = Float32LayerNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq, _ = x.shape
@@ -174,7 +187,8 @@ class DiT(nn.Module):
         global_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token states [B, 1 + T / patch_size, D] after the blocks (the first token is the global one)."""
-        global_token = self.time_mlp(fourier_time_features(t, self.time_weight))
+        time_features = fourier_time_features(t, self.time_weight)
+        global_token = self.time_mlp(time_features.to(self.proj_in.weight.dtype))
         if self.global_mlp is not None and global_cond is not None:
             global_token = global_token + self.global_mlp(global_cond)
         if self.context_mlp is not None and context is not None:

@@ -22,7 +22,14 @@ from torch import nn
 from studio import sampling
 from studio.models.autoencoder import Autoencoder
 from studio.models.config import ModelConfig
-from studio.models.dit import DiTBlock, fourier_time_features, mlp, rotary_angles, rotary_inv_freq
+from studio.models.dit import (
+    DiTBlock,
+    Float32LayerNorm,
+    fourier_time_features,
+    mlp,
+    rotary_angles,
+    rotary_inv_freq,
+)
 from studio.models.model import ConditionedModel, Conditioning
 
 
@@ -51,7 +58,7 @@ class MarBackbone(nn.Module):
         self.global_mlp = mlp(global_dim, embed_dim, bias=False) if global_dim else None
         self.register_buffer("rotary_inv_freq", rotary_inv_freq(max(head_dim // 2, 32)))
         self.blocks = nn.ModuleList(DiTBlock(embed_dim, head_dim, qk_norm, None) for _ in range(depth))
-        self.norm_out = nn.LayerNorm(embed_dim)
+        self.norm_out = Float32LayerNorm(embed_dim)
 
     def forward(
         self,
@@ -83,7 +90,7 @@ class AdaLNBlock(nn.Module):
 
     def __init__(self, width: int):
         super().__init__()
-        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.norm = Float32LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
         nn.init.zeros_(self.modulation[1].weight)
@@ -101,7 +108,7 @@ class AdaLNMLP(nn.Module):
         super().__init__()
         self.proj_in = nn.Linear(in_dim, width)
         self.blocks = nn.ModuleList(AdaLNBlock(width) for _ in range(depth))
-        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.norm_out = Float32LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.modulation_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.proj_out = nn.Linear(width, out_dim)
 
@@ -151,7 +158,8 @@ class FlowHead(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """x_t [N, C], t [N], z [N, E] -> velocity [N, C]."""
-        c = self.cond_proj(z) + self.time_mlp(fourier_time_features(t, self.time_weight))
+        time_features = fourier_time_features(t, self.time_weight).to(self.cond_proj.weight.dtype)
+        c = self.cond_proj(z) + self.time_mlp(time_features)
         return self.net(x_t, c)
 
     def sample(self, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -159,7 +167,7 @@ class FlowHead(nn.Module):
         z = z.to(dtype)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self(x.to(dtype), t.to(dtype), z).to(x.dtype)
+            return self(x.to(dtype), t, z).to(x.dtype)  # t stays float32: a time is never rounded
 
         return sampling.sample_euler(velocity, noise, sampling.linear_schedule(self.steps))
 

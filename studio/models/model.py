@@ -113,7 +113,8 @@ class AudioModel(ConditionedModel):
     def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         dtype = self.dit.proj_in.weight.dtype
         cond = cond.to(dtype)
-        return self.dit(x.to(dtype), t.to(dtype), cond.context, cond.global_cond).to(x.dtype)
+        # t stays float32: in bfloat16 the sampler's 0.99331 would become 0.99219.
+        return self.dit(x.to(dtype), t.float(), cond.context, cond.global_cond).to(x.dtype)
 
     def velocity_pair(
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, uncond: Conditioning
