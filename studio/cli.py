@@ -58,7 +58,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from studio.engine import Engine
 
     out = Path(args.out)
-    with Engine(model, device=args.device, dtype=args.dtype, warmup=False) as engine:
+    with Engine(
+        model, device=args.device, dtype=args.dtype, warmup=False, fast_path=args.fast_path
+    ) as engine:
         result = engine.generate(request)
     if result.init_report is not None:
         print(f"init audio: {result.init_report.describe()}", file=sys.stderr)
@@ -164,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_port(args.host, args.port)
     stop_on_signals()
     options = _bridge_options(args, args.osc_port)
-    studio = open_studio(args.model, args.device, args.library, args.export_dir)
+    studio = open_studio(args.model, args.device, args.library, args.export_dir, args.fast_path)
     bridges = None
     try:
         bridges = _start_bridges(studio, options)
@@ -189,7 +191,7 @@ def cmd_osc(args: argparse.Namespace) -> int:
 
     options = _bridge_options(args, args.port)
     stop_on_signals()
-    studio = open_studio(args.model, args.device, args.library, args.export_dir)
+    studio = open_studio(args.model, args.device, args.library, args.export_dir, args.fast_path)
     try:
         bridges = _start_bridges(studio, options)
         model = studio.model
@@ -278,11 +280,22 @@ def cmd_desktop(args: argparse.Namespace) -> int:
     return 0
 
 
+FAST_PATH_HELP = (
+    "eager, compile (torch.compile) or graphs (compiled, each take one CUDA graph); "
+    "default: graphs on CUDA, eager elsewhere"
+)
+
+
+def add_fast_path_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--fast-path", choices=["eager", "compile", "graphs"], help=help)
+
+
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_fast_path_option(parser, FAST_PATH_HELP)
     parser.add_argument(
         "--auth",
         help="user:password, or @FILE holding it (default: $STUDIO_AUTH); required beyond loopback",
@@ -314,6 +327,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     osc.add_argument("--port", type=int, default=9000, help="UDP port to listen on (default 9000)")
     osc.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     osc.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_fast_path_option(osc, FAST_PATH_HELP)
     add_library_options(osc)
     add_bridge_options(osc, None)
     osc.set_defaults(func=cmd_osc)
@@ -355,6 +369,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     gen.add_argument("--bit-depth", type=int, choices=[16, 24, 32], default=24, help="WAV sample format")
     gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     gen.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16/fp16 on GPU")
+    add_fast_path_option(
+        gen, "eager (default; compiling would cost one command more than it saves), compile, graphs"
+    )
+    gen.set_defaults(fast_path="eager")
     gen.set_defaults(func=cmd_generate)
 
     models = sub.add_parser("models", help="list the models Studio can find")

@@ -29,6 +29,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,10 @@ import torch
 from studio import sampling
 from studio.audio import DECODING, RATE_RANGE, FitReport, audio_seconds, prepare_recording, read_audio
 from studio.errors import ModelConfigError, RequestError, StudioError
+from studio.fast_path import GraphBuckets, compile_model, pick_fast_path
 from studio.models.checkpoint import Model, load_model
 from studio.models.mar import MarModel
-from studio.models.model import Conditioning
+from studio.models.model import AudioModel, Conditioning
 from studio.models.precision import pick_dtype, place_model
 from studio.models.registry import resolve_model
 from studio.request import (
@@ -124,6 +126,7 @@ class Engine:
         warmup: bool = True,
         max_batch: int = 16,
         batch_window_s: float = 0.0,
+        fast_path: str | None = None,
     ):
         entry = resolve_model(str(model) if model is not None else None)
         self.model_name, self.model_path = entry.name, entry.path
@@ -131,7 +134,12 @@ class Engine:
         self.dtype = pick_dtype(self.device, dtype)
         self.max_batch = max(1, max_batch)
         self.batch_window_s = batch_window_s
-        self.model: Model = place_model(load_model(self.model_path), self.device, self.dtype)
+        self.fast_path = pick_fast_path(self.device, fast_path)
+        self.model: Model = load_model(self.model_path)
+        self.placement = place_model(self.model, self.device, self.dtype)
+        if self.fast_path != "eager":
+            compile_model(self.model)
+        self._graphs = GraphBuckets() if self.fast_path == "graphs" else None
         self.config = self.model.config
         self.is_mar = isinstance(self.model, MarModel)
         self.samplers = sampling.MAR_SAMPLERS if self.is_mar else sampling.SAMPLERS
@@ -152,9 +160,12 @@ class Engine:
         self._worker = threading.Thread(target=self._serve, name="studio-engine", daemon=True)
         self._closed = False
         if warmup:
-            self._run_batch([self._prepare(Request("warm-up", steps=1, seed=0))])
+            # A compiled or captured path warms up on what a plain request runs: its default steps
+            # and one take, compiled (and captured) before the first user waits on it.
+            steps = 1 if self.fast_path == "eager" else None
+            self._run_batch([self._prepare(Request("warm-up", steps=steps, seed=0))])
         self._worker.start()
-        log.info("engine ready: %s on %s (%s)", self.model_name, self.device, self.dtype)
+        log.info("engine ready: %s on %s (%s, %s)", self.model_name, self.device, self.dtype, self.fast_path)
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -329,7 +340,7 @@ class Engine:
         rows = [(job, i) for job in jobs for i in range(job.rows)]
         key = jobs[0]
         cond = model.condition([j.params.prompt for j, _ in rows], [j.params.seconds for j, _ in rows])
-        noise = _NoiseSource(
+        noise = NoiseSource(
             [(j.params.seed, j.take_seeds[i], j.params.diversity) for j, i in rows],
             (c.autoencoder.latent_dim, c.latent_length),
         )
@@ -340,9 +351,9 @@ class Engine:
         phase_noise = None if phase_shape is None else to_device(noise.draw(phase_shape)[0], self.device)
         if self.is_mar:
             x = self._decode_mar(rows, cond, latent_noise[0], key.params)
+            audio = to_host(model.vae.decode(x.float(), phase_noise)).numpy()
         else:
-            x = self._sample_diffusion(rows, cond, latent_noise, key)
-        audio = to_host(model.vae.decode(x.float(), phase_noise)).numpy()
+            audio = to_host(self._diffuse(rows, cond, latent_noise, phase_noise, key)).numpy()
         elapsed = time.perf_counter() - start
         takes_made = sum(len(job.take_seeds) for job in jobs)
         self.batch_log.append((len(jobs), takes_made))
@@ -365,19 +376,26 @@ class Engine:
             results.append(Result(takes, elapsed, str(self.device), takes_made, job.init_report))
         return results
 
-    def _sample_diffusion(
-        self, rows: list[tuple[_Job, int]], cond: Conditioning, noises: torch.Tensor, key: _Job
+    def _diffuse(
+        self,
+        rows: list[tuple[_Job, int]],
+        cond: Conditioning,
+        noises: torch.Tensor,
+        phase_noise: torch.Tensor | None,
+        key: _Job,
     ) -> torch.Tensor:
-        """Latents from the DiT: ping-pong or Euler, from noise or from a noised recording.
-        `noises` [draws, B, C, T]: the start noise, then ping-pong's re-noise after each step."""
-        velocity = self._velocity_fn(rows, cond, key.params.cfg)
-        x = noises[0]
+        """Audio from the DiT, from noise or from a noised recording. `noises` [draws, B, C, T]:
+        the start noise, then ping-pong's re-noise after each step."""
+        params = key.params
+        guided = params.cfg != 1 and cond.context is not None
+        uncond_context = self._unconditional(rows, cond).context if guided else None
+        start = noises[0]
         if key.sigma_max < 1:
-            x = sampling.noised_init(self._init_latents(rows), x, key.sigma_max)
-        if key.params.sampler == "pingpong":
-            schedule = sampling.logsnr_schedule(key.params.steps, key.sigma_max)
-            return sampling.sample_pingpong(velocity, x, schedule, noises.__getitem__)
-        return sampling.sample_euler(velocity, x, sampling.linear_schedule(key.params.steps, key.sigma_max))
+            start = sampling.noised_init(self._init_latents(rows), start, key.sigma_max)
+        inputs = (cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
+        settings = (params.sampler, params.steps, params.cfg, key.sigma_max)
+        run = partial(render, self.model, *settings)
+        return run(*inputs) if self._graphs is None else self._graphs.run(settings, run, inputs)
 
     def _decode_mar(
         self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: torch.Tensor, params: TakeParams
@@ -390,15 +408,6 @@ class Engine:
         guided = params.cfg != 1 and cond.context is not None
         uncond = self._unconditional(rows, cond) if guided else None
         return self.model.generate(cond, noise, order.to(self.device), params.steps, uncond, params.cfg)
-
-    def _velocity_fn(
-        self, rows: list[tuple[_Job, int]], cond: Conditioning, cfg: float
-    ) -> sampling.VelocityFn:
-        model = self.model
-        if cfg == 1 or cond.context is None:
-            return lambda x, t: model.velocity(x, t, cond)
-        uncond = self._unconditional(rows, cond)
-        return sampling.guided(lambda x, t: model.velocity_pair(x, t, cond, uncond), cfg)
 
     def _unconditional(self, rows: list[tuple[_Job, int]], cond: Conditioning) -> Conditioning:
         """CFG's other branch: zeroed context tokens, or each take's negative prompt where it has one."""
@@ -424,6 +433,36 @@ class Engine:
         return torch.cat([encoded[id(job)] for job, _ in rows])
 
 
+def render(
+    model: AudioModel,
+    sampler: str,
+    steps: int,
+    cfg: float,
+    sigma_max: float,
+    context: torch.Tensor | None,
+    global_cond: torch.Tensor | None,
+    uncond_context: torch.Tensor | None,
+    start: torch.Tensor,
+    noises: torch.Tensor,
+    phase_noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """A diffusion model's takes from tensors alone, sampling then decoding, so that a CUDA graph
+    can capture it whole. Guided by `cfg` where there is an unconditional context; `noises`
+    [draws, B, C, T] holds ping-pong's re-noise after each step at index 1 on."""
+    cond = Conditioning(context, global_cond)
+    if uncond_context is None:
+        velocity = partial(model.velocity, cond=cond)
+    else:
+        uncond = Conditioning(uncond_context, global_cond)
+        velocity = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
+    if sampler == "pingpong":
+        schedule = sampling.logsnr_schedule(steps, sigma_max)
+        x = sampling.sample_pingpong(velocity, start, schedule, noises.__getitem__)
+    else:
+        x = sampling.sample_euler(velocity, start, sampling.linear_schedule(steps, sigma_max))
+    return model.vae.decode(x.float(), phase_noise)
+
+
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A CPU tensor on `device`; to a GPU through pinned memory, without making the host wait."""
     if device.type != "cuda":
@@ -442,7 +481,7 @@ def to_host(tensor: torch.Tensor) -> torch.Tensor:
     return host
 
 
-class _NoiseSource:
+class NoiseSource:
     """Per-take noise streams: anchor and own generators mixed by diversity, drawn on the CPU so a
     seed gives the same take on every device.
 

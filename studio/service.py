@@ -76,15 +76,21 @@ ModelListener = Callable[[ModelInfo], None]
 class EngineHost:
     """Owns the current engine; switching models never drops requests in flight."""
 
-    def __init__(self, model: str | None, device: str | None = None, dtype: str | None = None):
-        self.device, self.dtype = device, dtype
+    def __init__(
+        self,
+        model: str | None,
+        device: str | None = None,
+        dtype: str | None = None,
+        fast_path: str | None = None,
+    ):
+        self.options = {"device": device, "dtype": dtype, "fast_path": fast_path, "batch_window_s": 0.005}
         self._lock = threading.Lock()
-        self.engine = Engine(model, device=device, dtype=dtype, batch_window_s=0.005)
+        self.engine = Engine(model, **self.options)
 
     def switch(self, model: str) -> Engine:
         with self._lock:
             if model not in (self.engine.model_name, self.engine.model_path.name):
-                replacement = Engine(model, device=self.device, dtype=self.dtype, batch_window_s=0.005)
+                replacement = Engine(model, **self.options)
                 old, self.engine = self.engine, replacement
                 old.close()  # finishes what it has queued first
             return self.engine
@@ -225,11 +231,12 @@ def open_studio(
     device: str | None = None,
     library_dir: str | Path | None = None,
     export_dir: str | Path | None = None,
+    fast_path: str | None = None,
 ) -> Studio:
     """Load the model once and open the library: what `studio serve` and `studio osc` share."""
     library = Library(library_dir)
     try:
-        host = EngineHost(model, device)
+        host = EngineHost(model, device, fast_path=fast_path)
     except BaseException:
         library.close()
         raise

@@ -443,7 +443,7 @@ def test_bench_times_guided_steps_at_the_guidance_asked_for(tiny_model_dir, tmp_
     assert studio(*argv, "--steps", 3, "--out", tmp_path / "plain") == 0
     assert pairs == []  # the tiny model's own guidance is 1: one branch a step
     assert studio(*argv, "--steps", 3, "--cfg", 4, "--out", tmp_path / "guided") == 0
-    assert len(pairs) == 3  # both branches, in one pass a step
+    assert len(pairs) == 6  # both branches in one pass a step: 3 in the staged run, 3 in the whole take
     (plain,), (guided,) = (list((tmp_path / f).glob("cpu-*.json")) for f in ("plain", "guided"))
     for path, cfg in [(plain, 1.0), (guided, 4.0)]:
         assert json.loads(path.read_text())["benchmarks"][tiny_model_dir.name]["cfg"] == cfg

@@ -16,7 +16,7 @@ from test_training import write_corpus
 from tiny import make_model_folder, tiny_config, tiny_mar_config, write_config
 
 from studio import cli, sampling
-from studio.engine import Engine, _NoiseSource
+from studio.engine import Engine, NoiseSource
 from studio.errors import CheckpointError, ModelConfigError, RequestError
 from studio.models import MarModel, ModelConfig, load_model, save_model
 from studio.models.mar import EnergyHead, FlowHead
@@ -372,7 +372,7 @@ def test_engine_decodes_exactly_what_the_model_generates_without_guidance(mar_en
     model, config = mar_engine.model, mar_engine.config
     with torch.inference_mode():
         cond = model.condition(["vinyl crackle"], [seconds])
-        noise = _NoiseSource([(seed, seed, 1.0)], (8, FRAMES)).draw()[0]
+        noise = NoiseSource([(seed, seed, 1.0)], (8, FRAMES)).draw()[0]
         order = sampling.decoding_order(FRAMES, torch.Generator().manual_seed(seed))[None]
         audio = model.vae.decode(model.generate(cond, noise, order, steps))[0, :, : take.audio.shape[1]]
     np.testing.assert_allclose(take.audio, audio.numpy(), atol=1e-5)

@@ -49,7 +49,9 @@ def conditioning(reference, cases):
 
 @pytest.fixture(scope="module", params=[torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def half_model(request, fixture_dir) -> AudioModel:
-    return place_model(load_model(fixture_dir), CPU, request.param)
+    model = load_model(fixture_dir)
+    place_model(model, CPU, request.param)
+    return model
 
 
 @pytest.mark.parametrize(

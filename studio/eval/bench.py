@@ -2,8 +2,12 @@
 
 Stages are timed on the model's own pieces, the way the engine runs them: text conditioning, one
 DiT velocity call per sampling step, VAE decode. Every stage boundary synchronises the GPU, so a
-stage's time is its own. Each batch size runs `warmup` untimed times first, then `runs` timed
-times; results are the median, min and max. `--arch sao-small` builds stable-audio-open-small's
+stage's time is its own. Then whole takes are timed as the engine makes them, through its fast path
+(`--fast-path`: eager, compiled, or one CUDA graph per take), with no synchronisation between
+stages; and the floor is computed: the time the take's arithmetic would need at this device's
+measured matmul rate (and its DiT weights' reading at its measured copy rate, where that is
+longer). Each batch size runs `warmup` untimed times first, then `runs` timed times; results are
+the median, min and max. `--arch sao-small` builds stable-audio-open-small's
 full-size architecture (random weights unless its checkpoint is on this machine), so speed can be
 measured anywhere. Results go to `<out>/<device>-<date>.json`, one entry per model, merged with
 what that file already holds.
@@ -17,6 +21,7 @@ import platform
 import statistics
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -27,10 +32,11 @@ from typing import Any
 import torch
 
 from studio import sampling
-from studio.engine import pick_device
+from studio.engine import NoiseSource, pick_device, render, to_device, to_host
 from studio.errors import ModelNotFoundError, StudioError
+from studio.fast_path import GraphBuckets, compile_model, pick_fast_path
 from studio.models import AudioModel, MarModel, ModelConfig, load_model
-from studio.models.conditioners import PromptEncoder
+from studio.models.conditioners import T5_WIDTHS
 from studio.models.precision import pick_dtype, place_model
 from studio.models.registry import model_label, resolve_model
 
@@ -118,6 +124,7 @@ class BenchConfig:
     runs: int = 5
     warmup: int = 1
     out: Path = Path("reports/bench")
+    fast_path: str | None = None  # default: the engine's for the device
 
 
 @dataclass
@@ -136,8 +143,31 @@ def _t5_cached(name: str) -> bool:
     return cached("config.json") and (cached("model.safetensors") or cached("pytorch_model.bin"))
 
 
+# t5-base's shape (its Hugging Face config): a stand-in of it times text encoding as the real one.
+T5_BASE_SHAPE = {
+    "d_model": 768,
+    "d_kv": 64,
+    "d_ff": 3072,
+    "num_layers": 12,
+    "num_heads": 12,
+    "vocab_size": 32128,
+}
+
+
+def _word_tokens(prompts: list[str], max_length: int, **_: object) -> Any:
+    """A T5 tokenizer's output for the stand-in: one id per word (from its CRC), then </s>."""
+    from transformers import BatchEncoding
+
+    ids = torch.zeros(len(prompts), max_length, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        words = [3 + zlib.crc32(w.encode()) % 32000 for w in prompt.split()][: max_length - 1]
+        ids[row, : len(words) + 1] = torch.tensor([*words, 1])
+    return BatchEncoding({"input_ids": ids, "attention_mask": (ids != 0).long()})
+
+
 def _text_encoder(model: AudioModel, device: torch.device) -> str:
-    """Which prompt encoder runs; a T5 that is not cached here is replaced by MiniLM, and said so."""
+    """Which prompt encoder runs. A t5-base that is not cached here is replaced by a random one of
+    its shape (12 layers, fp16 on CUDA as the real one), and said so."""
     cond = model.config.prompt_conditioner
     if cond is None:
         return "none"
@@ -146,11 +176,17 @@ def _text_encoder(model: AudioModel, device: torch.device) -> str:
     name = cond.options.get("t5_model_name", "t5-base")
     if _t5_cached(name):
         return f"t5 ({name})"
-    max_length = int(cond.options.get("max_length", 128))
-    model.conditioners[cond.id] = PromptEncoder("minilm", model.config.cond_dim, max_length).to(device)
+    if T5_WIDTHS.get(name) != T5_BASE_SHAPE["d_model"]:
+        raise StudioError(
+            f"the T5 text encoder '{name}' is not in the Hugging Face cache", "run once online to cache it"
+        )
+    from transformers import T5Config, T5EncoderModel
+
+    t5 = T5EncoderModel(T5Config(**T5_BASE_SHAPE, feed_forward_proj="relu")).eval().to(device)
+    model.prompt_encoder._backbone = (_word_tokens, t5.half() if device.type == "cuda" else t5)
     return (
-        f"minilm stand-in (max_length {max_length}, random projection to {model.config.cond_dim}): {name} is "
-        "not in the Hugging Face cache, so text-encoding times are MiniLM's, not T5's"
+        f"stand-in for {name}, not in the Hugging Face cache: a random T5 encoder of its shape "
+        "(text-encoding times as the real one's; the takes' conditioning is random)"
     )
 
 
@@ -167,10 +203,11 @@ def build_model(config: BenchConfig, device: torch.device, dtype: torch.dtype) -
             torch.manual_seed(0)
             with torch.device(device):  # built in place: no 2 GB copy from the CPU
                 model = AudioModel(ModelConfig.from_dict(SAO_SMALL_CONFIG))
-            model = place_model(model, device, dtype).eval()
+            placement = place_model(model.eval(), device, dtype)
             info = {"name": SAO_SMALL, "weights": "random (checkpoint not on this machine)"}
         else:
-            model = place_model(load_model(entry.path), device, dtype)
+            model = load_model(entry.path)
+            placement = place_model(model, device, dtype)
             info = {"name": SAO_SMALL, "weights": str(entry.path)}
     else:
         entry = resolve_model(config.model)
@@ -181,9 +218,11 @@ def build_model(config: BenchConfig, device: torch.device, dtype: torch.dtype) -
                 "diffusion (DiT) models",
                 "`studio eval` measures a MAR model's latency per decoding setting (its sampler sweep)",
             )
-        model = place_model(model, device, dtype)
+        placement = place_model(model, device, dtype)
         info = {"name": model_label(entry.name), "weights": str(entry.path)}
     info["text_encoder"] = _text_encoder(model, device)
+    info["decoder_dtype"] = str(placement.decoder_dtype).removeprefix("torch.")
+    info["decoder_fp16_snr_db"] = placement.decoder_snr_db
     info["parameters"] = {
         "dit": sum(p.numel() for p in model.dit.parameters()),
         "vae": sum(p.numel() for p in model.vae.parameters()),
@@ -262,10 +301,108 @@ def _peak_rss_mb() -> float | None:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
+@torch.inference_mode()
+def time_take(
+    model: AudioModel,
+    batch: int,
+    seconds: float,
+    steps: int,
+    sampler: str,
+    device: torch.device,
+    cfg: float,
+    graphs: GraphBuckets | None,
+) -> float:
+    """One generation of `batch` takes as the engine makes it, in seconds: conditioning, every noise
+    drawn on the CPU and copied once, sampling and decoding (one graph replay on the graphs path),
+    the audio back on the host."""
+    c = model.config
+    _sync(device)
+    start = time.perf_counter()
+    cond = model.condition([PROMPT] * batch, [seconds] * batch)
+    noise = NoiseSource([(i, i, 1.0) for i in range(batch)], (c.autoencoder.latent_dim, c.latent_length))
+    noises = to_device(noise.draw(count=steps + 1 if sampler == "pingpong" else 1), device)
+    phase_shape = model.vae.phase_noise_shape(c.latent_length)
+    phase_noise = None if phase_shape is None else to_device(noise.draw(phase_shape)[0], device)
+    guided = cfg != 1 and cond.context is not None
+    uncond_context = torch.zeros_like(cond.context) if guided else None
+    inputs = (cond.context, cond.global_cond, uncond_context, noises[0], noises, phase_noise)
+    settings = (sampler, steps, cfg, 1.0)
+    run = partial(render, model, *settings)
+    to_host(run(*inputs) if graphs is None else graphs.run(settings, run, inputs))
+    return time.perf_counter() - start
+
+
+def measure_peaks(device: torch.device, dtypes: set[torch.dtype]) -> dict[str, float]:
+    """This device's matmul rate (FLOP/s) in each dtype and its copy rate (bytes/s), measured."""
+    size = 8192 if device.type == "cuda" else 1024
+    peaks = {}
+    for dtype in dtypes:
+        a = torch.randn(size, size, device=device).to(dtype)
+        seconds = _best_of(lambda a=a: a @ a, device)
+        peaks[f"matmul_{str(dtype).removeprefix('torch.')}"] = 2 * size**3 / seconds
+    block = torch.empty(2**28 if device.type == "cuda" else 2**25, dtype=torch.uint8, device=device)
+    copy = torch.empty_like(block)
+    peaks["copy_bytes"] = 2 * block.numel() / _best_of(lambda: copy.copy_(block), device)
+    return peaks
+
+
+def _best_of(work: Callable[[], object], device: torch.device, repeats: int = 5) -> float:
+    work()
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        begin = time.perf_counter()
+        work()
+        _sync(device)
+        best = min(best, time.perf_counter() - begin)
+    return best
+
+
+@torch.inference_mode()
+def computed_floor(
+    model: AudioModel, batch: int, steps: int, cfg: float, device: torch.device, peaks: dict[str, float]
+) -> dict[str, float]:
+    """The least time a take's sampling and decode could take here: each step's FLOPs at the
+    measured matmul rate in the DiT's dtype, or its weights read once at the copy rate, whichever
+    is longer, plus the decode's FLOPs at the rate of the decoder's dtype. Convolutions, attention
+    and norms rarely reach the matmul rate, so real times stay above it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c = model.config
+    rows = batch * (2 if cfg != 1 and c.context_cond_ids else 1)
+    x = torch.randn(rows, c.autoencoder.latent_dim, c.latent_length, device=device)
+    cond = model.condition([PROMPT] * rows, [c.max_seconds] * rows)
+    # Counted eagerly: compiled code runs past the dispatcher that FlopCounterMode listens at.
+    with torch.compiler.set_stance("force_eager"):
+        with FlopCounterMode(display=False) as step_counter:
+            model.velocity(x, torch.full((rows,), 0.5, device=device), cond)
+        with FlopCounterMode(display=False) as decode_counter:
+            model.vae.decode(x[:batch])
+    dit_dtype = str(model.dit.proj_in.weight.dtype).removeprefix("torch.")
+    decoder_dtype = str(model.vae.decoder_dtype).removeprefix("torch.")
+    dit_bytes = sum(p.numel() * p.element_size() for p in model.dit.parameters())
+    step = max(step_counter.get_total_flops() / peaks[f"matmul_{dit_dtype}"], dit_bytes / peaks["copy_bytes"])
+    decode = decode_counter.get_total_flops() / peaks[f"matmul_{decoder_dtype}"]
+    return {
+        "step_gflop": step_counter.get_total_flops() / 1e9,
+        "decode_gflop": decode_counter.get_total_flops() / 1e9,
+        "sampling_s": steps * step,
+        "vae_decode_s": decode,
+        "total_s": steps * step + decode,
+    }
+
+
 def bench_batch(
-    model: AudioModel, config: BenchConfig, batch: int, seconds: float, device: torch.device, cfg: float
+    model: AudioModel,
+    config: BenchConfig,
+    batch: int,
+    seconds: float,
+    device: torch.device,
+    cfg: float,
+    graphs: GraphBuckets | None = None,
 ) -> dict[str, Any]:
-    """Warm-up runs, then timed runs of one batch size; stage statistics, memory and RTF."""
+    """Warm-up runs, then timed runs of one batch size: stage statistics, whole takes through the
+    fast path, memory and RTF."""
     for _ in range(config.warmup):
         time_generation(model, batch, seconds, config.steps, config.sampler, device, cfg)
     if device.type == "cuda":
@@ -274,6 +411,10 @@ def bench_batch(
         time_generation(model, batch, seconds, config.steps, config.sampler, device, cfg)
         for _ in range(config.runs)
     ]
+    take = partial(time_take, model, batch, seconds, config.steps, config.sampler, device, cfg, graphs)
+    for _ in range(config.warmup + (graphs is not None)):  # the graphs path captures on its first
+        take()
+    takes = _stats([take() for _ in range(config.runs)])
     end_to_end = _stats([r["end_to_end"] for r in runs])
     return {
         "batch_size": batch,
@@ -285,6 +426,8 @@ def bench_batch(
         "vae_decode_s": _stats([r["vae_decode"] for r in runs]),
         "end_to_end_s": end_to_end,
         "per_take_s": end_to_end["median"] / batch,
+        "take_s": takes,  # whole generations through the fast path, no synchronisation between stages
+        "take_per_take_s": takes["median"] / batch,
         # Audio made per wall-clock second: batch x take length over the median end-to-end time.
         "rtf": batch * seconds / end_to_end["median"],
         "peak_vram_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
@@ -335,18 +478,26 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) 
         raise StudioError("runs, steps and batch sizes must be at least 1")
     device = pick_device(config.device)
     dtype = pick_dtype(device, config.dtype)
-    say(f"building {config.arch or config.model or 'the default model'} on {device} ({dtype})")
+    fast_path = pick_fast_path(device, config.fast_path)
+    say(f"building {config.arch or config.model or 'the default model'} on {device} ({dtype}, {fast_path})")
     model, info = build_model(config, device, dtype)
+    if fast_path != "eager":
+        compile_model(model)
+    graphs = GraphBuckets() if fast_path == "graphs" else None
     seconds = config.seconds or model.config.max_seconds
     cfg = model.config.guidance(config.cfg)
+    peaks = measure_peaks(device, {dtype, model.vae.decoder_dtype})
     batches = {}
     for batch in config.batch_sizes:
         say(f"batch {batch}: {config.warmup} warm-up + {config.runs} timed runs of {config.steps} steps")
-        batches[str(batch)] = bench_batch(model, config, batch, seconds, device, cfg)
+        batches[str(batch)] = bench_batch(model, config, batch, seconds, device, cfg, graphs)
+        batches[str(batch)]["floor"] = computed_floor(model, batch, config.steps, cfg, device, peaks)
     entry = {
         **info,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
+        "fast_path": fast_path,
+        "measured_peaks": peaks,
         "sampler": config.sampler,
         "steps": config.steps,
         "cfg": cfg,
@@ -378,4 +529,14 @@ def write_entry(path: Path, device: torch.device, name: str, entry: dict[str, An
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-_SAME_SETTINGS = ("weights", "text_encoder", "device", "dtype", "sampler", "steps", "cfg", "audio_seconds")
+_SAME_SETTINGS = (
+    "weights",
+    "text_encoder",
+    "device",
+    "dtype",
+    "fast_path",
+    "sampler",
+    "steps",
+    "cfg",
+    "audio_seconds",
+)

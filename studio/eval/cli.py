@@ -124,6 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             runs=args.runs,
             warmup=args.warmup,
             out=Path(args.out),
+            fast_path=args.fast_path,
         ),
         _say,
     )
@@ -133,13 +134,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"at cfg {entry['cfg']:g}, "
         f"{entry['audio_seconds']:.2f} s of audio per take; medians in seconds:"
     )
-    print("batch  text    step    decode  total   per take  RTF")
+    print(f"batch  text    step    decode  total   per take  RTF     take ({entry['fast_path']})  floor")
     for batch, b in entry["batches"].items():
         step = sum(s["median"] for s in b["step_s"]) / len(b["step_s"])
         text, decode, total = (b[k]["median"] for k in ("text_encoding_s", "vae_decode_s", "end_to_end_s"))
         print(
             f"{batch:>5}  {text:.3f}  {step:.3f}  {decode:.3f}  {total:.3f}  {b['per_take_s']:.3f}  "
-            f"   {b['rtf']:.2f}"
+            f"   {b['rtf']:<6.2f}  {b['take_s']['median']:.4f}         {b['floor']['total_s']:.4f}"
         )
     print(result.path)
     return 0
@@ -247,6 +248,11 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--runs", type=int, default=5, help="timed runs per batch size (default 5)")
     bench.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     bench.add_argument("--out", default="reports/bench", help="folder for the JSON (default reports/bench)")
+    bench.add_argument(
+        "--fast-path",
+        choices=["eager", "compile", "graphs"],
+        help="how whole takes run: default graphs on CUDA (compiled, one CUDA graph a take), eager elsewhere",
+    )
     bench.set_defaults(func=cmd_bench)
 
 

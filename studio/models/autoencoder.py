@@ -72,4 +72,9 @@ class Autoencoder(nn.Module):
             return self.decoder(latents * self.scale, phase_noise)
         if phase_noise is not None:
             raise ValueError("an Oobleck decoder takes no phase noise")
-        return self.decoder(latents * self.scale)
+        return self.decoder((latents * self.scale).to(self.decoder_dtype)).to(latents.dtype)
+
+    @property
+    def decoder_dtype(self) -> torch.dtype:
+        """What the decoder computes in: float32, or float16 where the precision policy chose it."""
+        return next(self.decoder.parameters()).dtype

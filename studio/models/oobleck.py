@@ -79,8 +79,10 @@ class WNConv1d(nn.Module):
         self.stride, self.padding, self.dilation, self.transposed = stride, padding, dilation, transposed
 
     def effective_weight(self) -> torch.Tensor:
-        """The normalised weight; at inference it is computed once per parameter change, not per call."""
-        if torch.is_grad_enabled() and (self.weight_v.requires_grad or self.weight_g.requires_grad):
+        """The normalised weight; at inference it is computed once per parameter change, not per call.
+        A compiled decoder computes it in its graph, where freezing folds it into a constant."""
+        training = torch.is_grad_enabled() and (self.weight_v.requires_grad or self.weight_g.requires_grad)
+        if training or torch.compiler.is_compiling():
             return weight_norm(self.weight_v, self.weight_g)
         key = (self.weight_v._version, self.weight_g._version, self.weight_v.data_ptr(), self.weight_v.dtype)
         if getattr(self, "_cached_key", None) != key:
