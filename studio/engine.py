@@ -38,7 +38,7 @@ import torch
 from studio import sampling
 from studio.audio import DECODING, RATE_RANGE, FitReport, audio_seconds, prepare_recording, read_audio
 from studio.errors import ModelConfigError, RequestError, StudioError
-from studio.fast_path import GraphBuckets, compile_model, pick_fast_path
+from studio.fast_path import GraphBuckets, compile_model, keep_freed_memory, pick_fast_path
 from studio.models.checkpoint import Model, load_model
 from studio.models.mar import MarModel
 from studio.models.model import AudioModel, Conditioning
@@ -135,6 +135,8 @@ class Engine:
         self.max_batch = max(1, max_batch)
         self.batch_window_s = batch_window_s
         self.fast_path = pick_fast_path(self.device, fast_path)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.model: Model = load_model(self.model_path)
         self.placement = place_model(self.model, self.device, self.dtype)
         if self.fast_path != "eager":

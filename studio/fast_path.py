@@ -15,7 +15,9 @@ a session of a few takes never earns back; `--fast-path compile` asks for it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 
@@ -43,6 +45,27 @@ def pick_fast_path(device: torch.device, requested: str | None = None) -> str:
             f"CUDA graphs need a CUDA device, not {device.type}", "use --fast-path compile or eager"
         )
     return requested
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep the memory a generation frees for the next one, rather than give it back.
+
+    A CPU decode allocates activations of hundreds of megabytes; by default glibc maps each one
+    fresh and unmaps it when freed, so the kernel zeroes new pages every time: 6.4 million page
+    faults and 40% of a stable-audio-open-small decode's time. Kept in the heap, that decode ran
+    1.7x faster on this project's CPU. The cost: the process keeps its peak memory until it ends.
+    Returns whether it applied (glibc only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
+    return all(
+        mallopt(option, value) == 1
+        for option, value in ((m_mmap_max, 0), (m_trim_threshold, 2**31 - 1), (m_top_pad, 2**30))
+    )
 
 
 def compile_model(model: nn.Module) -> None:

@@ -4,6 +4,8 @@ buckets' bookkeeping, and the float16 decode the precision policy keeps only whe
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from typing import ClassVar
 
 import numpy as np
@@ -84,3 +86,28 @@ def test_float16_decode_is_kept_only_where_it_stays_within_50_db(tiny_model_dir,
         assert snr_db(decoded, reference.decode(latents)) >= HALF_DECODE_MIN_SNR_DB - 3
     assert half_decoder_if_faithful(lossy) < HALF_DECODE_MIN_SNR_DB
     assert lossy.decoder_dtype == torch.float32
+
+
+FAULTS = """
+import resource, sys, torch
+from studio.fast_path import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+for _ in range(6):  # a generation's pattern: large activations made and freed, again and again
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x = torch.ones(2**26)
+    y = torch.ones(2**25) + x[: 2**25]
+    del x, y
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_activations_are_reused_without_fresh_page_faults():
+    def faults(mode: str) -> tuple[str, int]:
+        run = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True)
+        applied, count = run.stdout.split()
+        return applied, int(count)
+
+    assert faults("default")[1] > 50_000  # 98,304 pages of 4 KiB a round, each zeroed anew
+    applied, count = faults("keep")
+    assert applied == "True" and count < 1_000

@@ -34,7 +34,7 @@ import torch
 from studio import sampling
 from studio.engine import NoiseSource, pick_device, render, to_device, to_host
 from studio.errors import ModelNotFoundError, StudioError
-from studio.fast_path import GraphBuckets, compile_model, pick_fast_path
+from studio.fast_path import GraphBuckets, compile_model, keep_freed_memory, pick_fast_path
 from studio.models import AudioModel, MarModel, ModelConfig, load_model
 from studio.models.conditioners import T5_WIDTHS
 from studio.models.precision import pick_dtype, place_model
@@ -479,6 +479,8 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) 
     device = pick_device(config.device)
     dtype = pick_dtype(device, config.dtype)
     fast_path = pick_fast_path(device, config.fast_path)
+    if device.type == "cpu":
+        keep_freed_memory()  # as the engine does
     say(f"building {config.arch or config.model or 'the default model'} on {device} ({dtype}, {fast_path})")
     model, info = build_model(config, device, dtype)
     if fast_path != "eager":
