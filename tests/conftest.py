@@ -16,16 +16,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny import make_model_folder  # noqa: E402
 
 
-def sao_fixture_dir() -> Path:
-    return Path(os.environ.get("STUDIO_SAO_FIXTURES", REPO.parent / "shared" / "fixtures" / "sao-parity"))
+def shared_fixture(variable: str, name: str) -> Path:
+    """A recorded parity folder: $variable, else ../shared/fixtures/NAME."""
+    folder = Path(os.environ.get(variable, REPO.parent / "shared" / "fixtures" / name))
+    if not (folder / "cases.safetensors").is_file():
+        pytest.fail(f"parity fixtures not found in {folder}; set {variable}")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
-    folder = sao_fixture_dir()
-    if not (folder / "cases.safetensors").is_file():
-        pytest.fail(f"SAO parity fixtures not found in {folder}; set STUDIO_SAO_FIXTURES")
-    return folder
+    return shared_fixture("STUDIO_SAO_FIXTURES", "sao-parity")
+
+
+@pytest.fixture(scope="session")
+def t5_fixture_dir() -> Path:
+    return shared_fixture("STUDIO_T5_FIXTURES", "sao-t5")
 
 
 @pytest.fixture(scope="session")

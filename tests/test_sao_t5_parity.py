@@ -10,7 +10,6 @@ device; Studio does so on CUDA and in fp32 on the CPU, so the downstream cases c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,6 @@ from studio.models import AudioModel, load_model
 from studio.request import Request
 
 TOLERANCE = 1e-4
-REPO = Path(__file__).resolve().parents[1]
-
-
-def t5_fixture_dir() -> Path:
-    return Path(os.environ.get("STUDIO_T5_FIXTURES", REPO.parent / "shared" / "fixtures" / "sao-t5"))
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -36,11 +30,8 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def folder() -> Path:
-    folder = t5_fixture_dir()
-    if not (folder / "cases.safetensors").is_file():
-        pytest.fail(f"T5 parity fixtures not found in {folder}; set STUDIO_T5_FIXTURES")
-    return folder
+def folder(t5_fixture_dir) -> Path:
+    return t5_fixture_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
