@@ -4,7 +4,8 @@
 # `studio bench` at batch 1 and 8 on the engine's default fast path (bf16 DiT, compiled, one CUDA
 # graph a take) and, to compare, eagerly at batch 1. Everything lands in OUT_DIR: parity.json,
 # cuda-<date>.json (per-stage medians, whole takes, peak VRAM, the computed floor), the logs and
-# nvidia-smi's view. About 5 minutes on an H100, most of it compiling.
+# nvidia-smi's view, each written as its part ends. About 5 minutes on an H100, most of it
+# compiling; at most 9.5 (timeouts 170 + 330 + 70 s): call it with timeout_s 600.
 #
 #   benchmarks/device_check.sh OUT_DIR
 #
@@ -31,10 +32,10 @@ nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 python3 -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())" \
   | tee "$out/torch.txt"
 status=0
-timeout 150 python3 benchmarks/device_parity.py --device "$device" --out "$out/parity.json" 2>&1 \
+timeout 170 python3 benchmarks/device_parity.py --device "$device" --out "$out/parity.json" 2>&1 \
   | tee "$out/parity.log" || status=1
-timeout 240 python3 -m studio bench "${bench[@]}" --device "$device" --batch 1,8 --runs 10 --warmup 2 \
+timeout 330 python3 -m studio bench "${bench[@]}" --device "$device" --batch 1,8 --runs 10 --warmup 2 \
   --out "$out" 2>&1 | tee "$out/bench.log" || status=1
-timeout 60 python3 -m studio bench "${bench[@]}" --device "$device" --batch 1 --runs 10 --warmup 2 \
+timeout 70 python3 -m studio bench "${bench[@]}" --device "$device" --batch 1 --runs 10 --warmup 2 \
   --fast-path eager --out "$out/eager" 2>&1 | tee -a "$out/bench.log" || status=1
 exit $status

@@ -49,8 +49,19 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 class Report:
-    def __init__(self) -> None:
+    """Every case's result, written to `path` as each one ends (a run cut short keeps what it had)."""
+
+    def __init__(self, path: Path, header: dict) -> None:
+        self.path, self.header = path, header
         self.cases: list[dict] = []
+
+    @property
+    def failed(self) -> list[str]:
+        return [c["case"] for c in self.cases if not c["ok"]]
+
+    def write(self) -> None:
+        result = {**self.header, "cases": self.cases, "failed": self.failed}
+        self.path.write_text(json.dumps(result, indent=2) + "\n")
 
     def check(self, name: str, measure: Callable[[], float], tolerance: float) -> None:
         started = time.perf_counter()
@@ -65,6 +76,7 @@ class Report:
             f"{case['relative_error']:.2e} (<= {tolerance:g})" if "relative_error" in case else case["error"]
         )
         print(f"{'ok  ' if case['ok'] else 'FAIL'} {name}: {shown}", flush=True)
+        self.write()
 
 
 def sao_cases(report: Report, folder: Path, device: torch.device, dtype: torch.dtype, tag: str) -> None:
@@ -189,21 +201,18 @@ def main() -> int:
     device = pick_device(args.device)
     sao = Path(os.environ.get("STUDIO_SAO_FIXTURES", ROOT.parent / "shared" / "fixtures" / "sao-parity"))
     t5 = Path(os.environ.get("STUDIO_T5_FIXTURES", ROOT.parent / "shared" / "fixtures" / "sao-t5"))
-    report = Report()
-    for dtype in dict.fromkeys((torch.float32, pick_dtype(device, args.dtype))):
-        tag = str(dtype).removeprefix("torch.")
-        sao_cases(report, sao, device, dtype, tag)
-        t5_cases(report, t5, device, dtype, tag)
-    failed = [c["case"] for c in report.cases if not c["ok"]]
-    result = {
+    header = {
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch": torch.__version__,
         "fixtures": {"sao": str(sao), "t5": str(t5)},
-        "cases": report.cases,
-        "failed": failed,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    report = Report(Path(args.out), header)
+    for dtype in dict.fromkeys((torch.float32, pick_dtype(device, args.dtype))):
+        tag = str(dtype).removeprefix("torch.")
+        sao_cases(report, sao, device, dtype, tag)
+        t5_cases(report, t5, device, dtype, tag)
+    failed = report.failed
     print(f"{len(report.cases) - len(failed)} of {len(report.cases)} cases within tolerance; {args.out}")
     return 1 if failed else 0
 

@@ -28,7 +28,8 @@ from studio.errors import StudioError
 from studio.models.precision import denoiser_parts
 
 FAST_PATHS = ("eager", "compile", "graphs")
-MAX_GRAPHS = 16  # captured buckets kept; each holds its static buffers and a memory pool
+MAX_GRAPHS = 8  # captured buckets kept; each holds its static buffers and its own memory pool
+RECOMPILE_LIMIT = 64  # compiled shapes per module: batch rows 1-16, doubled under guidance, two modules
 
 log = logging.getLogger("studio.fast_path")
 
@@ -74,9 +75,13 @@ def compile_model(model: nn.Module) -> None:
     With inductor's freezing the weights are constants of the compiled code, so what is computed
     from them alone (the Oobleck decoder's weight norm) is computed once; a resident model's
     weights never change."""
+    import torch._dynamo.config
     import torch._inductor.config
 
     torch._inductor.config.freezing = True
+    # Every batch size is its own static shape; past dynamo's default of 8 it would fall back to
+    # eager with only a warning.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for module in (*denoiser_parts(model), model.vae.decoder):
         module.compile(dynamic=False)
 
@@ -95,7 +100,8 @@ class CapturedRun:
                 fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: CUDA calls from the app's other threads (a status read) cannot spoil the capture
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.output = fn(*self.inputs)
 
     def __call__(self, inputs: Inputs) -> torch.Tensor:

@@ -489,11 +489,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) 
     seconds = config.seconds or model.config.max_seconds
     cfg = model.config.guidance(config.cfg)
     peaks = measure_peaks(device, {dtype, model.vae.decoder_dtype})
-    batches = {}
-    for batch in config.batch_sizes:
-        say(f"batch {batch}: {config.warmup} warm-up + {config.runs} timed runs of {config.steps} steps")
-        batches[str(batch)] = bench_batch(model, config, batch, seconds, device, cfg, graphs)
-        batches[str(batch)]["floor"] = computed_floor(model, batch, config.steps, cfg, device, peaks)
+    batches: dict[str, Any] = {}
     entry = {
         **info,
         "device": str(device),
@@ -510,7 +506,11 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) 
         "stage times include a GPU synchronisation at each boundary",
     }
     path = config.out / f"{device.type}-{date.today().isoformat()}.json"
-    write_entry(path, device, info["name"], entry)
+    for batch in config.batch_sizes:
+        say(f"batch {batch}: {config.warmup} warm-up + {config.runs} timed runs of {config.steps} steps")
+        batches[str(batch)] = bench_batch(model, config, batch, seconds, device, cfg, graphs)
+        batches[str(batch)]["floor"] = computed_floor(model, batch, config.steps, cfg, device, peaks)
+        write_entry(path, device, info["name"], entry)  # each batch size as it ends: a later one may not
     return BenchResult(path, info["name"], entry)
 
 

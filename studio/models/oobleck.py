@@ -24,8 +24,9 @@ from studio.models.config import OobleckConfig
 
 def snake_beta(x: torch.Tensor, log_alpha: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
     """x + 1/β · sin²(α x), per channel of x [B, C, T]."""
-    alpha = log_alpha.exp()[None, :, None]
-    inv_beta = 1.0 / (log_beta.exp()[None, :, None] + 1e-9)
+    # In float32: in float16 the 1e-9 would vanish and a tiny β give an infinite 1/β.
+    alpha = log_alpha.float().exp()[None, :, None].to(x.dtype)
+    inv_beta = (1.0 / (log_beta.float().exp()[None, :, None] + 1e-9)).to(x.dtype)
     if not (torch.is_grad_enabled() and (x.requires_grad or log_alpha.requires_grad)):
         # Inference: one new tensor, the rest in place. At the full audio rate the decoder's time goes
         # to passes over memory and to the fresh pages each new activation costs, not to arithmetic.

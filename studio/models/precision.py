@@ -65,15 +65,16 @@ def denoiser_parts(model: nn.Module) -> list[nn.Module]:
     return [part for name in ("dit", "backbone", "head") if (part := getattr(model, name, None)) is not None]
 
 
-def keep_float32_islands(module: nn.Module) -> None:
-    """Put the LayerNorms and the FLOAT32_TENSORS of a half-precision module back in float32."""
+def to_half_but_islands(module: nn.Module, dtype: torch.dtype) -> None:
+    """Cast a module to `dtype` except its LayerNorms and FLOAT32_TENSORS, which keep their float32
+    values (casting them down and back up would keep bf16's rounding)."""
     for sub in module.modules():
         if isinstance(sub, nn.LayerNorm):
-            sub.float()
+            continue
         tensors = [*sub.named_parameters(recurse=False), *sub.named_buffers(recurse=False)]
         for name, tensor in tensors:
-            if name in FLOAT32_TENSORS:
-                tensor.data = tensor.data.float()
+            if name not in FLOAT32_TENSORS and tensor.is_floating_point():
+                tensor.data = tensor.data.to(dtype)
 
 
 def ieee_float32() -> None:
@@ -98,7 +99,7 @@ def half_decoder_if_faithful(vae: nn.Module, dtype: torch.dtype = torch.float16)
     float32_decoder = vae.decoder
     vae.decoder = copy.deepcopy(float32_decoder).to(dtype)
     snr = snr_db(vae.decode(probe), reference)
-    if snr < HALF_DECODE_MIN_SNR_DB:
+    if not snr >= HALF_DECODE_MIN_SNR_DB:  # a NaN (an overflow) fails too
         vae.decoder = float32_decoder
     log.info("%s decode: %.1f dB SNR against float32; decoding in %s", dtype, snr, vae.decoder_dtype)
     return snr
@@ -111,8 +112,7 @@ def place_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> P
         ieee_float32()
     if dtype != torch.float32:
         for part in denoiser_parts(model):
-            part.to(dtype)
-            keep_float32_islands(part)
+            to_half_but_islands(part, dtype)
     snr = None
     if device.type == "cuda" and dtype != torch.float32 and isinstance(model.vae.decoder, OobleckDecoder):
         snr = half_decoder_if_faithful(model.vae)
