@@ -394,10 +394,14 @@ class Engine:
         start = noises[0]
         if key.sigma_max < 1:
             start = sampling.noised_init(self._init_latents(rows), start, key.sigma_max)
-        inputs = (cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
-        settings = (params.sampler, params.steps, params.cfg, key.sigma_max)
+        settings = (params.sampler, params.steps, key.sigma_max)
         run = partial(render, self.model, *settings)
-        return run(*inputs) if self._graphs is None else self._graphs.run(settings, run, inputs)
+        if self._graphs is None or key.sigma_max < 1:  # a restyle's strength is any number: not graphed
+            return run(params.cfg, cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
+        # cfg goes in as a tensor, so one captured graph serves every guidance scale.
+        cfg = torch.tensor(params.cfg, device=self.device)
+        inputs = (cfg, cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
+        return self._graphs.run(settings, run, inputs)
 
     def _decode_mar(
         self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: torch.Tensor, params: TakeParams
@@ -439,8 +443,8 @@ def render(
     model: AudioModel,
     sampler: str,
     steps: int,
-    cfg: float,
     sigma_max: float,
+    cfg: float | torch.Tensor,
     context: torch.Tensor | None,
     global_cond: torch.Tensor | None,
     uncond_context: torch.Tensor | None,
@@ -449,8 +453,9 @@ def render(
     phase_noise: torch.Tensor | None,
 ) -> torch.Tensor:
     """A diffusion model's takes from tensors alone, sampling then decoding, so that a CUDA graph
-    can capture it whole. Guided by `cfg` where there is an unconditional context; `noises`
-    [draws, B, C, T] holds ping-pong's re-noise after each step at index 1 on."""
+    can capture it whole. Guided by `cfg` (a number, or a 0-d tensor a graph can take new values
+    in) where there is an unconditional context; `noises` [draws, B, C, T] holds ping-pong's
+    re-noise after each step at index 1 on."""
     cond = Conditioning(context, global_cond)
     if uncond_context is None:
         velocity = partial(model.velocity, cond=cond)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from studio import fast_path
-from studio.engine import Engine
+from studio.engine import Engine, render
 from studio.errors import StudioError
 from studio.fast_path import GraphBuckets, pick_fast_path
 from studio.models import load_model
@@ -111,3 +111,30 @@ def test_freed_activations_are_reused_without_fresh_page_faults():
     assert faults("default")[1] > 50_000  # 98,304 pages of 4 KiB a round, each zeroed anew
     applied, count = faults("keep")
     assert applied == "True" and count < 1_000
+
+
+def test_render_takes_guidance_as_a_tensor_so_one_graph_serves_every_cfg(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    c = model.config
+    generator = torch.Generator().manual_seed(2)
+    noises = torch.randn(4, 2, c.autoencoder.latent_dim, c.latent_length, generator=generator)
+    with torch.inference_mode():
+        cond = model.condition(["a bell", "a bell"], [0.5, 0.5])
+        uncond = torch.zeros_like(cond.context)
+        takes = [
+            render(
+                model,
+                "pingpong",
+                3,
+                1.0,
+                cfg,
+                cond.context,
+                cond.global_cond,
+                uncond,
+                noises[0],
+                noises,
+                None,
+            )
+            for cfg in (2.5, torch.tensor(2.5))
+        ]
+    assert torch.equal(takes[0], takes[1])

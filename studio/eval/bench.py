@@ -325,8 +325,9 @@ def time_take(
     phase_noise = None if phase_shape is None else to_device(noise.draw(phase_shape)[0], device)
     guided = cfg != 1 and cond.context is not None
     uncond_context = torch.zeros_like(cond.context) if guided else None
-    inputs = (cond.context, cond.global_cond, uncond_context, noises[0], noises, phase_noise)
-    settings = (sampler, steps, cfg, 1.0)
+    cfg_input = cfg if graphs is None else torch.tensor(cfg, device=device)
+    inputs = (cfg_input, cond.context, cond.global_cond, uncond_context, noises[0], noises, phase_noise)
+    settings = (sampler, steps, 1.0)
     run = partial(render, model, *settings)
     to_host(run(*inputs) if graphs is None else graphs.run(settings, run, inputs))
     return time.perf_counter() - start
