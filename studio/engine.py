@@ -39,6 +39,7 @@ from studio import sampling
 from studio.audio import DECODING, RATE_RANGE, FitReport, audio_seconds, prepare_recording, read_audio
 from studio.errors import ModelConfigError, RequestError, StudioError
 from studio.fast_path import GraphBuckets, compile_model, keep_freed_memory, pick_fast_path
+from studio.models.autoencoder import Autoencoder
 from studio.models.checkpoint import Model, load_model
 from studio.models.mar import MarModel
 from studio.models.model import AudioModel, Conditioning
@@ -346,11 +347,9 @@ class Engine:
             [(j.params.seed, j.take_seeds[i], j.params.diversity) for j, i in rows],
             (c.autoencoder.latent_dim, c.latent_length),
         )
-        # Every noise the batch uses, drawn before any of it runs and moved to the device at once.
-        draws = key.params.steps + 1 if key.params.sampler == "pingpong" else 1
-        latent_noise = to_device(noise.draw(count=draws), self.device)
-        phase_shape = model.vae.phase_noise_shape(c.latent_length)
-        phase_noise = None if phase_shape is None else to_device(noise.draw(phase_shape)[0], self.device)
+        latent_noise, phase_noise = draw_noises(
+            noise, model.vae, key.params.sampler, key.params.steps, self.device
+        )
         if self.is_mar:
             x = self._decode_mar(rows, cond, latent_noise[0], key.params)
             audio = to_host(model.vae.decode(x.float(), phase_noise)).numpy()
@@ -394,14 +393,17 @@ class Engine:
         start = noises[0]
         if key.sigma_max < 1:
             start = sampling.noised_init(self._init_latents(rows), start, key.sigma_max)
-        settings = (params.sampler, params.steps, key.sigma_max)
-        run = partial(render, self.model, *settings)
-        if self._graphs is None or key.sigma_max < 1:  # a restyle's strength is any number: not graphed
-            return run(params.cfg, cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
-        # cfg goes in as a tensor, so one captured graph serves every guidance scale.
-        cfg = torch.tensor(params.cfg, device=self.device)
-        inputs = (cfg, cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
-        return self._graphs.run(settings, run, inputs)
+        return diffuse(
+            self.model,
+            self._graphs,
+            (params.sampler, params.steps, key.sigma_max),
+            params.cfg,
+            cond,
+            uncond_context,
+            start,
+            noises,
+            phase_noise,
+        )
 
     def _decode_mar(
         self, rows: list[tuple[_Job, int]], cond: Conditioning, noise: torch.Tensor, params: TakeParams
@@ -468,6 +470,40 @@ def render(
     else:
         x = sampling.sample_euler(velocity, start, sampling.linear_schedule(steps, sigma_max))
     return model.vae.decode(x.float(), phase_noise)
+
+
+def diffuse(
+    model: AudioModel,
+    graphs: GraphBuckets | None,
+    settings: tuple[str, int, float],
+    cfg: float,
+    cond: Conditioning,
+    uncond_context: torch.Tensor | None,
+    start: torch.Tensor,
+    noises: torch.Tensor,
+    phase_noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """render() with `settings` (sampler, steps, start time): run as it is, or, where `graphs` is
+    given, replayed from the CUDA graph of its bucket. A restyle's start time (its strength) can be
+    any number, so a restyle is never captured; cfg goes in as a tensor, so one graph serves every
+    guidance scale."""
+    run = partial(render, model, *settings)
+    tensors = (cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
+    sigma_max = settings[2]
+    if graphs is None or sigma_max < 1:
+        return run(cfg, *tensors)
+    return graphs.run(settings, run, (torch.tensor(cfg, device=start.device), *tensors))
+
+
+def draw_noises(
+    noise: NoiseSource, vae: Autoencoder, sampler: str, steps: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every noise a batch uses, drawn before any of it runs and moved to the device at once: the
+    latents' [draws, B, C, T] (the start noise, then each ping-pong re-noise) and an STFT decoder's
+    phase noise (None for a decoder that takes none)."""
+    latents = to_device(noise.draw(count=steps + 1 if sampler == "pingpong" else 1), device)
+    phase_shape = vae.phase_noise_shape(noise.shape[-1])
+    return latents, None if phase_shape is None else to_device(noise.draw(phase_shape)[0], device)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from studio import sampling
-from studio.engine import NoiseSource, pick_device, render, to_device, to_host
+from studio.engine import NoiseSource, diffuse, draw_noises, pick_device, to_host
 from studio.errors import ModelNotFoundError, StudioError
 from studio.fast_path import GraphBuckets, compile_model, keep_freed_memory, pick_fast_path
 from studio.models import AudioModel, MarModel, ModelConfig, load_model
@@ -320,16 +320,11 @@ def time_take(
     start = time.perf_counter()
     cond = model.condition([PROMPT] * batch, [seconds] * batch)
     noise = NoiseSource([(i, i, 1.0) for i in range(batch)], (c.autoencoder.latent_dim, c.latent_length))
-    noises = to_device(noise.draw(count=steps + 1 if sampler == "pingpong" else 1), device)
-    phase_shape = model.vae.phase_noise_shape(c.latent_length)
-    phase_noise = None if phase_shape is None else to_device(noise.draw(phase_shape)[0], device)
+    noises, phase_noise = draw_noises(noise, model.vae, sampler, steps, device)
     guided = cfg != 1 and cond.context is not None
     uncond_context = torch.zeros_like(cond.context) if guided else None
-    cfg_input = cfg if graphs is None else torch.tensor(cfg, device=device)
-    inputs = (cfg_input, cond.context, cond.global_cond, uncond_context, noises[0], noises, phase_noise)
     settings = (sampler, steps, 1.0)
-    run = partial(render, model, *settings)
-    to_host(run(*inputs) if graphs is None else graphs.run(settings, run, inputs))
+    to_host(diffuse(model, graphs, settings, cfg, cond, uncond_context, noises[0], noises, phase_noise))
     return time.perf_counter() - start
 
 
@@ -360,17 +355,13 @@ def _best_of(work: Callable[[], object], device: torch.device, repeats: int = 5)
 
 
 @torch.inference_mode()
-def computed_floor(
-    model: AudioModel, batch: int, steps: int, cfg: float, device: torch.device, peaks: dict[str, float]
-) -> dict[str, float]:
-    """The least time a take's sampling and decode could take here: each step's FLOPs at the
-    measured matmul rate in the DiT's dtype, or its weights read once at the copy rate, whichever
-    is longer, plus the decode's FLOPs at the rate of the decoder's dtype. Convolutions, attention
-    and norms rarely reach the matmul rate, so real times stay above it."""
+def flops_per_take(model: AudioModel, cfg: float, device: torch.device) -> tuple[int, int]:
+    """One take's FLOPs in a sampling step (both branches under guidance) and in its decode; a
+    batch costs as many times these."""
     from torch.utils.flop_counter import FlopCounterMode
 
     c = model.config
-    rows = batch * (2 if cfg != 1 and c.context_cond_ids else 1)
+    rows = 2 if cfg != 1 and c.context_cond_ids else 1
     x = torch.randn(rows, c.autoencoder.latent_dim, c.latent_length, device=device)
     cond = model.condition([PROMPT] * rows, [c.max_seconds] * rows)
     # Counted eagerly: compiled code runs past the dispatcher that FlopCounterMode listens at.
@@ -378,15 +369,26 @@ def computed_floor(
         with FlopCounterMode(display=False) as step_counter:
             model.velocity(x, torch.full((rows,), 0.5, device=device), cond)
         with FlopCounterMode(display=False) as decode_counter:
-            model.vae.decode(x[:batch])
+            model.vae.decode(x[:1])
+    return step_counter.get_total_flops(), decode_counter.get_total_flops()
+
+
+def computed_floor(
+    model: AudioModel, batch: int, steps: int, flops: tuple[int, int], peaks: dict[str, float]
+) -> dict[str, float]:
+    """The least time a batch's sampling and decode could take here: each step's FLOPs at the
+    measured matmul rate in the DiT's dtype, or its weights read once at the copy rate, whichever
+    is longer, plus the decode's FLOPs at the rate of the decoder's dtype. Convolutions, attention
+    and norms rarely reach the matmul rate, so real times stay above it."""
+    step_flops, decode_flops = batch * flops[0], batch * flops[1]
     dit_dtype = str(model.dit.proj_in.weight.dtype).removeprefix("torch.")
     decoder_dtype = str(model.vae.decoder_dtype).removeprefix("torch.")
     dit_bytes = sum(p.numel() * p.element_size() for p in model.dit.parameters())
-    step = max(step_counter.get_total_flops() / peaks[f"matmul_{dit_dtype}"], dit_bytes / peaks["copy_bytes"])
-    decode = decode_counter.get_total_flops() / peaks[f"matmul_{decoder_dtype}"]
+    step = max(step_flops / peaks[f"matmul_{dit_dtype}"], dit_bytes / peaks["copy_bytes"])
+    decode = decode_flops / peaks[f"matmul_{decoder_dtype}"]
     return {
-        "step_gflop": step_counter.get_total_flops() / 1e9,
-        "decode_gflop": decode_counter.get_total_flops() / 1e9,
+        "step_gflop": step_flops / 1e9,
+        "decode_gflop": decode_flops / 1e9,
         "sampling_s": steps * step,
         "vae_decode_s": decode,
         "total_s": steps * step + decode,
@@ -490,6 +492,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) 
     seconds = config.seconds or model.config.max_seconds
     cfg = model.config.guidance(config.cfg)
     peaks = measure_peaks(device, {dtype, model.vae.decoder_dtype})
+    flops = flops_per_take(model, cfg, device)
     batches: dict[str, Any] = {}
     entry = {
         **info,
@@ -510,7 +513,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = lambda _: None) 
     for batch in config.batch_sizes:
         say(f"batch {batch}: {config.warmup} warm-up + {config.runs} timed runs of {config.steps} steps")
         batches[str(batch)] = bench_batch(model, config, batch, seconds, device, cfg, graphs)
-        batches[str(batch)]["floor"] = computed_floor(model, batch, config.steps, cfg, device, peaks)
+        batches[str(batch)]["floor"] = computed_floor(model, batch, config.steps, flops, peaks)
         write_entry(path, device, info["name"], entry)  # each batch size as it ends: a later one may not
     return BenchResult(path, info["name"], entry)
 
