@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.commands import TRAIN_HELP, run, stop_on_signals
+from studio.commands import TRAIN_HELP, add_fast_path_option, run, stop_on_signals
 from studio.errors import StudioError
 from studio.names import free_path, take_stem
 from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH
@@ -284,10 +284,6 @@ FAST_PATH_HELP = (
     "eager, compile (torch.compile) or graphs (compiled, each take one CUDA graph); "
     "default: graphs on CUDA, eager elsewhere"
 )
-
-
-def add_fast_path_option(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument("--fast-path", choices=["eager", "compile", "graphs"], help=help)
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:

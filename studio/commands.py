@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from studio.errors import StudioError
 
+FAST_PATHS = ("eager", "compile", "graphs")  # studio/fast_path.py runs them; here --help needs no torch
+
 EXIT_USAGE = 2
 # Modules of the optional extras (pyproject.toml), by the extra that installs them
 EXTRA_OF_MODULE = {"tqdm": "train", "matplotlib": "eval"}
@@ -68,3 +70,7 @@ def run(parse: Callable[[], argparse.Namespace]) -> int:
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+
+
+def add_fast_path_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--fast-path", choices=FAST_PATHS, help=help)

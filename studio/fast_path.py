@@ -4,13 +4,14 @@
 - "compile": torch.compile of the denoiser (DiT, or MAR backbone and head) and of the VAE decoder,
   with static shapes: each batch size and length compiles once, on its first take.
 - "graphs" (CUDA): compiled, and each generation from the conditioning on (every sampling step,
-  guidance, the decode) captured as one CUDA graph per bucket (sampler, steps, guidance, start
-  time and the shapes of its inputs) over static buffers. A replay copies the new inputs into those
-  buffers and launches the whole take with one call, so the host never waits between kernels.
+  guidance, the decode) captured as one CUDA graph per bucket (sampler, steps, start time and the
+  shapes of its inputs) over static buffers. A replay copies the new inputs into those buffers and
+  launches the whole take with one call, so the host never waits between kernels.
 
-The engine takes "graphs" on CUDA and "eager" on other devices: on the 2-core CPU, compiling
-stable-audio-open-small's DiT takes minutes for each shape (reports/bench/ has the numbers), which
-a session of a few takes never earns back; `--fast-path compile` asks for it.
+The engine takes "graphs" on CUDA and "eager" on other devices: on the 2-core CPU compiling wins
+1.07-1.31x a call but costs 20-60 s per batch size at start
+(reports/bench/compile-cpu-2026-12-06.json), which a session of a few hundred takes does not earn
+back; `--fast-path compile` asks for it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from collections.abc import Callable, Hashable, Sequence
 import torch
 from torch import nn
 
+from studio.commands import FAST_PATHS
 from studio.errors import StudioError
 from studio.models.precision import denoiser_parts
 
-FAST_PATHS = ("eager", "compile", "graphs")
 MAX_GRAPHS = 8  # captured buckets kept; each holds its static buffers and its own memory pool
 RECOMPILE_LIMIT = 64  # compiled shapes per module: batch rows 1-16, doubled under guidance, two modules
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.commands import whole_numbers
+from studio.commands import add_fast_path_option, whole_numbers
 from studio.errors import StudioError
 from studio.eval.corpus import default_corpus_dir
 
@@ -248,10 +248,9 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--runs", type=int, default=5, help="timed runs per batch size (default 5)")
     bench.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     bench.add_argument("--out", default="reports/bench", help="folder for the JSON (default reports/bench)")
-    bench.add_argument(
-        "--fast-path",
-        choices=["eager", "compile", "graphs"],
-        help="how whole takes run: default graphs on CUDA (compiled, one CUDA graph a take), eager elsewhere",
+    add_fast_path_option(
+        bench,
+        "how whole takes run: default graphs on CUDA (compiled, one CUDA graph a take), eager elsewhere",
     )
     bench.set_defaults(func=cmd_bench)
 
