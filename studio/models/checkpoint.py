@@ -55,6 +55,8 @@ _CONDITIONER_RULES: list[tuple[str, str]] = [
     (r"(\w+)\.freqs", r"\1.embedder.embedding.0.weights"),
     (r"(\w+)\.proj\.(\w+)", r"\1.embedder.embedding.1.\2"),
     (r"(\w+)\.proj_out\.(\w+)", r"\1.proj_out.\2"),
+    # Prompt-fact conditioners (note, bpm) have no reference layout: they keep our names.
+    (r"(\w+)\.(number\.freqs|number\.proj\.\w+|cycle\.weight|absent)", r"\1.\2"),
 ]
 
 # Positions inside the reference's nn.Sequential containers.

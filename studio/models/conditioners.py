@@ -1,4 +1,4 @@
-"""Conditioners: turn a prompt or a number into conditioning tokens of width cond_dim.
+"""Conditioners: turn a prompt, a number or a fact the prompt states into tokens of width cond_dim.
 
 Prompt encoders (T5, MiniLM) are pretrained models that are not part of our checkpoints: they load
 lazily on first use, so a model can be built, inspected and run on precomputed prompt states
@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from studio.errors import TextEncoderError
 from studio.models.config import ConditionerConfig
+from studio.prompt_facts import HIGHEST_BPM, HIGHEST_NOTE, LOWEST_BPM, LOWEST_NOTE, bpm_in, note_in
 
 T5_WIDTHS = {
     "t5-small": 512,
@@ -48,6 +50,40 @@ class NumberConditioner(nn.Module):
         angles = s[:, None] * self.freqs[None] * 2 * math.pi
         features = torch.cat((s[:, None], angles.sin(), angles.cos()), dim=-1)
         return self.proj(features)[:, None]
+
+
+class FactConditioner(nn.Module):
+    """A number the prompt states (the note it names, its BPM) -> one token.
+
+    A stated value goes through a NumberConditioner; a note also gets where it sits in the octave
+    (sin and cos of 2π·note/12), so every C shares a direction whatever its octave. A prompt that
+    states nothing gets a learned token of its own: "no note" must not read as note 0.
+    """
+
+    READERS: ClassVar = {"note": note_in, "bpm": bpm_in}
+    RANGES: ClassVar = {"note": (LOWEST_NOTE, HIGHEST_NOTE), "bpm": (LOWEST_BPM, HIGHEST_BPM)}
+
+    def __init__(self, output_dim: int, fact: str, min_val: float, max_val: float, period: float | None):
+        super().__init__()
+        self.fact, self.read, self.period = fact, self.READERS[fact], period
+        self.number = NumberConditioner(output_dim, min_val, max_val)
+        self.cycle = nn.Linear(2, output_dim, bias=False) if period else None
+        self.absent = nn.Parameter(torch.zeros(output_dim))
+
+    def values(self, prompts: list[str]) -> list[float | None]:
+        return [self.read(prompt) for prompt in prompts]
+
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        """prompts -> tokens [B, 1, output_dim]."""
+        stated = self.values(prompts)
+        present = torch.tensor([v is not None for v in stated], device=self.absent.device)
+        numbers = torch.tensor([0.0 if v is None else v for v in stated], device=self.absent.device)
+        tokens = self.number(numbers)
+        if self.cycle is not None:
+            angles = numbers * (2 * math.pi / self.period)
+            place = torch.stack((angles.sin(), angles.cos()), dim=-1).to(tokens)
+            tokens = tokens + self.cycle(place)[:, None]
+        return torch.where(present[:, None, None], tokens, self.absent.to(tokens)[None, None])
 
 
 def _minilm_folder() -> Path:
@@ -148,6 +184,15 @@ def build_conditioner(config: ConditionerConfig, cond_dim: int) -> nn.Module:
     options = config.options
     if config.type == "number":
         return NumberConditioner(cond_dim, options.get("min_val", 0.0), options.get("max_val", 1.0))
+    if config.type in FactConditioner.READERS:
+        low, high = FactConditioner.RANGES[config.type]
+        return FactConditioner(
+            cond_dim,
+            config.type,
+            options.get("min_val", low),
+            options.get("max_val", high),
+            options.get("period", 12.0 if config.type == "note" else None),
+        )
     return PromptEncoder(
         config.type,
         cond_dim,

@@ -19,6 +19,8 @@ from studio.request import MAX_CFG, check_parameter
 MODEL_TYPES = ("diffusion_cond", "mar_cond")
 SUPPORTED_OBJECTIVES = ("rf_denoiser", "rectified_flow")
 PROMPT_ENCODERS = ("t5", "minilm")
+# Numbers read from the prompt's words (studio/prompt_facts.py): one cross-attention token each.
+PROMPT_FACTS = ("note", "bpm")
 MAR_HEADS = ("diffusion", "energy")
 
 
@@ -64,7 +66,7 @@ class AutoencoderConfig:
 @dataclass(frozen=True)
 class ConditionerConfig:
     id: str
-    type: str  # "t5" | "minilm" | "number"
+    type: str  # "t5" | "minilm" | "number" | "note" | "bpm"
     options: dict[str, Any]
 
 
@@ -279,8 +281,8 @@ class _Parser:
         if not isinstance(raw, dict):
             raise self.fail(where, "should be an object")
         kind = self.get(raw, "type", str)
-        if kind not in (*PROMPT_ENCODERS, "number"):
-            raise self.fail(f"{where}.type", f"is '{kind}'; supported: t5, minilm, number")
+        if kind not in (*PROMPT_ENCODERS, "number", *PROMPT_FACTS):
+            raise self.fail(f"{where}.type", f"is '{kind}'; supported: t5, minilm, number, note, bpm")
         return ConditionerConfig(id=self.get(raw, "id", str), type=kind, options=dict(raw.get("config", {})))
 
     def autoencoder(self, pretransform: dict) -> AutoencoderConfig:

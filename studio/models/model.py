@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from studio.models.autoencoder import Autoencoder
-from studio.models.conditioners import NumberConditioner, PromptEncoder, build_conditioner
+from studio.models.conditioners import FactConditioner, NumberConditioner, PromptEncoder, build_conditioner
 from studio.models.config import ModelConfig
 from studio.models.dit import DiT
 
@@ -63,12 +63,15 @@ class ConditionedModel(nn.Module):
         )
 
     def encode_conditions(self, prompts: list[str], seconds: list[float]) -> dict[str, torch.Tensor]:
-        """Run every conditioner: prompt encoders see `prompts`, number conditioners `seconds`."""
+        """Run every conditioner: prompt encoders and fact readers see `prompts`, number
+        conditioners `seconds`."""
         outputs = {}
         for cond_id, conditioner in self.conditioners.items():
             if isinstance(conditioner, NumberConditioner):
                 values = torch.tensor(seconds, dtype=torch.float32, device=conditioner.freqs.device)
                 outputs[cond_id] = conditioner(values)
+            elif isinstance(conditioner, FactConditioner):
+                outputs[cond_id] = conditioner(prompts)
             else:
                 outputs[cond_id] = conditioner(prompts)[0]
         return outputs
