@@ -21,7 +21,7 @@ from tiny import make_model_folder, tiny_config, tiny_stft_config
 from studio.data import CorpusError, read_manifest
 from studio.engine import Engine
 from studio.eval import sound
-from studio.models import AudioModel, ModelConfig, load_model
+from studio.models import AudioModel, ModelConfig, load_model, save_model
 from studio.models.autoencoder import context_samples
 from studio.request import Request
 from studio.training import cli, losses
@@ -41,7 +41,7 @@ from studio.training.autoencoder import (
     train_autoencoder,
 )
 from studio.training.cli import add_train_commands, main
-from studio.training.data import AudioClips, StepSampler, balanced_epoch
+from studio.training.data import AudioClips, LatentCache, LatentClips, StepSampler, balanced_epoch
 from studio.training.discriminators import ArcDiscriminator, AudioDiscriminator, PeriodDiscriminator
 from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, flow_model, train_flow
 from studio.training.loop import EMA, TrainingError, ema_decay, train_only
@@ -676,6 +676,42 @@ def test_warm_start_from_a_dit_of_another_width_is_refused(corpus, vae_folder, t
         flow_model(FlowTrainConfig(warm_start=wide, **options))
 
 
+def test_warm_start_into_a_model_with_more_conditioners_starts_only_those_fresh(
+    corpus, vae_folder, flow_folder, tmp_path
+):
+    facts = tiny_config(sample_size=SAMPLE_SIZE)
+    facts["model"]["conditioning"]["configs"].append({"id": "note", "type": "note", "config": {}})
+    facts["model"]["diffusion"]["cross_attention_cond_ids"].append("note")
+    config = tmp_path / "facts.json"
+    config.write_text(json.dumps(facts))
+    options = {"corpus": corpus, "out": tmp_path / "run", "workers": 0, "init": vae_folder}
+    model = flow_model(FlowTrainConfig(config=config, warm_start=flow_folder, **options))
+    source = load_model(flow_folder)
+    for cond_id in ("prompt", "seconds_total"):
+        for name, tensor in model.conditioners[cond_id].state_dict().items():
+            assert torch.equal(tensor, source.conditioners[cond_id].state_dict()[name]), name
+    assert model.conditioners["note"].absent.abs().max() == 0  # fresh
+
+    # The other way round, a source conditioner the new model lacks, is refused.
+    with pytest.raises(TrainingError, match=r"its conditioners \['note'\] are not this model's"):
+        flow_model(FlowTrainConfig(warm_start=save_model(model, tmp_path / "src"), **options))
+
+
+def test_padded_clips_are_also_conditioned_on_longer_lengths_when_asked(corpus, vae_folder, tmp_path):
+    clips = [c for c in read_manifest(corpus) if c.id == "synthetic/sine-low"]  # 0.1 s, padded
+    model = load_model(vae_folder)
+    cache = LatentCache.for_vae(tmp_path / "cache", model.vae, 44100, 2, SAMPLE_SIZE)
+    cache.encode(clips[0], model.vae, torch.device("cpu"))
+    latent_frames, hop = SAMPLE_SIZE // 2048, 2048
+    window = SAMPLE_SIZE / 44100
+    own = [LatentClips(clips, cache, latent_frames, hop)[(0, seed)]["seconds"] for seed in range(20)]
+    assert own == pytest.approx([0.1] * 20, abs=1e-4)
+    drawn = [LatentClips(clips, cache, latent_frames, hop, 1.0)[(0, seed)]["seconds"] for seed in range(20)]
+    assert all(0.1 - 1e-4 <= s <= window for s in drawn) and len(set(drawn)) == 20
+    half = [LatentClips(clips, cache, latent_frames, hop, 0.5)[(0, seed)]["seconds"] for seed in range(40)]
+    assert 5 < sum(abs(s - 0.1) < 1e-4 for s in half) < 35
+
+
 def test_a_run_folder_refuses_another_kind_of_run(corpus, config_file, vae_folder, tmp_path):
     train_autoencoder(
         AutoencoderTrainConfig(corpus=corpus, out=tmp_path, config=config_file, steps=1, **AE_OPTIONS)
@@ -689,10 +725,11 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     parser.add_argument("--device")  # the top-level `studio` parser has serve options of its own
     add_train_commands(parser.add_subparsers(dest="command"))
     argv = ["train", "flow", "--corpus", str(corpus), "--out", "run", "--init", "vae", "--steps", "7"]
-    args = parser.parse_args([*argv, "--cond-dropout", "0.2", "--balance", "0.5", "--warm-start", "old"])
+    shares = ["--cond-dropout", "0.2", "--balance", "0.5", "--padded-seconds-share", "0.5"]
+    args = parser.parse_args([*argv, *shares, "--warm-start", "old"])
     config = cli._config(FlowTrainConfig, args)
     assert (config.steps, config.cond_dropout, config.init, config.out) == (7, 0.2, Path("vae"), Path("run"))
-    assert config.warm_start == Path("old")
+    assert (config.warm_start, config.padded_seconds_share) == (Path("old"), 0.5)
     assert config.balance == 0.5
     assert config.lr == FlowTrainConfig.lr and config.device is None  # unset options keep the defaults
     ae_argv = ["train", "autoencoder", "--corpus", "c", "--out", "o"]
@@ -703,6 +740,8 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     assert "needs --init" in capsys.readouterr().err
     assert main([*argv[1:], "--balance", "2"]) == 2
     assert "--balance must be from 0 to 1, got 2.0" in capsys.readouterr().err
+    assert main([*argv[1:], "--padded-seconds-share", "1.5"]) == 2
+    assert "--padded-seconds-share must be in [0, 1], got 1.5" in capsys.readouterr().err
     args = parser.parse_args(
         [*ae_argv, "--tone-share", "0.2", "--phase-weight", "1", "--fft-sizes", "512,128"]
     )

@@ -202,6 +202,13 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         type=float,
         help=f"share of rows trained unconditioned, for CFG (default: {defaults['cond_dropout']})",
     )
+    flow.add_argument(
+        "--padded-seconds-share",
+        type=float,
+        help="share of the time a clip shorter than the window is conditioned on a longer length, so "
+        "a hit asked for at any length decays into silence (default: "
+        f"{defaults['padded_seconds_share']})",
+    )
     flow.set_defaults(func=cmd_train_flow)
 
     defaults = _defaults(ArcTrainConfig)

@@ -241,10 +241,22 @@ class LatentClips(Dataset):
 
     Long clips are cropped at a random latent frame; short ones were padded with silence before
     encoding. "seconds" is how much of the window the clip fills (the seconds conditioner's value).
+    With `padded_seconds_share` p, a short clip is conditioned, p of the time, on a length drawn
+    between its own and the window's instead: what follows it there is silence, so a model learns
+    that a hit asked for at any length still decays, as a user asking for a kick without a length
+    expects.
     """
 
-    def __init__(self, clips: list[Clip], cache: LatentCache, latent_length: int, hop: int):
+    def __init__(
+        self,
+        clips: list[Clip],
+        cache: LatentCache,
+        latent_length: int,
+        hop: int,
+        padded_seconds_share: float = 0.0,
+    ):
         self.clips, self.cache, self.latent_length, self.hop = clips, cache, latent_length, hop
+        self.padded_seconds_share = padded_seconds_share
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -258,8 +270,12 @@ class LatentClips(Dataset):
         stdev = stdev[:, start : start + self.latent_length]
         noise = torch.from_numpy(rng.standard_normal(mean.shape, dtype=np.float32))
         window = self.latent_length * self.hop
+        filled = max(0.0, min(window, frames - start * self.hop))
+        caption = clip.captions[int(rng.integers(len(clip.captions)))]
+        if filled < window and rng.random() < self.padded_seconds_share:
+            filled = rng.uniform(filled, window)
         return {
             "latents": mean + stdev * noise,
-            "seconds": max(0.0, min(window, frames - start * self.hop)) / self.cache.sample_rate,
-            "caption": clip.captions[int(rng.integers(len(clip.captions)))],
+            "seconds": filled / self.cache.sample_rate,
+            "caption": caption,
         }

@@ -55,6 +55,7 @@ class FlowTrainConfig(TrainConfig):
     time_mean: float = 0.0  # logit-normal training times: sigmoid(mean + std · n)
     time_std: float = 1.0
     weight_decay: float = 1e-3
+    padded_seconds_share: float = 0.0  # see LatentClips: short clips also conditioned on longer lengths
 
 
 class ConditionedVelocity(nn.Module):
@@ -113,7 +114,8 @@ def warm_start(model: AudioModel, source_folder: Path) -> None:
     """Start `model`'s conditioners and DiT from a trained diffusion model's. Over a different VAE
     the latent-facing layers stay fresh, since they speak the other latent space; the blocks, time
     and conditioning paths carry over (same width and depth needed). A patch size that keeps the
-    token rate lets the blocks see the same sequence length."""
+    token rate lets the blocks see the same sequence length. Conditioners the new model adds (a
+    note or BPM read from the prompt) start fresh."""
     source = load_model(source_folder)
     require_diffusion(source.config, source_folder, "warm start")
     source_vae, target_vae = source.vae.state_dict(), model.vae.state_dict()
@@ -125,19 +127,24 @@ def warm_start(model: AudioModel, source_folder: Path) -> None:
     source_dit = {k: v for k, v in source.dit.state_dict().items() if not k.startswith(skip)}
     target_dit = model.dit.state_dict()
     differing = [k for k, v in source_dit.items() if k not in target_dit or target_dit[k].shape != v.shape]
-    same_conditioners = (source.config.conditioners, source.config.cond_dim) == (
-        model.config.conditioners,
-        model.config.cond_dim,
-    )
-    if differing or not same_conditioners:
-        what = f"its DiT tensors {differing[:3]} differ in shape" if differing else "its conditioners differ"
+    # The new model may add conditioners (they start fresh); every one of the source's must be there.
+    missing = [c for c in source.config.conditioners if c not in model.config.conditioners]
+    if differing or missing or source.config.cond_dim != model.config.cond_dim:
+        what = (
+            f"its DiT tensors {differing[:3]} differ in shape"
+            if differing
+            else f"its conditioners {[c.id for c in missing]} are not this model's"
+            if missing
+            else "its cond_dim differs"
+        )
         raise TrainingError(
             f"--warm-start {source_folder} does not fit this model: {what}",
             "warm-start from a model with the same DiT embed_dim, depth and heads and the same conditioners",
         )
     # load_state_dict casts into the target's dtype, so an fp16 source fills an fp32 model.
     model.dit.load_state_dict(source_dit, strict=False)
-    model.conditioners.load_state_dict(source.conditioners.state_dict())
+    for cond_id, conditioner in source.conditioners.items():
+        model.conditioners[cond_id].load_state_dict(conditioner.state_dict())
 
 
 def prepare_latents(run: Run, cache_root: Path, model: Model, clips: list[Clip]) -> LatentCache:
@@ -161,7 +168,9 @@ class LatentSplits:
     valid: LatentClips | None  # None when the corpus has no 'valid' clips
 
 
-def latent_splits(run: Run, corpus: Path, cache_root: Path | None, model: Model) -> LatentSplits:
+def latent_splits(
+    run: Run, corpus: Path, cache_root: Path | None, model: Model, padded_seconds_share: float = 0.0
+) -> LatentSplits:
     """The corpus's train and valid splits as latent datasets, with every clip in the latent cache.
 
     Call it after a resumed run's state is restored: the run rebuilds its model with random weights,
@@ -173,7 +182,7 @@ def latent_splits(run: Run, corpus: Path, cache_root: Path | None, model: Model)
     cache = prepare_latents(run, cache_root, model, train_clips + valid_clips)
     hop, length = model.config.autoencoder.downsampling_ratio, model.config.latent_length
     return LatentSplits(
-        LatentClips(train_clips, cache, length, hop),
+        LatentClips(train_clips, cache, length, hop, padded_seconds_share),
         LatentClips(valid_clips, cache, length, hop) if valid_clips else None,
     )
 
@@ -182,6 +191,10 @@ def train_flow(config: FlowTrainConfig) -> Path:
     """Pretrain (or continue) the DiT with rectified flow; returns the exported model folder."""
     if not 0 <= config.cond_dropout <= 1:
         raise TrainingError(f"--cond-dropout must be in [0, 1], got {config.cond_dropout}", "0.1 is usual")
+    if not 0 <= config.padded_seconds_share <= 1:
+        raise TrainingError(
+            f"--padded-seconds-share must be in [0, 1], got {config.padded_seconds_share}", "e.g. 0.5"
+        )
     run = Run(config, "flow")
     state = run.saved_state()
     model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else flow_model(config)
@@ -193,7 +206,7 @@ def train_flow(config: FlowTrainConfig) -> Path:
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     parts = {"model": model, "ema": ema, "optimizer": optimizer}
     start = run.restore(state, parts) if state else 0
-    data = latent_splits(run, config.corpus, config.cache, model)
+    data = latent_splits(run, config.corpus, config.cache, model, config.padded_seconds_share)
     ddp_net = run.ddp(net)
 
     def step_fn(step: int, batch: dict) -> dict[str, float]:
