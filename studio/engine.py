@@ -456,19 +456,17 @@ def render(
 ) -> torch.Tensor:
     """A diffusion model's takes from tensors alone, sampling then decoding, so that a CUDA graph
     can capture it whole. Guided by `cfg` (a number, or a 0-d tensor a graph can take new values
-    in) where there is an unconditional context; `noises` [draws, B, C, T] holds ping-pong's
-    re-noise after each step at index 1 on."""
+    in) where there is an unconditional context, at the steps within the model's guidance
+    interval; `noises` [draws, B, C, T] holds ping-pong's re-noise after each step at index 1 on."""
     cond = Conditioning(context, global_cond)
-    if uncond_context is None:
-        velocity = partial(model.velocity, cond=cond)
-    else:
+    conditional = partial(model.velocity, cond=cond)
+    guided = conditional
+    if uncond_context is not None:
         uncond = Conditioning(uncond_context, global_cond)
-        velocity = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
-    if sampler == "pingpong":
-        schedule = sampling.logsnr_schedule(steps, sigma_max)
-        x = sampling.sample_pingpong(velocity, start, schedule, noises.__getitem__)
-    else:
-        x = sampling.sample_euler(velocity, start, sampling.linear_schedule(steps, sigma_max))
+        guided = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
+    schedule = sampling.schedule_for(sampler, steps, sigma_max)
+    interval = model.config.guidance_interval
+    x = sampling.sample(sampler, start, schedule, guided, conditional, interval, noises.__getitem__)
     return model.vae.decode(x.float(), phase_noise)
 
 

@@ -83,6 +83,46 @@ def guided(
     return velocity
 
 
+def guidance_runs(schedule: torch.Tensor, interval: tuple[float, float]) -> list[tuple[int, int, bool]]:
+    """The schedule's steps as runs (first, end, guided): step i (from schedule[i] to schedule[i + 1])
+    is guided where its time schedule[i] lies within `interval`. Sampling each run with its own
+    velocity keeps the samplers as they are; every step belongs to exactly one run, in order."""
+    low, high = interval
+    runs: list[tuple[int, int, bool]] = []
+    for i, t in enumerate(schedule[:-1].tolist()):
+        guided_step = low <= t <= high
+        if runs and runs[-1][2] == guided_step:
+            runs[-1] = (runs[-1][0], i + 1, guided_step)
+        else:
+            runs.append((i, i + 1, guided_step))
+    return runs
+
+
+def sample(
+    sampler: str,
+    x: torch.Tensor,
+    schedule: torch.Tensor,
+    guided: VelocityFn,
+    conditional: VelocityFn,
+    interval: tuple[float, float],
+    fresh_noise: NoiseFn,
+) -> torch.Tensor:
+    """Ping-pong or Euler along `schedule`, guided (`guided`) at the steps whose time lies within
+    `interval` and the conditional branch alone (`conditional`) at the others."""
+    for first, end, guide in guidance_runs(schedule, interval):
+        velocity, times = (guided if guide else conditional), schedule[first : end + 1]
+        if sampler == "pingpong":
+            x = sample_pingpong(velocity, x, times, lambda i, first=first: fresh_noise(first + i))
+        else:
+            x = sample_euler(velocity, x, times)
+    return x
+
+
+def schedule_for(sampler: str, steps: int, sigma_max: float = 1.0) -> torch.Tensor:
+    """Ping-pong's log-SNR-spaced times, or Euler's evenly spaced ones."""
+    return logsnr_schedule(steps, sigma_max) if sampler == "pingpong" else linear_schedule(steps, sigma_max)
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
     """Spherical interpolation per leading row, treating each row as one vector.
 

@@ -97,9 +97,32 @@ def test_a_model_names_the_sampler_and_steps_a_request_without_them_gets(tmp_pat
     assert (euler.sampler, euler.steps) == ("euler", 50)  # another sampler keeps its own usual count
 
 
+def test_guidance_applies_only_within_the_models_guidance_interval(tmp_path):
+    folder = make_model_folder(tmp_path / "model")
+    request = Request("riser", seconds=0.3, seed=5, cfg=4.0, steps=8)
+
+    def take(**changes) -> np.ndarray:
+        write_config(folder, tiny_config(**changes))
+        with Engine(folder, device="cpu", warmup=False) as engine:
+            return engine.generate(request).takes[0].audio
+
+    everywhere, whole_range = take(), take(guidance_interval=[0, 1])
+    late, first_two = take(guidance_interval=[0, 0.6]), take(guidance_interval=[0.99, 1.0])
+    assert np.array_equal(everywhere, whole_range)
+    assert not np.allclose(late, everywhere) and not np.allclose(late, first_two)
+    with Engine(folder, device="cpu", warmup=False) as engine:
+        unguided = engine.generate(Request("riser", seconds=0.3, seed=5, cfg=1.0, steps=8)).takes[0].audio
+    assert not np.allclose(first_two, unguided)  # t = 1 and 0.993 lie within [0.99, 1]
+
+
 @pytest.mark.parametrize(
     ("changes", "wrong"),
-    [({"default_sampler": "dpm"}, "default_sampler 'dpm'"), ({"default_steps": 0}, "default_steps")],
+    [
+        ({"default_sampler": "dpm"}, "default_sampler 'dpm'"),
+        ({"default_steps": 0}, "default_steps"),
+        ({"guidance_interval": [0.8, 0.2]}, "guidance_interval"),
+        ({"guidance_interval": [0, 1.5]}, "guidance_interval"),
+    ],
 )
 def test_a_model_config_with_an_unknown_default_sampler_or_no_steps_is_refused(tmp_path, changes, wrong):
     folder = make_model_folder(tmp_path / "model")

@@ -55,6 +55,31 @@ def test_guidance_at_scale_one_is_the_conditional_velocity():
     assert torch.allclose(sampling.guided(lambda x, t: (cond, uncond), 3.0)(None, None), expected)
 
 
+def test_guidance_runs_cover_every_step_once_in_order():
+    schedule = sampling.logsnr_schedule(8)  # 1, 0.993, 0.982, 0.953, 0.881, 0.731, 0.5, 0.269, 0
+    assert sampling.guidance_runs(schedule, (0.0, 1.0)) == [(0, 8, True)]
+    assert sampling.guidance_runs(schedule, (0.0, 0.9)) == [(0, 4, False), (4, 8, True)]
+    assert sampling.guidance_runs(schedule, (0.3, 0.9)) == [(0, 4, False), (4, 7, True), (7, 8, False)]
+
+
+def test_sampling_in_runs_is_sampling_in_one_go_and_each_run_gets_its_own_velocity():
+    torch.manual_seed(3)
+    x, noises = torch.randn(2, 4, 8), torch.randn(9, 2, 4, 8)
+    target_a, target_b = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+    schedule = sampling.logsnr_schedule(8)
+    a, b = point_mass_velocity(target_a), point_mass_velocity(target_b)
+    whole = sampling.sample_pingpong(a, x, schedule, noises.__getitem__)
+    for sampler in ("pingpong", "euler"):
+        reference = whole if sampler == "pingpong" else sampling.sample_euler(a, x, schedule)
+        runs = sampling.sample(sampler, x, schedule, a, a, (0.3, 0.9), noises.__getitem__)
+        assert torch.equal(runs, reference)
+    # Guided (a) only at the last, least noisy steps: the take lands on a's point all the same.
+    late = sampling.sample("pingpong", x, schedule, a, b, (0.0, 0.6), noises.__getitem__)
+    assert torch.allclose(late, target_a, atol=1e-5)
+    early = sampling.sample("pingpong", x, schedule, b, a, (0.6, 1.0), noises.__getitem__)
+    assert torch.allclose(early, target_a, atol=1e-5)
+
+
 def test_diversity_endpoints_and_norm():
     torch.manual_seed(2)
     a, b = torch.randn(3, 64, 32), torch.randn(3, 64, 32)

@@ -246,7 +246,8 @@ def time_generation(
     cfg: float = 1.0,
 ) -> dict[str, Any]:
     """One generation of `batch` takes, timed per stage (seconds); with cfg above 1, each step
-    runs the conditional and unconditional branches, as the engine does."""
+    within the model's guidance interval runs the conditional and unconditional branches, as the
+    engine does."""
     c = model.config
     _sync(device)
     start = time.perf_counter()
@@ -254,26 +255,29 @@ def time_generation(
     _sync(device)
     text = time.perf_counter() - start
     step_times: list[float] = []
-    model_velocity: sampling.VelocityFn = partial(model.velocity, cond=cond)
+    conditional: sampling.VelocityFn = partial(model.velocity, cond=cond)
+    guided = conditional
     if cfg != 1 and cond.context is not None:
         uncond = cond.unconditional(None)
-        model_velocity = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
+        guided = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
 
-    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        _sync(device)
-        begin = time.perf_counter()
-        v = model_velocity(x, t)
-        _sync(device)
-        step_times.append(time.perf_counter() - begin)
-        return v
+    def timed(velocity: sampling.VelocityFn) -> sampling.VelocityFn:
+        def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            _sync(device)
+            begin = time.perf_counter()
+            v = velocity(x, t)
+            _sync(device)
+            step_times.append(time.perf_counter() - begin)
+            return v
+
+        return run
 
     x = torch.randn(batch, c.autoencoder.latent_dim, c.latent_length, device=device)
-    if sampler == "pingpong":
-        x = sampling.sample_pingpong(
-            velocity, x, sampling.logsnr_schedule(steps), lambda _: torch.randn_like(x)
-        )
-    else:
-        x = sampling.sample_euler(velocity, x, sampling.linear_schedule(steps))
+    schedule = sampling.schedule_for(sampler, steps)
+    fresh_noise = lambda _: torch.randn_like(x)  # noqa: E731
+    x = sampling.sample(
+        sampler, x, schedule, timed(guided), timed(conditional), c.guidance_interval, fresh_noise
+    )
     _sync(device)
     sampled = time.perf_counter()
     model.vae.decode(x.float())
