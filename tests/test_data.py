@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import re
 import shutil
+import struct
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,8 +19,16 @@ import soundfile as sf
 
 from studio.data import CATEGORIES, SPLITS, CorpusError, debian, midi_render, read_manifest, split_for, synth
 from studio.data import augment as aug
-from studio.data.build import build_corpus, parse_licences, parse_sources, water_fill
-from studio.data.captions import Description, captions, phrasings
+from studio.data.build import (
+    build_corpus,
+    extend_corpus,
+    loop_bpm,
+    parse_focus,
+    parse_licences,
+    parse_sources,
+    water_fill,
+)
+from studio.data.captions import NOTE_NAMES, Description, captions, phrasings
 from studio.data.cli import add_data_commands
 
 RATE = 22050
@@ -208,7 +219,8 @@ def test_missing_sources_say_how_to_install_them(tmp_path, fake_root):
     with pytest.raises(CorpusError, match="unknown source"):
         parse_sources("procedural,freesound")
     assert parse_sources("debian") == debian.DEBIAN_PACKAGES
-    assert parse_sources("generated,procedural") == ("gm-render", "procedural")
+    assert parse_sources("generated,procedural") == ("gm-render", "procedural", "gm-notes", "bpm-loops")
+    assert parse_sources("bpm-loops,procedural") == ("procedural", "bpm-loops")
 
 
 def test_captions_follow_augmentation():
@@ -291,13 +303,20 @@ def test_data_cli_registers_build_and_setup(capsys):
     parser = argparse.ArgumentParser(prog="studio")
     add_data_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["data", "build", "--hours", "0.5", "--out", "x", "--sources", "procedural"])
-    assert (args.hours, args.out, args.sources, args.sample_rate, args.seed) == (
-        0.5,
+    assert (args.hours, args.out, args.extend, args.sources, args.focus) == (0.5, "x", None, "procedural", "")
+    args = parser.parse_args(["data", "build", "--hours", "4", "--extend", "x", "--focus", "rain,piano=8"])
+    assert (args.extend, args.out, args.focus, args.seed, args.sample_rate) == (
         "x",
-        "procedural",
-        44100,
-        0,
+        None,
+        "rain,piano=8",
+        None,
+        None,
     )
+    with pytest.raises(SystemExit):  # --out and --extend are either-or
+        parser.parse_args(["data", "build", "--hours", "1", "--out", "x", "--extend", "y"])
+    args = parser.parse_args(["data", "build", "--hours", "4", "--extend", "x", "--sample-rate", "16000"])
+    with pytest.raises(CorpusError, match="cannot change an existing corpus"):
+        args.func(args)
     args = parser.parse_args(["data", "setup", "--dry-run"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
@@ -305,14 +324,24 @@ def test_data_cli_registers_build_and_setup(capsys):
 
 
 FONTS = midi_render.find_soundfonts()
+GM_READY = bool(FONTS) and midi_render.renderer() == "tinysoundfont"
+
+
+def _in_process_fonts_only(patch: pytest.MonkeyPatch) -> None:
+    """Leave out the fonts only fluidsynth plays: it starts a process per clip (about 0.8 s each), and
+    test_fluidsynth_fallback_renders_stereo_audio covers that path."""
+    fonts = [(f, e) for f, e in midi_render.playable_soundfonts() if e == "tinysoundfont"]
+    patch.setattr(midi_render, "playable_soundfonts", lambda: fonts)
+    patch.setattr(midi_render, "check_gm_available", lambda: fonts)
 
 
 @pytest.mark.skipif(
-    not FONTS or midi_render.renderer() != "tinysoundfont",
+    not GM_READY,
     reason="needs a GM soundfont (apt-get install fluid-soundfont-gm) and tinysoundfont (pip install "
     "--no-deps tinysoundfont); fluidsynth alone starts a process per clip, too slow for a whole build here",
 )
-def test_gm_renders_cover_the_instrument_categories(tmp_path):
+def test_gm_renders_cover_the_instrument_categories(tmp_path, monkeypatch):
+    _in_process_fonts_only(monkeypatch)
     out = tmp_path / "gm"
     build_corpus(out, 0.001, seed=3, sources="gm-render", sample_rate=RATE)
     clips = read_manifest(out)
@@ -344,3 +373,163 @@ def test_a_licence_filter_keeps_only_clips_under_those_licences(tmp_path, fake_r
     assert "CC0-1.0" in parse_licences("permissive") and parse_licences("any") is None
     with pytest.raises(CorpusError, match="empty"):
         parse_licences(",")
+
+
+# ---------------------------------------------------------------- growing a corpus
+
+HOP = 256
+
+
+def _old_state(folder: Path) -> tuple[bytes, dict[str, str], list]:
+    return (folder / "manifest.jsonl").read_bytes(), _digest(folder / "audio"), read_manifest(folder)
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory, fake_root) -> tuple[Path, tuple[bytes, dict[str, str], list]]:
+    """A tiny corpus (two recordings, three loops) and what it held, then grown with augmented copies
+    of the recordings, more loops and, where a GM font is here, single notes."""
+    folder = tmp_path_factory.mktemp("grown") / "corpus"
+    build_corpus(
+        folder, 0.001, seed=5, sources="sonic-pi-samples,bpm-loops", sample_rate=RATE, debian_root=fake_root
+    )
+    before = _old_state(folder)
+    hours = sum(c.seconds for c in before[2]) / 3600 + 0.03
+    sources = "sonic-pi-samples,bpm-loops" + (",gm-notes" if GM_READY else "")
+    with pytest.MonkeyPatch.context() as patch:
+        _in_process_fonts_only(patch)
+        extend_corpus(folder, hours, sources=sources, focus="drum-loop=8", debian_root=fake_root)
+    return folder, before
+
+
+def test_extending_leaves_every_old_clip_as_it_was(extended):
+    folder, (manifest, digests, old) = extended
+    now = (folder / "manifest.jsonl").read_bytes()
+    assert now.startswith(manifest) and len(now) > len(manifest)  # old records first, byte for byte
+    assert {p: d for p, d in _digest(folder / "audio").items() if p in digests} == digests
+    clips = read_manifest(folder)
+    new = clips[len(old) :]
+    assert clips[: len(old)] == old and new and not {c.id for c in new} & {c.id for c in old}
+    assert all(c.split == split_for(c.source_file) for c in new)
+    assert {c.source for c in new} >= {"sonic-pi-samples", "bpm-loops"}
+    assert all(c.augment for c in new if c.source == "sonic-pi-samples")  # originals are not made twice
+    old_loops = max(int(c.id.rsplit("/", 1)[1]) for c in old if c.source == "bpm-loops")
+    assert all(int(c.id.rsplit("/", 1)[1]) > old_loops for c in new if c.source == "bpm-loops")
+    summary = json.loads((folder / "corpus.json").read_text())
+    assert summary["clips"] == len(clips) and summary["builder_version"] == "1.1"
+    (step,) = summary["extensions"]
+    assert (step["clips_before"], step["clips_added"], step["focus"]) == (
+        len(old),
+        len(new),
+        {"drum-loop": 8.0},
+    )
+    assert summary["hours"]["total"] == pytest.approx(sum(c.seconds for c in clips) / 3600, abs=1e-3)
+
+
+def test_extending_refuses_to_shrink_or_widen_a_corpus(extended, tmp_path):
+    folder, _ = extended
+    with pytest.raises(CorpusError, match="already holds"):
+        extend_corpus(folder, 0.001, sources="bpm-loops")
+    with pytest.raises(CorpusError, match=r"no readable corpus\.json"):
+        extend_corpus(tmp_path, 1, sources="bpm-loops")
+    mit = tmp_path / "mit"
+    build_corpus(mit, 0.0005, sources="bpm-loops", sample_rate=RATE, licences="MIT")
+    with pytest.raises(CorpusError, match="may not widen"):
+        extend_corpus(mit, 1, sources="bpm-loops", licences="permissive")
+
+
+def test_focus_weights_tilt_the_fill():
+    assert water_fill({"rain": 0.0, "kick": 0.0}, 50.0, {"rain": 4.0}) == {"rain": 40.0, "kick": 10.0}
+    assert water_fill({"rain": 30.0, "kick": 0.0}, 10.0, {"rain": 4.0}) == {"rain": 2.0, "kick": 8.0}
+    assert parse_focus("rain, piano=8,other") == {"rain": 4.0, "piano": 8.0, None: 4.0}
+    with pytest.raises(CorpusError, match="unknown focus"):
+        parse_focus("thunder")
+    with pytest.raises(CorpusError, match="not a number"):
+        parse_focus("rain=lots")
+
+
+def _repeats_at(audio: np.ndarray, bpm: float) -> float:
+    """Correlation of the loop's onset envelope with itself one 4/4 bar of `bpm` later: near 1 when the
+    pattern repeats every bar at that tempo, near 0 a few percent off (its hits no longer line up)."""
+    import librosa
+
+    env = librosa.onset.onset_strength(y=audio.mean(axis=0), sr=RATE, hop_length=HOP)
+    bar = 240 / bpm * RATE / HOP
+    return max(float(np.corrcoef(env[:-lag], env[lag:])[0, 1]) for lag in (int(bar), int(bar) + 1))
+
+
+def test_bpm_loops_repeat_at_their_captioned_tempo(extended):
+    folder, _ = extended
+    loops = [c for c in read_manifest(folder) if c.source == "bpm-loops"]
+    assert len(loops) >= 6
+    for clip in loops:
+        bpm = int(re.search(r"(\d+) BPM", clip.caption)[1])
+        audio, _ = sf.read(clip.file, always_2d=True)
+        assert _repeats_at(audio.T, bpm) > 0.4, clip.caption
+        assert _repeats_at(audio.T, bpm * 1.03) < 0.2, clip.caption  # the check tells a tempo 3 % off
+    tempi = [loop_bpm(i) for i in range(90)]
+    assert min(tempi) == 70 and max(tempi) >= 158
+    assert np.histogram(tempi, bins=9, range=(70, 160))[0].min() >= 8  # evenly spread
+
+
+def _cents_off(audio: np.ndarray, note: int) -> float:
+    """Cents between `note` and the pitch heard in the clip's first half second: YIN searching within a
+    fifth of the note (no octave slips), provided the note's fundamental or third harmonic is there (a
+    note an octave up, which YIN's window would pass, has neither; low piano notes lack the first)."""
+    import librosa
+
+    mono = audio.mean(axis=0)
+    start = int(np.flatnonzero(np.abs(mono) > 0.1 * np.abs(mono).max())[0])
+    part = mono[start : start + RATE // 2]
+    freq = 440 * 2 ** ((note - 69) / 12)
+    spectrum = np.abs(np.fft.rfft(part * np.hanning(len(part)), 1 << 16))
+    bins = np.fft.rfftfreq(1 << 16, 1 / RATE)
+    odd = max(
+        spectrum[(bins > k * freq * 2 ** (-1 / 24)) & (bins < k * freq * 2 ** (1 / 24))].max() for k in (1, 3)
+    )
+    if odd < 0.05 * spectrum.max():
+        return math.inf
+    f0 = librosa.yin(part, fmin=freq * 2 ** (-7 / 12), fmax=freq * 2 ** (7 / 12), sr=RATE, frame_length=2048)
+    return abs(1200 * math.log2(float(np.median(f0)) / freq))
+
+
+@pytest.mark.skipif(not GM_READY, reason="needs a GM soundfont and tinysoundfont (see the GM test above)")
+def test_note_clips_sound_at_their_captioned_note(extended):
+    folder, _ = extended
+    notes = [c for c in read_manifest(folder) if c.source == "gm-notes"]
+    assert {c.category for c in notes} >= {"piano", "bell", "pad", "strings", "bass", None}
+    names = {f"{name} note" for _, name, *_ in midi_render.NOTE_PROGRAMS}
+    checked = 0
+    for clip in notes:
+        note = re.search(r" note ([A-G]#?\d)\b", clip.caption)[1]
+        assert any(f"{name} {note}" in clip.caption for name in names), clip.caption
+        midi = NOTE_NAMES.index(note[:-1]) + 12 * (int(note[-1]) + 1)
+        if clip.category in ("piano", "bass", "strings", "pad"):  # harmonic: one clear f0
+            audio, _ = sf.read(clip.file, always_2d=True)
+            assert _cents_off(audio.T, midi) < 50, clip.caption
+            assert _cents_off(audio.T, midi + 1) > 50, clip.caption  # a semitone off is caught
+            checked += 1
+    assert checked >= 12
+
+
+def test_freedoom_sounds_come_out_of_the_wad(tmp_path):
+    wad = tmp_path / "usr/share/games/doom/freedoom2.wad"
+    wad.parent.mkdir(parents=True)
+    lumps = {"DSBAREXP": 2205, "DSPOSIT1": 1102, "DSBOSPIT": 500}  # explosion, voice, unlabelled
+    body, table = b"", b""
+    for name, count in lumps.items():
+        samples = (128 + 100 * np.sin(np.arange(count) / 5)).astype(np.uint8).tobytes()
+        lump = struct.pack("<HHI", 3, 11025, count + 32) + bytes(16) + samples + bytes(16)
+        table += struct.pack("<ii8s", 12 + len(body), len(lump), name.encode())
+        body += lump
+    wad.write_bytes(b"IWAD" + struct.pack("<ii", len(lumps), 12 + len(body)) + body + table)
+    doc = tmp_path / "usr/share/doc/freedoom"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Files: *\nCopyright: Freedoom contributors\nLicense: freedoom-license\n")
+    files, _ = debian.scan(["freedoom"], tmp_path)
+    got = {f.member: (f.category, f.description.subject, f.licence, round(f.seconds, 2)) for f in files}
+    assert got == {
+        "DSBAREXP": ("explosion", "barrel explosion", "BSD-3-Clause", 0.2),
+        "DSPOSIT1": (None, "monster growl", "BSD-3-Clause", 0.1),
+    }
+    audio, rate = debian.read_real_audio(files[0])
+    assert rate == 11025 and audio.shape == (1, 2205) and 0.7 < np.abs(audio).max() < 0.8

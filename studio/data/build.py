@@ -6,8 +6,12 @@ the slow part and runs in worker processes; each clip's random numbers come from
 the number of workers never changes a byte of the result.
 
 Budget: about half of `hours` goes to real recordings (each file once, then augmented copies; a
-balanced subset across categories when there is more than half), the rest to GM renders and
-procedural sounds, spread so every category ends up with about the same total time.
+balanced subset across categories when there is more than half), the rest to the generators (GM
+renders, GM single notes, procedural sounds, drum loops at known tempi), spread so every category ends
+up with about the same total time, or FOCUS_WEIGHT times that for the categories named as a focus.
+
+`extend_corpus` grows an earlier corpus the same way: its clips stay as they are (same ids, splits and
+audio files) and count as material the categories already have; new clips take ids after the old ones.
 """
 
 from __future__ import annotations
@@ -46,17 +50,27 @@ from studio.data.manifest import (
     SUMMARY_NAME,
     Clip,
     CorpusError,
+    read_manifest,
     split_for,
     stable_hash,
     write_manifest,
     write_text_atomic,
 )
 
-BUILDER_VERSION = "1.0"
-GM, PROCEDURAL = GENERATED_SOURCES
+BUILDER_VERSION = "1.1"
+GM, PROCEDURAL, GM_NOTES, BPM_LOOPS = GENERATED_SOURCES
 ALL_SOURCES = (*DEBIAN_SOURCES, *GENERATED_SOURCES)
 SOURCE_GROUPS = {"all": ALL_SOURCES, "debian": DEBIAN_SOURCES, "generated": GENERATED_SOURCES}
+GENERATOR_CATEGORIES: dict[str, tuple[str | None, ...]] = {
+    GM: midi_render.GM_CATEGORIES,
+    PROCEDURAL: synth.PROCEDURAL_CATEGORIES,
+    GM_NOTES: midi_render.NOTE_CATEGORIES,
+    BPM_LOOPS: ("drum-loop",),
+}
 PROCEDURAL_LICENCE = "MIT"  # made by this project's code
+FOCUS_WEIGHT = 4.0  # a focus category ends with this many times the time of the others
+BPM_RANGE = (70, 160)  # bpm-loops spread their tempi evenly over this
+LOOP_GM_SHARE = 0.5  # of bpm-loops played on a GM kit (when a font is here); the rest are synthesised
 
 REAL_SHARE = 0.5
 MAX_REAL_AUGMENTS = 3
@@ -119,6 +133,27 @@ def parse_licences(licences: str | Iterable[str]) -> frozenset[str] | None:
     if not allowed:
         raise CorpusError("--licences is empty", 'use "any", "permissive" or SPDX ids such as CC0-1.0,MIT')
     return frozenset(allowed)
+
+
+def parse_focus(focus: str | Iterable[str]) -> dict[str | None, float]:
+    """Category weights from a comma list of categories, each optionally "=weight" (FOCUS_WEIGHT when
+    not given); "other" names the clips of no category (None)."""
+    names = [p.strip() for p in focus.split(",")] if isinstance(focus, str) else list(focus)
+    weights: dict[str | None, float] = {}
+    for item in filter(None, names):
+        name, _, weight = (part.strip() for part in item.partition("="))
+        if name != "other" and name not in CATEGORIES:
+            raise CorpusError(
+                f"unknown focus category '{name}'", f"use any of {', '.join(CATEGORIES)} or other"
+            )
+        try:
+            value = float(weight or FOCUS_WEIGHT)
+        except ValueError:
+            value = math.nan  # refused below, with the same message as a weight out of range
+        if not 0 < value <= 100:
+            raise CorpusError(f"focus weight '{weight}' of {name} is not a number in (0, 100]", "e.g. rain=4")
+        weights[None if name == "other" else name] = value
+    return weights
 
 
 def _rng(seed: int, key: str, stream: int = 0) -> np.random.Generator:
@@ -204,17 +239,25 @@ def _balanced(tasks: list[Task], budget: float, seed: int) -> list[Task]:
     return chosen
 
 
-def plan_real(files: list[debian.RealFile], budget: float, sample_rate: int, seed: int) -> list[Task]:
+def plan_real(
+    files: list[debian.RealFile],
+    budget: float,
+    sample_rate: int,
+    seed: int,
+    have: frozenset[str] = frozenset(),
+) -> list[Task]:
     """Every recording once (or a balanced subset when over budget), then augmented copies in rounds
-    until the budget is spent or each has MAX_REAL_AUGMENTS copies."""
+    until the budget is spent or each has MAX_REAL_AUGMENTS copies. Clips whose ids are in `have` (an
+    earlier corpus's) are already made: they are neither planned again nor counted."""
     originals = [
         _real_task(f, i, start, length, sample_rate, seed)
         for f in files
         for i, (start, length) in enumerate(_segments(f))
     ]
-    if sum(t.clip.seconds for t in originals) > budget:
-        return sorted(_balanced(originals, budget, seed), key=lambda t: t.clip.id)
-    tasks, total = list(originals), sum(t.clip.seconds for t in originals)
+    new = [t for t in originals if t.clip.id not in have]
+    if sum(t.clip.seconds for t in new) > budget:
+        return sorted(_balanced(new, budget, seed), key=lambda t: t.clip.id)
+    tasks, total = list(new), sum(t.clip.seconds for t in new)
     order = _balanced(originals, math.inf, seed)  # augment evenly across categories
     for copy in range(1, MAX_REAL_AUGMENTS + 1):
         for base in order:
@@ -227,44 +270,80 @@ def plan_real(files: list[debian.RealFile], budget: float, sample_rate: int, see
             task = _real_task(
                 base.real, base.segment, base.start_s, base.length_s, sample_rate, seed, aug, copy
             )
-            tasks.append(replace(task, clip=replace(task.clip, seconds=seconds)))
-            total += seconds
+            if task.clip.id not in have:
+                tasks.append(replace(task, clip=replace(task.clip, seconds=seconds)))
+                total += seconds
     return tasks
 
 
 # ---------------------------------------------------------------- planning: generated sounds
 
 
-def water_fill(have: dict[str | None, float], budget: float) -> dict[str | None, float]:
-    """Seconds to add per category so that the emptiest categories are topped up to a common level."""
+def water_fill(
+    have: dict[str | None, float], budget: float, weights: dict[str | None, float] | None = None
+) -> dict[str | None, float]:
+    """Seconds to add per category so that the emptiest categories are topped up to a common level,
+    each to that level times its weight (1 unless `weights` says otherwise)."""
+    weight = {c: (weights or {}).get(c, 1.0) for c in have}
     if budget <= 0 or not have:
         return dict.fromkeys(have, 0.0)
-    levels = sorted(have.values())
+    # Fill in order of level reached per unit weight; stop where the next category is already above it.
+    order = sorted(have, key=lambda c: have[c] / weight[c])
     level = 0.0
-    for i in range(len(levels)):
-        below = levels[: i + 1]
-        level = (budget + sum(below)) / len(below)
-        if i + 1 == len(levels) or level <= levels[i + 1]:
+    for i in range(len(order)):
+        below = order[: i + 1]
+        level = (budget + sum(have[c] for c in below)) / sum(weight[c] for c in below)
+        if i + 1 == len(order) or level <= have[order[i + 1]] / weight[order[i + 1]]:
             break
-    return {c: max(0.0, level - s) for c, s in have.items()}
+    return {c: max(0.0, level * weight[c] - s) for c, s in have.items()}
+
+
+def loop_bpm(index: int) -> int:
+    """The tempo of the index-th bpm-loops clip: a golden-ratio sequence over BPM_RANGE, so the tempi of
+    any run of indices (a first build, or an extension's) are spread evenly over it."""
+    low, high = BPM_RANGE
+    return low + round((high - low) * ((index * (math.sqrt(5) - 1) / 2) % 1.0))
+
+
+def _design_bpm_loop(
+    index: int, rng: np.random.Generator, gm: bool
+) -> midi_render.Composition | synth.Recipe:
+    """A loop at `loop_bpm(index)`, of a genre at home near that tempo, 2 to 8 bars (at most ~10 s)."""
+    bpm = loop_bpm(index)
+    grooves: dict[str, dict[str, Any]] = midi_render.GROOVES if gm else synth.GROOVES
+    near = [g for g, v in grooves.items() if v["bpm"][0] - 15 <= bpm <= v["bpm"][1] + 15] or list(grooves)
+    genre = near[int(rng.integers(len(near)))]
+    bars = int(rng.integers(2, max(2, min(8, int(10.5 * bpm / 240))) + 1))
+    made = (
+        midi_render.compose_groove(rng, genre, bpm, bars) if gm else synth.design_loop(rng, genre, bpm, bars)
+    )
+    if rng.random() < 0.3:  # the plain prompt: "drum loop at 117 BPM"
+        made = replace(made, description=replace(made.description, style=None))
+    return made
 
 
 def _generated_task(generator: str, category: str | None, index: int, sample_rate: int, seed: int,
-                    fonts: list[midi_render.SoundFont], engine: str | None) -> Task:  # fmt: skip
+                    fonts: list[tuple[midi_render.SoundFont, str]]) -> Task:  # fmt: skip
     source_file = f"{generator}/{category or 'other'}/{index:05d}"
     rng = _rng(seed, source_file)
     aug = augment.choose(category, rng, GENERATED_AUGMENTS) if rng.random() < GENERATED_AUGMENT_P else None
-    if generator == PROCEDURAL:
-        recipe = synth.design(category, rng)
-        tags = ("procedural", recipe.kind)
-        clip = _clip(source_file, PROCEDURAL, source_file, category, PROCEDURAL_LICENCE, recipe.description,
-                     aug, tags, recipe.seconds, sample_rate, seed)  # fmt: skip
-        return Task(clip, aug, recipe=recipe)
-    font = fonts[0] if len(fonts) == 1 or rng.random() < 0.7 else fonts[1 + int(rng.integers(len(fonts) - 1))]
-    piece = midi_render.compose(category, rng)
-    clip = _clip(source_file, GM, source_file, category, font.licence, piece.description, aug,
-                 (*piece.tags, font.name), piece.seconds, sample_rate, seed)  # fmt: skip
-    return Task(clip, aug, midi=piece.midi, font=font.path, engine=engine)
+    if generator == BPM_LOOPS:
+        made = _design_bpm_loop(index, rng, gm=bool(fonts) and rng.random() < LOOP_GM_SHARE)
+    elif generator == PROCEDURAL:
+        made = synth.design(category, rng)
+    else:
+        made = (midi_render.compose_note if generator == GM_NOTES else midi_render.compose)(category, rng)
+    extra = ("bpm loop",) if generator == BPM_LOOPS else ()
+    if isinstance(made, synth.Recipe):
+        clip = _clip(source_file, generator, source_file, category, PROCEDURAL_LICENCE, made.description, aug,
+                     ("procedural", made.kind, *extra), made.seconds, sample_rate, seed)  # fmt: skip
+        return Task(clip, aug, recipe=made)
+    font, engine = (
+        fonts[0] if len(fonts) == 1 or rng.random() < 0.7 else fonts[1 + int(rng.integers(len(fonts) - 1))]
+    )
+    clip = _clip(source_file, generator, source_file, category, font.licence, made.description, aug,
+                 (*made.tags, *extra, font.name), made.seconds, sample_rate, seed)  # fmt: skip
+    return Task(clip, aug, midi=made.midi, font=font.path, engine=engine)
 
 
 def plan_generated(
@@ -273,27 +352,35 @@ def plan_generated(
     budget: float,
     sample_rate: int,
     seed: int,
-    fonts: list[midi_render.SoundFont],
-    engine: str | None,
+    fonts: list[tuple[midi_render.SoundFont, str]],
+    weights: dict[str | None, float] | None = None,
+    base: Iterable[Clip] = (),
 ) -> list[Task]:
-    """Generated clips that even out the categories; every (generator, category) gets at least one
-    clip in each split, so the held-out splits cover every category the generators can make."""
+    """Generated clips that even out the categories (in proportion to `weights`); every (generator,
+    category) ends with at least one clip in each split, so the held-out splits cover every category the
+    generators can make. Clips of an earlier corpus (`base`) keep their ids: new ones are numbered on."""
     categories = list(dict.fromkeys(c for cats in generators.values() for c in cats))
-    wanted = water_fill({c: have.get(c, 0.0) for c in categories}, budget)
+    wanted = water_fill({c: have.get(c, 0.0) for c in categories}, budget, weights)
+    earlier: dict[str, list[Clip]] = defaultdict(list)
+    for clip in base:
+        earlier[clip.id.rsplit("/", 1)[0]].append(clip)
     tasks = []
     for generator, cats in generators.items():
         for category in cats:
             share = wanted[category] / sum(category in g for g in generators.values())
-            index, total, made = 0, 0.0, 0
-            while made < len(SPLITS) or total < share:
+            family = earlier[f"{generator}/{category or 'other'}"]
+            index = 1 + max((int(c.id.rsplit("/", 1)[1]) for c in family), default=-1)
+            missing = [s for s in SPLITS if s not in {c.split for c in family}]
+            total = 0.0
+            while missing or total < share:
                 source_file = f"{generator}/{category or 'other'}/{index:05d}"
                 index += 1
-                if made < len(SPLITS) and split_for(source_file) != SPLITS[made]:
+                if missing and split_for(source_file) != missing[0]:
                     continue  # the first clips are picked so each split gets one
-                task = _generated_task(generator, category, index - 1, sample_rate, seed, fonts, engine)
+                task = _generated_task(generator, category, index - 1, sample_rate, seed, fonts)
                 tasks.append(task)
                 total += task.clip.seconds
-                made += 1
+                missing = missing[1:]
     return tasks
 
 
@@ -432,6 +519,11 @@ def summarise(clips: list[Clip], **info: Any) -> dict[str, Any]:
     }
 
 
+# What corpus.json says about how a corpus was first built; an extension keeps these as they were.
+BUILD_FACTS = ("builder_version", "seed", "sample_rate", "requested_hours", "sources", "licences", "focus",
+               "renderer")  # fmt: skip
+
+
 def _check_debian(packages: list[str], root: Path) -> None:
     missing = [p for p in packages if not debian.installed(root, p)]
     if missing:
@@ -440,6 +532,86 @@ def _check_debian(packages: list[str], root: Path) -> None:
             f"studio data setup (or sudo apt-get install -y {' '.join(missing)}), "
             "or leave them out of --sources",
         )
+
+
+def _fonts(
+    chosen: tuple[str, ...], allowed: frozenset[str] | None
+) -> list[tuple[midi_render.SoundFont, str]]:
+    """The (soundfont, renderer) pairs the chosen generators may use: required by the GM generators,
+    taken when there by bpm-loops (which synthesises its loops without them)."""
+    if GM not in chosen and GM_NOTES not in chosen:
+        fonts = midi_render.playable_soundfonts() if BPM_LOOPS in chosen else []
+    else:
+        fonts = midi_render.check_gm_available()
+    if allowed is None:
+        return fonts
+    kept = [(f, e) for f, e in fonts if f.licence in allowed]
+    if (GM in chosen or GM_NOTES in chosen) and not kept:
+        raise CorpusError(
+            f"no GM soundfont here is under {', '.join(sorted(allowed))}",
+            "install fluid-soundfont-gm (MIT), or leave gm-render and gm-notes out of --sources",
+        )
+    return kept
+
+
+@dataclass(frozen=True)
+class _Plan:
+    tasks: list[Task]
+    skipped: list[dict]
+    fonts: list[tuple[midi_render.SoundFont, str]]
+    packages: list[str]
+
+
+def _plan(
+    budget: float,
+    chosen: tuple[str, ...],
+    root: Path,
+    allowed: frozenset[str] | None,
+    sample_rate: int,
+    seed: int,
+    focus: dict[str | None, float],
+    base: list[Clip],
+) -> _Plan:
+    """Every clip to add to `base` (empty for a new corpus) for about `budget` more seconds."""
+    packages = [s for s in chosen if s in debian.DEBIAN_PACKAGES]
+    _check_debian(packages, root)
+    fonts = _fonts(chosen, allowed)
+    files, skipped = debian.scan(packages, root)
+    if allowed is not None:
+        files = [f for f in files if f.licence in allowed]
+    have_ids = frozenset(c.id for c in base)
+    real = plan_real(files, budget * REAL_SHARE, sample_rate, seed, have_ids) if files else []
+    have: dict[str | None, float] = defaultdict(float)
+    for clip in [*base, *(t.clip for t in real)]:
+        have[clip.category] += clip.seconds
+    generators = {g: GENERATOR_CATEGORIES[g] for g in GENERATED_SOURCES if g in chosen}
+    left = budget - sum(t.clip.seconds for t in real)
+    tasks = real + plan_generated(generators, have, left, sample_rate, seed, fonts, focus, base)
+    clash = have_ids & {t.clip.id for t in tasks}
+    assert not clash, f"planned over existing clips: {sorted(clash)[:3]}"
+    return _Plan(tasks, skipped, fonts, packages)
+
+
+def _render(plan: _Plan, out: Path, seed: int, workers: int, progress: bool) -> tuple[list[Clip], list[dict]]:
+    clips: list[Clip] = []
+    skipped = list(plan.skipped)
+    for result in _render_all(plan.tasks, out, seed, workers, progress):
+        if isinstance(result, Clip):
+            clips.append(result)
+        else:
+            skipped.append(result)
+    return clips, skipped
+
+
+def _font_records(fonts: list[tuple[midi_render.SoundFont, str]]) -> list[dict[str, str]]:
+    return [{"name": f.name, "path": f.path, "licence": f.licence, "renderer": e} for f, e in fonts]
+
+
+def _check_common(hours: float, workers: int) -> None:
+    if not 0 < hours <= 1000:
+        raise CorpusError(f"--hours must be above 0 and at most 1000, got {hours}", "e.g. --hours 1")
+    if workers < 1:
+        raise CorpusError(f"--workers must be at least 1, got {workers}", "e.g. --workers 2")
 
 
 def build_corpus(
@@ -452,57 +624,25 @@ def build_corpus(
     debian_root: str | Path = "/",
     progress: bool = False,
     licences: str | Iterable[str] = "any",
+    focus: str | Iterable[str] = (),
 ) -> dict[str, Any]:
     """Build a corpus of about `hours` into `out` and return its summary (also written as corpus.json).
 
     Same seed, sources and installed packages give a byte-identical manifest and identical audio,
     whatever `workers` is. `debian_root` is where the packages' files are looked for (tests point it
     at a fake tree). `licences` keeps only clips under those licences ("permissive", "any", or a list
-    of SPDX ids): recordings and soundfonts outside it are not used at all.
+    of SPDX ids): recordings and soundfonts outside it are not used at all. `focus` names categories
+    (or "other"), each optionally "=weight", that end with FOCUS_WEIGHT (or that weight) times the time
+    of the rest.
     """
-    if not 0 < hours <= 1000:
-        raise CorpusError(f"--hours must be above 0 and at most 1000, got {hours}", "e.g. --hours 1")
+    _check_common(hours, workers)
     if not 8000 <= sample_rate <= 192000:
         raise CorpusError(f"sample rate {sample_rate} Hz is out of range", "use 44100 (or 16000-192000)")
-    if workers < 1:
-        raise CorpusError(f"--workers must be at least 1, got {workers}", "e.g. --workers 2")
-    chosen = parse_sources(sources)
-    root, out = Path(debian_root), Path(out)
-    packages = [s for s in chosen if s in debian.DEBIAN_PACKAGES]
-    _check_debian(packages, root)
-    allowed = parse_licences(licences)
-    fonts, engine = midi_render.check_gm_available() if GM in chosen else ([], None)
-    if allowed is not None:
-        fonts = [f for f in fonts if f.licence in allowed]
-        if GM in chosen and not fonts:
-            raise CorpusError(
-                f"no GM soundfont here is under {', '.join(sorted(allowed))}",
-                "install fluid-soundfont-gm (MIT), or leave gm-render out of --sources",
-            )
-
-    budget = hours * 3600
-    files, skipped = debian.scan(packages, root)
-    if allowed is not None:
-        files = [f for f in files if f.licence in allowed]
-    real = plan_real(files, budget * REAL_SHARE, sample_rate, seed) if files else []
-    have: dict[str | None, float] = defaultdict(float)
-    for task in real:
-        have[task.clip.category] += task.clip.seconds
-    generators = {
-        g: cats
-        for g, cats in ((GM, midi_render.GM_CATEGORIES), (PROCEDURAL, synth.PROCEDURAL_CATEGORIES))
-        if g in chosen
-    }
-    left = budget - sum(t.clip.seconds for t in real)
-    tasks = real + plan_generated(generators, have, left, sample_rate, seed, fonts, engine)
-
+    chosen, allowed, wanted = parse_sources(sources), parse_licences(licences), parse_focus(focus)
+    out = Path(out)
+    plan = _plan(hours * 3600, chosen, Path(debian_root), allowed, sample_rate, seed, wanted, [])
     _prepare(out)
-    clips: list[Clip] = []
-    for result in _render_all(tasks, out, seed, workers, progress):
-        if isinstance(result, Clip):
-            clips.append(result)
-        else:
-            skipped.append(result)
+    clips, skipped = _render(plan, out, seed, workers, progress)
     write_manifest(out, clips)
     summary = summarise(
         clips,
@@ -511,10 +651,93 @@ def build_corpus(
         requested_hours=hours,
         sources=list(chosen),
         licences=sorted(allowed) if allowed is not None else "any",
-        renderer=engine,
-        soundfonts=[{"name": f.name, "path": f.path, "licence": f.licence} for f in fonts],
-        debian_packages=debian.package_versions(root, packages),
+        focus={c or "other": w for c, w in wanted.items()},
+        renderer=plan.fonts[0][1] if plan.fonts else None,
+        soundfonts=_font_records(plan.fonts),
+        debian_packages=debian.package_versions(Path(debian_root), plan.packages),
         skipped=skipped,
     )
     write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def extend_corpus(
+    folder: str | Path,
+    hours: float,
+    seed: int | None = None,
+    sources: str | Iterable[str] = "all",
+    workers: int = 1,
+    debian_root: str | Path = "/",
+    progress: bool = False,
+    licences: str | Iterable[str] | None = None,
+    focus: str | Iterable[str] = (),
+) -> dict[str, Any]:
+    """Grow the corpus in `folder` to about `hours` in all, leaving every clip it holds as it is.
+
+    The old manifest lines stay first and unchanged and no old audio file is written; new clips are
+    planned as in `build_corpus` with the old ones counted as what each category already has, take
+    ids numbered after the old ones, and are split by the same rule. The corpus's sample rate and
+    licence filter hold for the new clips (`licences` may only narrow the filter); `seed` defaults to
+    the corpus's. corpus.json describes the whole corpus and lists each extension under "extensions",
+    with `clips_before`: the manifest's first that many lines are the corpus as it was.
+    """
+    _check_common(hours, workers)
+    folder = Path(folder)
+    try:
+        old = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CorpusError(
+            f"{folder} holds no readable {SUMMARY_NAME} ({exc})",
+            "extend a folder made by `studio data build`",
+        ) from None
+    base = read_manifest(folder)
+    had = sum(c.seconds for c in base)
+    if hours * 3600 <= had:
+        raise CorpusError(
+            f"{folder} already holds {had / 3600:.2f} h; --hours is the size to grow it to",
+            f"e.g. --hours {math.ceil(had / 3600 * 2)}",
+        )
+    corpus_allowed = parse_licences(old.get("licences", "any"))
+    allowed = corpus_allowed if licences is None else parse_licences(licences)
+    if corpus_allowed is not None and (allowed is None or not allowed <= corpus_allowed):
+        raise CorpusError(
+            f"{folder} keeps only {', '.join(sorted(corpus_allowed))}; --licences may not widen that",
+            "leave --licences out to use the corpus's own filter",
+        )
+    seed = old.get("seed", 0) if seed is None else seed
+    chosen, wanted, sample_rate = parse_sources(sources), parse_focus(focus), int(old["sample_rate"])
+    plan = _plan(hours * 3600 - had, chosen, Path(debian_root), allowed, sample_rate, seed, wanted, base)
+    clips, skipped = _render(plan, folder, seed, workers, progress)
+    old_lines = (folder / MANIFEST_NAME).read_text(encoding="utf-8")
+    new_lines = "".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in clips)
+    write_text_atomic(
+        folder / MANIFEST_NAME, old_lines + ("\n" if old_lines and old_lines[-1] != "\n" else "") + new_lines
+    )
+    fonts = old.get("soundfonts", [])
+    fonts += [f for f in _font_records(plan.fonts) if f["path"] not in {g["path"] for g in fonts}]
+    extension = {
+        "builder_version": BUILDER_VERSION,
+        "seed": seed,
+        "requested_hours": hours,
+        "sources": list(chosen),
+        "focus": {c or "other": w for c, w in wanted.items()},
+        "clips_before": len(base),
+        "clips_added": len(clips),
+        "hours_added": round(sum(c.seconds for c in clips) / 3600, 4),
+    }
+    info = {k: v for k, v in old.items() if k in BUILD_FACTS}
+    summary = summarise(
+        [*base, *clips],
+        **{
+            **info,
+            "soundfonts": fonts,
+            "debian_packages": {
+                **old.get("debian_packages", {}),
+                **debian.package_versions(Path(debian_root), plan.packages),
+            },
+            "skipped": old.get("skipped", []) + [s for s in skipped if s not in old.get("skipped", [])],
+            "extensions": [*old.get("extensions", []), extension],
+        },
+    )
+    write_text_atomic(folder / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -12,8 +12,14 @@ import time
 
 from studio.data.manifest import DEBIAN_SOURCES, GENERATED_SOURCES, SPLITS, CorpusError
 
-# What gm-render needs beside Python: fonts, and fluidsynth as the fallback renderer.
-RENDER_PACKAGES = ("fluid-soundfont-gm", "timgm6mb-soundfont", "fluidsynth")
+# What the GM generators need beside Python: fonts, and fluidsynth (the fallback renderer, and the one
+# that plays MuseScore General right).
+RENDER_PACKAGES = (
+    "fluid-soundfont-gm",
+    "timgm6mb-soundfont",
+    "musescore-general-soundfont-lossless",
+    "fluidsynth",
+)
 
 
 def setup_commands(as_root: bool, python: str = sys.executable) -> list[list[str]]:
@@ -49,23 +55,34 @@ def cmd_data_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from studio.data.build import build_corpus  # the renderers load scipy and friends: only when building
+    # the renderers load scipy and friends: only when building
+    from studio.data.build import build_corpus, extend_corpus
 
     start = time.perf_counter()
-    summary = build_corpus(
-        args.out,
-        hours=args.hours,
-        seed=args.seed,
-        sources=args.sources,
-        sample_rate=args.sample_rate,
-        workers=args.workers,
-        debian_root=args.debian_root,
-        progress=sys.stderr.isatty(),
-        licences=args.licences,
-    )
+    common = {
+        "hours": args.hours,
+        "seed": args.seed,
+        "sources": args.sources,
+        "workers": args.workers,
+        "debian_root": args.debian_root,
+        "progress": sys.stderr.isatty(),
+        "licences": args.licences,
+        "focus": args.focus,
+        "sample_rate": args.sample_rate,
+    }
+    given = {k: v for k, v in common.items() if v is not None}  # the rest: the builder's defaults
+    if args.extend:
+        if "sample_rate" in given:
+            raise CorpusError("--sample-rate cannot change an existing corpus", "leave it out with --extend")
+        summary = extend_corpus(args.extend, **given)
+    else:
+        summary = build_corpus(args.out, **given)
     hours = summary["hours"]
     splits = ", ".join(f"{s} {hours['by_split'].get(s, 0):.2f} h" for s in SPLITS)
-    print(f"{summary['clips']} clips, {hours['total']:.2f} h ({splits}) in {args.out}")
+    print(f"{summary['clips']} clips, {hours['total']:.2f} h ({splits}) in {args.extend or args.out}")
+    if args.extend:
+        added = summary["extensions"][-1]
+        print(f"  added {added['clips_added']} clips, {added['hours_added']:.2f} h")
     for source, h in hours["by_source"].items():
         print(f"  {source:28} {h:.3f} h")
     if summary["core_categories_missing"]:
@@ -86,24 +103,43 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Assemble a captioned corpus (manifest.jsonl, corpus.json, audio/). Run "
         "`studio data setup` first for the Debian sources and the GM renderer.",
     )
-    build.add_argument("--hours", type=float, required=True, help="total duration to build, e.g. 1")
-    build.add_argument("--out", required=True, help="corpus folder (new, empty, or an earlier corpus)")
-    build.add_argument("--seed", type=int, default=0, help="same seed + sources + packages: same corpus")
+    build.add_argument(
+        "--hours", type=float, required=True, help="total duration to build (or grow to), e.g. 1"
+    )
+    where = build.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="corpus folder to build (new, empty, or an earlier corpus, replaced)")
+    where.add_argument(
+        "--extend", metavar="DIR", help="grow this corpus to --hours, keeping every clip it holds as it is"
+    )
+    build.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="same seed + sources + packages: same corpus (default 0, or the extended corpus's)",
+    )
     build.add_argument(
         "--sources",
         default="all",
         help=f"all, debian, generated, or a comma list of: {', '.join(DEBIAN_SOURCES + GENERATED_SOURCES)}",
     )
-    build.add_argument("--sample-rate", type=int, default=44100, help="corpus sample rate in Hz")
+    build.add_argument(
+        "--sample-rate", type=int, default=None, help="corpus sample rate in Hz (default 44100)"
+    )
     build.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="render processes (default: all cores)"
     )
     build.add_argument("--debian-root", default="/", help="where to look for the Debian packages' files")
     build.add_argument(
         "--licences",
-        default="any",
-        help='keep only clips under these licences: "any" (default), "permissive" (CC0, MIT, CC-BY, …) '
-        "or a comma list of SPDX ids",
+        default=None,
+        help='keep only clips under these licences: "any" (default; with --extend, the corpus\'s own '
+        'filter), "permissive" (CC0, MIT, CC-BY, BSD, Apache) or a comma list of SPDX ids',
+    )
+    build.add_argument(
+        "--focus",
+        default="",
+        help="comma list of categories (or other) to grow more than the rest, each optionally =weight "
+        "(docs/data.md), e.g. piano,rain,drum-loop=8",
     )
     build.set_defaults(func=cmd_data_build)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import fnmatch
 import io
 import re
+import struct
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ HYDROGEN = "hydrogen-drumkits"
 HYDROGEN_EFFECTS = "hydrogen-drumkits-effects"
 UFOAI = "ufoai-sound"
 FREEDESKTOP = "sound-theme-freedesktop"
+FREEDOOM = "freedoom"
 DEBIAN_PACKAGES = DEBIAN_SOURCES
 
 # Where each package puts its sounds, relative to the file system root.
@@ -37,6 +40,7 @@ PACKAGE_PATHS = {
     HYDROGEN_EFFECTS: "usr/share/hydrogen/data/drumkits",
     UFOAI: "usr/share/games/ufoai/base/0snd.pk3",
     FREEDESKTOP: "usr/share/sounds/freedesktop/stereo",
+    FREEDOOM: "usr/share/games/doom/freedoom2.wad",  # freedoom1.wad's sounds are a subset of these
 }
 # Both hydrogen packages install into one folder; -effects ships exactly these kits.
 EFFECTS_KITS = frozenset({"belofilms_GuitarStrums"})
@@ -48,6 +52,7 @@ DEFAULT_LICENCES = {
     HYDROGEN_EFFECTS: "NOASSERTION",
     UFOAI: "GPL-2.0-or-later",
     FREEDESKTOP: "NOASSERTION",
+    FREEDOOM: "BSD-3-Clause",
 }
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 LMMS_SKIP = ("shapes", "waveforms", "drumsynth")  # single-cycle waves and synth patches, not recordings
@@ -67,6 +72,7 @@ SPDX = {
     "public-domain": "LicenseRef-public-domain",
     "mit": "MIT",
     "expat": "MIT",
+    "freedoom-license": "BSD-3-Clause",  # the text of Debian's stanza is the 3-clause BSD licence
 }
 
 
@@ -543,6 +549,95 @@ def _freedesktop(stem: str) -> tuple[str | None, Description]:
     return None, _describe(f"{words} sound", None)
 
 
+FREEDOOM_SOUNDS = {  # lump: (category, subject); the rest are monster voices, named by their suffix
+    "DSRXPLOD": ("explosion", "rocket explosion"),
+    "DSBAREXP": ("explosion", "barrel explosion"),
+    "DSFIRXPL": ("explosion", "fireball explosion"),
+    "DSPUNCH": ("impact", "punch impact"),
+    "DSSKEPCH": ("impact", "heavy punch impact"),
+    "DSMETAL": ("impact", "metal clang"),
+    "DSHOOF": ("impact", "heavy stomp"),
+    "DSTINK": ("impact", "small metal tink"),
+    "DSPISTOL": (None, "pistol shot"),
+    "DSSHOTGN": (None, "shotgun blast"),
+    "DSDSHTGN": (None, "double-barrelled shotgun blast"),
+    "DSSGCOCK": (None, "shotgun pump reload"),
+    "DSDBOPN": (None, "shotgun breech opening"),
+    "DSDBCLS": (None, "shotgun breech closing"),
+    "DSDBLOAD": (None, "shells loading"),
+    "DSPLASMA": (None, "plasma gun shot"),
+    "DSRLAUNC": (None, "rocket launch"),
+    "DSBFG": (None, "energy cannon charging and firing"),
+    "DSFIRSHT": (None, "fireball whoosh"),
+    "DSSAWUP": (None, "chainsaw starting"),
+    "DSSAWIDL": (None, "chainsaw idling"),
+    "DSSAWFUL": (None, "chainsaw revving"),
+    "DSSAWHIT": (None, "chainsaw cutting"),
+    "DSSKESWG": (None, "swing whoosh"),
+    "DSCLAW": (None, "claw swipe"),
+    "DSDOROPN": (None, "sliding door opening"),
+    "DSDORCLS": (None, "sliding door closing"),
+    "DSBDOPN": (None, "fast door opening"),
+    "DSBDCLS": (None, "fast door closing"),
+    "DSPSTART": (None, "lift starting"),
+    "DSPSTOP": (None, "lift stopping"),
+    "DSSTNMOV": (None, "stone grinding"),
+    "DSSWTCHN": (None, "switch clicking on"),
+    "DSSWTCHX": (None, "switch clicking off"),
+    "DSTELEPT": (None, "teleport whoosh"),
+    "DSITMBK": (None, "item respawn shimmer"),
+    "DSSLOP": (None, "gore splatter"),
+    "DSITEMUP": ("ui-blip", "item pickup blip"),
+    "DSWPNUP": ("ui-blip", "weapon pickup sound"),
+    "DSGETPOW": ("ui-blip", "power-up pickup chime"),
+    "DSRADIO": ("ui-blip", "radio beep"),
+    "DSOOF": (None, "grunt"),
+    "DSNOWAY": (None, "grunt"),
+    "DSPLPAIN": (None, "player pain grunt"),
+    "DSPLDETH": (None, "player death scream"),
+    "DSPDIEHI": (None, "player death scream"),
+}
+FREEDOOM_VOICES = (("SIT", "monster growl"), ("ACT", "monster snarl"), ("ATK", "monster attack roar"),
+                   ("DTH", "monster death cry"), ("PAIN", "monster pain howl"), ("PN", "monster pain howl"),
+                   ("DT", "monster death cry"))  # fmt: skip
+
+
+def _freedoom(lump: str) -> tuple[str | None, Description] | None:
+    """The label of a Freedoom sound lump; None for the few that are neither listed nor a voice."""
+    if lump in FREEDOOM_SOUNDS:
+        category, subject = FREEDOOM_SOUNDS[lump]
+        return category, _describe(subject, category, "retro game sound")
+    stem = lump.rstrip("0123456789")  # DSPOSIT1, DSPOSIT2: variants of one cry
+    voice = next((name for suffix, name in FREEDOOM_VOICES if stem.endswith(suffix)), None)
+    return None if voice is None else (None, _describe(voice, None, "retro game sound"))
+
+
+@cache
+def _wad_sounds(path: Path) -> dict[str, bytes]:
+    """The sound lumps ("DS…") of a Doom WAD file by name."""
+    data = path.read_bytes()
+    count, table = struct.unpack_from("<ii", data, 4)
+    lumps = {}
+    for i in range(count):
+        start, size, raw = struct.unpack_from("<ii8s", data, table + 16 * i)
+        name = raw.rstrip(b"\0").decode("ascii", "replace")
+        if name.startswith("DS") and size > 8:
+            lumps[name] = data[start : start + size]
+    return lumps
+
+
+def _doom_wav(path: Path, lump: str) -> io.BytesIO:
+    """A Doom sound lump as WAV: its header is (format 3, rate, length) and 16 pad bytes sit at each end
+    of its 8-bit unsigned samples."""
+    data = _wad_sounds(path)[lump]
+    _, rate, length = struct.unpack_from("<HHI", data)
+    samples = np.frombuffer(data, np.uint8, count=max(length - 32, 0), offset=8 + 16)
+    out = io.BytesIO()
+    sf.write(out, (samples.astype(np.float32) - 128) / 128, rate, format="WAV", subtype="PCM_16")
+    out.seek(0)
+    return out
+
+
 # ---------------------------------------------------------------- scanning
 
 
@@ -594,6 +689,9 @@ def _entries(root: Path, package: str) -> list[Entry]:
         with zipfile.ZipFile(folder) as archive:
             members = sorted(m for m in archive.namelist() if m.lower().endswith(AUDIO_SUFFIXES))
         return [(folder, m, *_ufoai(m), licences(f"base/{m}")) for m in members]
+    if package == FREEDOOM:
+        labels = {lump: _freedoom(lump) for lump in sorted(_wad_sounds(folder))}
+        return [(folder, lump, *label, licences(folder.name)) for lump, label in labels.items() if label]
     return [(p, None, *_freedesktop(p.stem), licences(f"stereo/{p.name}")) for p in _audio_files(folder)]
 
 
@@ -610,7 +708,7 @@ def scan(packages: list[str] | tuple[str, ...], root: Path = Path("/")) -> tuple
         try:
             for path, member, category, desc, licence in _entries(root, package):
                 origin = _origin(root, path) + (f":{member}" if member else "")
-                data = io.BytesIO(archive.read(member)) if archive is not None and member else path
+                data = _member(path, member, archive) if member else path
                 seconds = _audio_seconds(data)
                 if seconds is None or seconds < MIN_SECONDS:
                     reason = "unreadable by libsndfile" if seconds is None else "too short"
@@ -625,15 +723,21 @@ def scan(packages: list[str] | tuple[str, ...], root: Path = Path("/")) -> tuple
     return found, skipped
 
 
+def _member(path: Path, member: str, archive: zipfile.ZipFile | None = None) -> io.BytesIO:
+    """A sound inside an archive (ufoai's zip, Freedoom's WAD) as a file soundfile can read."""
+    if path.suffix.lower() == ".wad":
+        return _doom_wav(path, member)
+    if archive is not None:
+        return io.BytesIO(archive.read(member))
+    with zipfile.ZipFile(path) as opened:
+        return io.BytesIO(opened.read(member))
+
+
 def read_real_audio(
     file: RealFile, start_s: float = 0.0, seconds: float | None = None
 ) -> tuple[np.ndarray, int]:
     """Decode a real file (or a stretch of it) as float32 [channels, frames] and its sample rate."""
-    if file.member is not None:
-        with zipfile.ZipFile(file.path) as archive:
-            handle: Path | io.BytesIO = io.BytesIO(archive.read(file.member))
-    else:
-        handle = file.path
+    handle = file.path if file.member is None else _member(file.path, file.member)
     with sf.SoundFile(handle) as snd:
         rate = snd.samplerate
         snd.seek(min(round(start_s * rate), max(snd.frames - 1, 0)))

@@ -60,7 +60,7 @@ CORE_CATEGORIES = (
     "explosion",
     "riser",
 )
-# Values of the `source` field: the Debian packages read, then the two generators.
+# Values of the `source` field: the Debian packages read, then the generators.
 DEBIAN_SOURCES = (
     "sonic-pi-samples",
     "lmms-common",
@@ -68,8 +68,9 @@ DEBIAN_SOURCES = (
     "hydrogen-drumkits-effects",
     "ufoai-sound",
     "sound-theme-freedesktop",
+    "freedoom",
 )
-GENERATED_SOURCES = ("gm-render", "procedural")
+GENERATED_SOURCES = ("gm-render", "procedural", "gm-notes", "bpm-loops")
 SPLITS = ("train", "valid", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,14 @@ import soundfile as sf
 from studio.data.captions import Description
 from studio.data.manifest import CorpusError
 
-# Debian's GM fonts, best first, with their licences (Debian copyright files: MIT and GPL-2).
+ENGINES = ("tinysoundfont", "fluidsynth")  # preferred first
+# Debian's GM fonts, best first, with their licences (Debian copyright files: MIT and GPL-2) and the
+# renderers that play them right: tinysoundfont gets MuseScore General's piano wrong (louder when
+# played softer, silent after half a second), fluidsynth plays it as MuseScore does.
 KNOWN_SOUNDFONTS = (
-    ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "FluidR3 GM", "MIT"),
-    ("/usr/share/sounds/sf2/TimGM6mb.sf2", "TimGM6mb", "GPL-2.0-only"),
+    ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "FluidR3 GM", "MIT", ENGINES),
+    ("/usr/share/sounds/sf2/MuseScore_General_Full.sf2", "MuseScore General", "MIT", ("fluidsynth",)),
+    ("/usr/share/sounds/sf2/TimGM6mb.sf2", "TimGM6mb", "GPL-2.0-only", ENGINES),
 )
 SOUNDFONT_ENV = "STUDIO_SOUNDFONT"  # extra fonts, os.pathsep-separated; licence unknown to us
 TICKS = 480
@@ -42,6 +46,7 @@ class SoundFont:
     path: str
     name: str
     licence: str
+    engines: tuple[str, ...] = ENGINES  # the renderers that play it right, preferred first
 
 
 def find_soundfonts() -> list[SoundFont]:
@@ -51,32 +56,43 @@ def find_soundfonts() -> list[SoundFont]:
         for p in os.environ.get(SOUNDFONT_ENV, "").split(os.pathsep)
         if p and Path(p).is_file()
     ]
-    fonts += [SoundFont(p, name, lic) for p, name, lic in KNOWN_SOUNDFONTS if Path(p).is_file()]
+    fonts += [SoundFont(p, name, lic, eng) for p, name, lic, eng in KNOWN_SOUNDFONTS if Path(p).is_file()]
     return fonts
+
+
+def installed_engines() -> tuple[str, ...]:
+    """The renderers installed here, preferred first."""
+    found = {"tinysoundfont": find_spec("tinysoundfont"), "fluidsynth": shutil.which("fluidsynth")}
+    return tuple(e for e in ENGINES if found[e] is not None)
 
 
 def renderer() -> str | None:
     """ "tinysoundfont", "fluidsynth" or None, the first that is installed."""
-    if find_spec("tinysoundfont") is not None:
-        return "tinysoundfont"
-    return "fluidsynth" if shutil.which("fluidsynth") else None
+    return next(iter(installed_engines()), None)
 
 
-def check_gm_available() -> tuple[list[SoundFont], str]:
-    fonts = find_soundfonts()
-    if not fonts:
+def playable_soundfonts() -> list[tuple[SoundFont, str]]:
+    """Each soundfont here that an installed renderer plays right, with that renderer."""
+    engines = installed_engines()
+    pairs = [(font, next((e for e in font.engines if e in engines), None)) for font in find_soundfonts()]
+    return [(font, engine) for font, engine in pairs if engine is not None]
+
+
+def check_gm_available() -> list[tuple[SoundFont, str]]:
+    """`playable_soundfonts()`, or an error that says what to install."""
+    if not find_soundfonts():
         raise CorpusError(
             "gm-render needs a General MIDI soundfont and none was found",
             "sudo apt-get install fluid-soundfont-gm timgm6mb-soundfont (or `studio data setup`), set "
             f"{SOUNDFONT_ENV}=/path/to/font.sf2, or leave gm-render out of --sources",
         )
-    engine = renderer()
-    if engine is None:
+    fonts = playable_soundfonts()
+    if not fonts:
         raise CorpusError(
             "gm-render needs a soundfont renderer and neither tinysoundfont nor fluidsynth is installed",
             "pip install --no-deps tinysoundfont (or sudo apt-get install fluidsynth)",
         )
-    return fonts, engine
+    return fonts
 
 
 # ---------------------------------------------------------------- instruments
@@ -150,6 +166,56 @@ INSTRUMENTS: tuple[tuple[int, str, str | None, int, int, tuple[str, ...]], ...] 
     (12, "marimba", None, 45, 96, ("note", "melody")),
     (21, "accordion", None, 53, 89, ("chord", "melody")),
 )
+# One-note clips (`compose_note`): program, name as captions say it, category, lowest and highest note it
+# plays well, and the plain name of such a note ("bass note"). The GM piano, chromatic percussion, bass,
+# string, lead and pad programs whose note sounds at its key: not fifths lead (two pitches), tinkle bell
+# (no clear one) or agogo (FluidR3 and MuseScore General play it an octave above its key).
+NOTE_PROGRAMS: tuple[tuple[int, str, str | None, int, int, str], ...] = (
+    (0, "grand piano", "piano", 21, 108, "piano note"),
+    (1, "bright grand piano", "piano", 21, 108, "piano note"),
+    (2, "electric grand piano", "piano", 28, 103, "piano note"),
+    (3, "honky-tonk piano", "piano", 21, 108, "piano note"),
+    (4, "electric piano", "piano", 28, 103, "electric piano note"),
+    (5, "FM electric piano", "piano", 28, 103, "electric piano note"),
+    (6, "harpsichord", None, 29, 89, "harpsichord note"),
+    (7, "clavinet", None, 29, 88, "clavinet note"),
+    (8, "celesta", "bell", 60, 108, "bell note"),
+    (9, "glockenspiel", "bell", 79, 108, "bell note"),
+    (10, "music box", "bell", 60, 96, "bell note"),
+    (11, "vibraphone", "bell", 53, 89, "vibraphone bell note"),
+    (12, "marimba", None, 45, 96, "mallet note"),
+    (13, "xylophone", None, 65, 108, "mallet note"),
+    (14, "tubular bell", "bell", 60, 77, "bell note"),
+    (15, "dulcimer", "pluck", 48, 84, "plucked note"),
+    (114, "steel drum", None, 52, 88, "steel pan note"),
+    (32, "acoustic bass", "bass", 28, 55, "bass note"),
+    (33, "fingered electric bass", "bass", 28, 60, "bass note"),
+    (34, "picked electric bass", "bass", 28, 60, "bass note"),
+    (35, "fretless bass", "bass", 28, 60, "bass note"),
+    (36, "slap bass", "bass", 28, 60, "bass note"),
+    (37, "funk slap bass", "bass", 28, 60, "bass note"),
+    (38, "synth bass", "bass", 24, 60, "synth bass note"),
+    (39, "analog synth bass", "bass", 24, 60, "synth bass note"),
+    (48, "string ensemble", "strings", 28, 96, "string note"),
+    (49, "slow string ensemble", "strings", 28, 96, "string note"),
+    (50, "synth strings", "strings", 36, 96, "string note"),
+    (51, "analog synth strings", "strings", 36, 96, "string note"),
+    (80, "square lead", None, 48, 96, "synth lead note"),
+    (81, "sawtooth lead", None, 48, 96, "synth lead note"),
+    (82, "calliope lead", None, 48, 96, "synth lead note"),
+    (83, "chiff lead", None, 48, 96, "synth lead note"),
+    (84, "charang lead", None, 48, 96, "synth lead note"),
+    (85, "voice lead", None, 48, 84, "synth lead note"),
+    (88, "new age synth pad", "pad", 36, 84, "synth pad note"),
+    (89, "warm synth pad", "pad", 36, 84, "synth pad note"),
+    (90, "polysynth pad", "pad", 36, 84, "synth pad note"),
+    (91, "choir pad", "pad", 36, 84, "synth pad note"),
+    (92, "bowed pad", "pad", 36, 84, "synth pad note"),
+    (93, "metallic pad", "pad", 36, 84, "synth pad note"),
+    (94, "halo pad", "pad", 36, 84, "synth pad note"),
+    (95, "sweep pad", "pad", 36, 84, "synth pad note"),
+)
+NOTE_CATEGORIES: tuple[str | None, ...] = tuple(dict.fromkeys(p[2] for p in NOTE_PROGRAMS))
 KITS = ((0, None), (8, "room"), (16, "power"), (24, "electronic"), (25, "808"), (32, "jazz"), (40, "brush"))
 DRUM_HITS = {
     "kick": ((35, "kick drum"), (36, "kick")),
@@ -256,6 +322,26 @@ def to_midi(notes: list[tuple[float, int, float, int, int]], programs: dict[int,
     return buffer.getvalue()
 
 
+def _one_note(category: str | None, program: int, pitch: int, length: float, velocity: int,
+              desc: Description, tags: tuple[str, ...]) -> Composition:  # fmt: skip
+    """A single note; `desc` gets the note, loudness and length, so the caption names what is heard."""
+    details = ("long sustain",) if length > 1.6 else ("short note",) if length < 0.5 else ()
+    desc = replace(desc, note=pitch).with_qualities(*_dynamics(velocity)).with_details(*details)
+    notes = [(0.0, pitch, length, velocity, 0)]
+    return Composition(category, to_midi(notes, {0: program}, 120), length + TAIL_S, desc, tags)
+
+
+def compose_note(category: str | None, rng: np.random.Generator) -> Composition:
+    """One note of a NOTE_PROGRAMS program of `category`, anywhere in its range, at any loudness and
+    length ("soft grand piano note F#3, long sustain")."""
+    program, name, _, low, high, noun = _pick(rng, [p for p in NOTE_PROGRAMS if p[2] == category])
+    pitch = int(rng.integers(low, high + 1))
+    velocity = int(rng.integers(25, 128))
+    length = _u(rng, 1.5, 6.0) if category == "pad" else float(np.exp(rng.uniform(np.log(0.25), np.log(3.0))))
+    desc = Description(f"{name} note", synonyms=(noun, name))
+    return _one_note(category, program, pitch, length, velocity, desc, ("gm", name, "note"))
+
+
 def _compose_tonal(category: str | None, rng: np.random.Generator) -> Composition:
     program, name, _, low, high, kinds = _pick(rng, [i for i in INSTRUMENTS if i[2] == category])
     kind = _pick(rng, kinds)
@@ -267,11 +353,8 @@ def _compose_tonal(category: str | None, rng: np.random.Generator) -> Compositio
     tags = ("gm", name, kind)
     if kind == "note":
         pitch = int(rng.integers(low, high + 1))
-        length = _u(rng, 0.3, 2.5)
-        details = ("long sustain",) if length > 1.6 else ("short note",) if length < 0.5 else ()
-        desc = Description(name, _dynamics(velocity), details, note=pitch, synonyms=(f"{name} note",))
-        notes = [(0.0, pitch, length, velocity, 0)]
-        return Composition(category, to_midi(notes, {0: program}, 120), length + TAIL_S, desc, tags)
+        desc = Description(name, synonyms=(f"{name} note",))
+        return _one_note(category, program, pitch, _u(rng, 0.3, 2.5), velocity, desc, tags)
     base = low + (root - low) % 12 + (12 if high - low > 30 else 0)
     chord = [base + i for i in CHORDS[chord_name] if base + i <= high] or [base]
     if kind in ("chord", "strum", "pad"):
@@ -330,13 +413,16 @@ def _compose_hit(category: str, rng: np.random.Generator) -> Composition:
     return Composition(category, to_midi(notes, {DRUM_CHANNEL: kit}, 120), 0.2 + TAIL_S, desc, tags)
 
 
-def _compose_groove(rng: np.random.Generator) -> Composition:
-    genre = _pick(rng, GROOVES)
+def compose_groove(
+    rng: np.random.Generator, genre: str | None = None, bpm: float | None = None, bars: int | None = None
+) -> Composition:
+    """A GROOVES pattern on a GM kit; `genre`, `bpm` and `bars` are drawn when not given."""
+    genre = genre or _pick(rng, GROOVES)
     groove = GROOVES[genre]
-    bpm = _u(rng, *groove["bpm"])
+    bpm = bpm or _u(rng, *groove["bpm"])
     kit = _pick(rng, groove["kits"])
     step = 60 / bpm / 4
-    bars = max(1, min(4, int(7.0 // (16 * step))))
+    bars = bars or max(1, min(4, int(7.0 // (16 * step))))
     humanise = genre not in ("house", "trap")  # programmed genres stay on the grid
     notes = []
     for bar in range(bars):
@@ -366,7 +452,7 @@ GM_CATEGORIES: tuple[str | None, ...] = (
 def compose(category: str | None, rng: np.random.Generator) -> Composition:
     """A short GM piece of `category` (None: instruments outside the category list)."""
     if category == "drum-loop":
-        return _compose_groove(rng)
+        return compose_groove(rng)
     if category in DRUM_HITS:
         return _compose_hit(category, rng)
     return _compose_tonal(category, rng)

@@ -725,26 +725,58 @@ def _riser(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     return _sweep(p, n, sr, rng, upward=True)
 
 
+IMPACTS = {  # style: how it is made
+    "cinematic impact": "boom",
+    "trailer hit": "boom",
+    "boom impact": "boom",
+    "metallic impact": "boom",
+    "punch": "punch",
+    "body hit": "punch",
+    "wooden impact": "wood",
+    "door slam": "wood",
+    "sub drop": "drop",
+}
+
+
 def _design_impact(rng: np.random.Generator) -> Recipe:
-    style = _choice(rng, ["cinematic impact", "trailer hit", "boom impact", "metallic impact"])
+    style = _choice(rng, list(IMPACTS))
+    kind = IMPACTS[style]
     p: Params = {
-        "boom_hz": _u(rng, 38, 70),
-        "boom_tau": _u(rng, 0.25, 0.9),
+        "kind": kind,
+        "boom_hz": _u(rng, 38, 70) if kind != "punch" else _u(rng, 70, 140),
+        "boom_tau": _u(rng, 0.25, 0.9) if kind == "boom" else _u(rng, 0.03, 0.12),
         "crack_tau": _u(rng, 0.01, 0.05),
-        "crack_hz": _u(rng, 1500, 5000),
+        "crack_hz": _u(rng, 1500, 5000) if kind != "punch" else _u(rng, 800, 2500),
         "metal": style == "metallic impact",
-        "tail_tau": _u(rng, 0.3, 1.2),
+        "tail_tau": _u(rng, 0.3, 1.2) if kind != "punch" else _u(rng, 0.02, 0.08),
+        "modes": sorted(_u(rng, 120, 900) for _ in range(4)),  # a wooden board's resonances
+        "rattle": _u(rng, 0.0, 0.6) if style == "door slam" else 0.0,
+        "drop_s": _u(rng, 0.8, 2.5),
     }
-    seconds = max(1.2, min(p["boom_tau"] * 5 + p["tail_tau"], 5.0))
-    details = ["deep boom"] + ([d for d in [_decay_word(seconds, 1.0, 3.0)] if d])
-    desc = Description(
-        style, (_choice(rng, ["huge", "heavy", "punchy"]),), tuple(details), synonyms=("impact", "hit")
-    )
+    if kind == "drop":
+        seconds = p["drop_s"] + 0.5
+        details = ["falling pitch", "deep boom"]
+    elif kind == "boom":
+        seconds = max(1.2, min(p["boom_tau"] * 5 + p["tail_tau"], 5.0))
+        details = ["deep boom"] + ([d for d in [_decay_word(seconds, 1.0, 3.0)] if d])
+    else:
+        seconds = max(0.5, p["boom_tau"] * 5 + p["tail_tau"] * (3 if kind == "wood" else 1))
+        details = {"punch": ["short thud"], "wood": ["hollow knock"]}[kind]
+    if p["rattle"] > 0.3:
+        details.append("rattling frame")
+    quals = {"boom": ["huge", "heavy", "punchy"], "punch": ["hard", "dull", "punchy"],
+             "wood": ["heavy", "dull"], "drop": ["huge", "deep"]}[kind]  # fmt: skip
+    desc = Description(style, (_choice(rng, quals),), tuple(details), synonyms=("impact", "hit"))
     return Recipe("impact", "impact", p, seconds, desc)
 
 
 def _impact(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     t = _time(n, sr)
+    kind = p["kind"]
+    if kind == "drop":  # a sine falling an octave and more, the classic trailer sub drop
+        freq = p["boom_hz"] * (2.5 - 1.5 * np.minimum(t / p["drop_s"], 1.0))
+        drop = np.sin(2 * np.pi * _phase(freq, n, sr)) * _env(t, 0.005, p["drop_s"] / 2)
+        return _pan(np.tanh(1.5 * drop), 0.0)
     freq = p["boom_hz"] * (1 + 1.5 * np.exp(-t / 0.05))
     boom = np.sin(2 * np.pi * _phase(freq, n, sr)) * _env(t, 0.002, p["boom_tau"])
     chans = []
@@ -755,26 +787,41 @@ def _impact(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
         if p["metal"]:
             ring = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(400, 3000, 5))
             x += ring * _env(t, 0.001, p["tail_tau"]) * 0.15
+        if kind == "wood":
+            x += sum(np.sin(2 * np.pi * f * t) for f in p["modes"]) * _env(t, 0.001, 0.06) * 0.5
+        if p["rattle"]:
+            buzz = _filter(rng.standard_normal(n), "bandpass", (1500, 5000), sr)
+            x += buzz * (np.sin(2 * np.pi * 30 * t) > 0.6) * _env(t, 0.05, 0.15) * p["rattle"]
         chans.append(x)
     return np.stack(chans)
 
 
+EXPLOSIONS = ("explosion", "distant explosion", "big explosion", "blast", "grenade explosion",
+              "underwater explosion", "firework burst", "cannon blast")  # fmt: skip
+
+
 def _design_explosion(rng: np.random.Generator) -> Recipe:
-    style = _choice(rng, ["explosion", "distant explosion", "big explosion", "blast"])
-    distant = style == "distant explosion"
-    seconds = _u(rng, 2.5, 7.0)
+    style = _choice(rng, EXPLOSIONS)
+    muffled = style in ("distant explosion", "underwater explosion")
+    short = style in ("grenade explosion", "firework burst")
+    seconds = _u(rng, 1.5, 4.0) if short else _u(rng, 2.5, 7.0)
     p: Params = {
-        "cutoff": _u(rng, 200, 450) if distant else _u(rng, 700, 2000),
-        "attack": _u(rng, 0.03, 0.1) if distant else _u(rng, 0.003, 0.02),
-        "tau": _u(rng, 0.5, min(1.8, seconds / 3)),
+        "cutoff": _u(rng, 150, 450) if muffled else _u(rng, 700, 2000),
+        "attack": _u(rng, 0.03, 0.1) if muffled else _u(rng, 0.003, 0.02),
+        "tau": _u(rng, 0.15, 0.5) if short else _u(rng, 0.5, min(1.8, seconds / 3)),
         "rumble": _u(rng, 0.3, 0.8),
-        "debris": 0.0 if distant else _u(rng, 0.0, 1.0),
+        "debris": 0.0 if muffled or style == "firework burst" else _u(rng, 0.0, 1.0),
         "thump_hz": _u(rng, 32, 55),
+        "bubbles": int(rng.integers(6, 20)) if style == "underwater explosion" else 0,
+        "crackle": _u(rng, 0.4, 1.0) if style == "firework burst" else 0.0,
+        "echo": _u(rng, 0.25, 0.7) if style == "cannon blast" or rng.random() < 0.15 else 0.0,
     }
     details = ["long rumble"] if p["tau"] > 1.0 else ["short rumble"]
     if p["debris"] > 0.4:
         details.append("falling debris")
-    quals = ["muffled"] if distant else [_choice(rng, ["huge", "loud", "powerful"])]
+    details += ["bubbling"] * bool(p["bubbles"]) + ["crackling sparks"] * bool(p["crackle"])
+    details += ["echoing"] * bool(p["echo"])
+    quals = ["muffled"] if muffled else [_choice(rng, ["huge", "loud", "powerful"])]
     desc = Description(style, tuple(quals), tuple(details), synonyms=("explosion", "blast", "detonation"))
     return Recipe("explosion", "explosion", p, seconds, desc)
 
@@ -796,8 +843,26 @@ def _explosion(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarr
             where = where[where < n]
             clicks[where] = rng.uniform(-1, 1, len(where)) * np.exp(-where / sr / p["tau"])
             x += _filter(clicks, "bandpass", (1500, 6000), sr) * 2 * p["debris"]
+        if p["crackle"]:  # sparks: dense tiny pops thinning out over a second or two
+            pops = np.zeros(n)
+            where = (rng.exponential(0.6, int(300 * p["crackle"])) * sr).astype(int) + round(0.05 * sr)
+            where = where[where < n]
+            pops[where] = rng.uniform(-1, 1, len(where))
+            x += _filter(pops, "bandpass", (800, 4000), sr) * p["crackle"] * 0.6
+        for _ in range(p["bubbles"]):  # gas bubbles rising: low sines gliding up
+            start, length = _u(rng, 0.1, t[-1] / 2), _u(rng, 0.05, 0.2)
+            m = _frames(length, sr)
+            tb = _time(m, sr)
+            glide = _u(rng, 60, 250) * (1 + 2 * tb / length)
+            _place(x, np.sin(2 * np.pi * _phase(glide, m, sr)) * _env(tb, 0.005, length / 3) * 0.5,
+                   round(start * sr))  # fmt: skip
         chans.append(x)
-    return np.stack(chans)
+    out = np.stack(chans)
+    if p["echo"]:  # an outdoor slap-back: the blast returns off distant walls, duller each time
+        for k in (1, 2, 3):
+            echo = _filter(out, "lowpass", 1500 / k, sr) * 0.45**k
+            out[:, round(k * p["echo"] * sr) :] += echo[:, : n - round(k * p["echo"] * sr)]
+    return out
 
 
 SURFACES = ("gravel", "wood", "concrete", "grass", "snow", "metal", "dirt")
@@ -889,37 +954,61 @@ def _footsteps(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarr
     return out
 
 
+RAIN = {  # drops per second and the level of the hiss bed under them
+    "drizzling": ((8, 25), 0.02),
+    "light": ((25, 80), 0.04),
+    "steady": ((120, 350), 0.12),
+    "heavy": ((450, 1200), 0.35),
+    "pouring": ((1200, 2500), 0.6),
+}
+RAIN_SURFACES = (None, None, "a tin roof", "a window", "leaves", "an umbrella", "a tent", "a car roof",
+                 "puddles")  # fmt: skip
+
+
 def _design_rain(rng: np.random.Generator) -> Recipe:
-    intensity = _choice(rng, ["light", "steady", "heavy"])
-    surface = _choice(rng, [None, None, "a tin roof", "a window", "leaves"])
+    intensity = _choice(rng, list(RAIN))
+    surface = _choice(rng, RAIN_SURFACES)
+    density, bed = RAIN[intensity]
     p: Params = {
-        "density": _u(rng, *{"light": (25, 80), "steady": (120, 350), "heavy": (450, 1200)}[intensity]),
-        "bed": {"light": 0.04, "steady": 0.12, "heavy": 0.35}[intensity] * _u(rng, 0.7, 1.3),
+        "density": _u(rng, *density),
+        "bed": bed * _u(rng, 0.7, 1.3),
         "surface": surface,
-        "thunder": bool(rng.random() < 0.2),
+        "thunder": _choice(rng, [None, None, None, None, "distant", "close"]),
         "bed_cut": _u(rng, 3000, 9000),
+        "drips": _u(rng, 0.7, 2.5) if rng.random() < 0.2 else 0.0,
+        "wind": _u(rng, 0.3, 1.0) if rng.random() < 0.2 else 0.0,
+        "indoors": _u(rng, 700, 1600) if surface in (None, "a window") and rng.random() < 0.25 else 0.0,
     }
-    details = ["distant thunder"] if p["thunder"] else []
+    details = {"distant": ["distant thunder"], "close": ["thunder overhead"], None: []}[p["thunder"]]
+    details += ["dripping gutter"] * bool(p["drips"]) + ["windy"] * bool(p["wind"])
+    details += ["heard from indoors"] * bool(p["indoors"])
     where = f" on {surface}" if surface else ""
+    storm = p["thunder"] == "close" and intensity in ("heavy", "pouring")
+    subject = "thunderstorm rain" if storm else "rain"
+    quals = (intensity, "muffled") if p["indoors"] else (intensity,)
     desc = Description(
-        f"rain{where}", (intensity,), tuple(details), synonyms=(f"rainfall{where}", "rain ambience")
+        f"{subject}{where}", quals, tuple(details), synonyms=(f"rainfall{where}", "rain ambience")
     )
     return Recipe("rain", "rain", p, _u(rng, 4.0, 10.0), desc)
 
 
 def _droplet(sr: int, surface: str | None, rng: np.random.Generator) -> np.ndarray:
-    length = _u(rng, 0.004, 0.02)
+    fabric = surface in ("an umbrella", "a tent")
+    length = _u(rng, 0.02, 0.05) if fabric or surface == "puddles" else _u(rng, 0.004, 0.02)
     n = _frames(length, sr)
     t = _time(n, sr)
     if surface == "leaves":
         return _filter(rng.standard_normal(n), "bandpass", (2000, 8000), sr) * _env(t, 0.0005, length / 4)
-    f0 = _u(rng, 1500, 5000)
+    if fabric:  # a taut membrane: a dull thump at its own low resonance
+        thump = np.sin(2 * np.pi * _u(rng, 180, 500) * t) * _env(t, 0.0005, length / 4)
+        return thump + _filter(rng.standard_normal(n), "bandpass", (300, 2500), sr) * _env(t, 0.0003, 0.002)
+    f0 = _u(rng, 500, 1400) if surface == "puddles" else _u(rng, 1500, 5000)
     chirp = f0 * (1 + _u(rng, 0.1, 0.6) * t / length)  # a falling drop's bubble rings upward in pitch
     x = np.sin(2 * np.pi * _phase(chirp, n, sr)) * _env(t, 0.0003, length / 3)
-    if surface == "a tin roof":
-        x += (
-            sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(2000, 5000, 3)) * _env(t, 0.0003, length) * 0.3
-        )
+    if surface in ("a tin roof", "a car roof"):
+        band = (2000, 5000) if surface == "a tin roof" else (700, 2200)
+        ring = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(*band, 3))
+        x += ring * _env(t, 0.0003, length * (1.0 if surface == "a tin roof" else 0.5)) * 0.3
     elif surface == "a window":
         x = _filter(x + 0.3 * rng.standard_normal(n) * _env(t, 0.0002, 0.001), "highpass", 1500, sr)
     return x
@@ -927,8 +1016,9 @@ def _droplet(sr: int, surface: str | None, rng: np.random.Generator) -> np.ndarr
 
 def _rain(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     seconds = n / sr
+    t = _time(n, sr)
     out = np.zeros((2, n))
-    count = int(p["density"] * seconds)
+    count = max(6, int(p["density"] * seconds))
     for _ in range(6):  # six droplet shapes, each convolved with its own random impulse train
         shape = _droplet(sr, p["surface"], rng)
         hits = rng.integers(0, n, count // 6)
@@ -942,11 +1032,25 @@ def _rain(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     for ch in range(2):
         bed = _filter(rng.standard_normal(n), "bandpass", (300, p["bed_cut"]), sr)
         out[ch] += bed * p["bed"] * swell * 4
+    if p["drips"]:  # a gutter: big single drops at a steady, slightly uneven pace
+        drop = _droplet(sr, "puddles", rng) * 3
+        pan = _u(rng, -0.7, 0.7)
+        for at in np.arange(_u(rng, 0, 0.5), seconds, 1 / p["drips"]):
+            _place(out, _pan(drop, pan), round((at + _u(rng, -0.05, 0.05)) * sr))
+    if p["wind"]:
+        for ch in range(2):
+            gust = (0.6 + 0.4 * _slow_noise(n, sr, 0.4, rng)) ** 2
+            out[ch] += _filter(rng.standard_normal(n), "bandpass", (200, 900), sr) * gust * p["wind"] * 1.5
     if p["thunder"]:
-        t = _time(n, sr)
         start = _u(rng, 0.0, seconds / 2)
         rumble = _filter(rng.standard_normal(n), "lowpass", 120, sr, order=4)
-        out += rumble * _env(np.maximum(t - start, 0), 0.6, 1.2) * (t >= start) * 6
+        late = np.maximum(t - start, 0)
+        out += rumble * _env(late, 0.6, 1.2) * (t >= start) * 6
+        if p["thunder"] == "close":  # overhead lightning cracks before the rumble rolls in
+            crack = _filter(rng.standard_normal((2, n)), "bandpass", (400, 5000), sr)
+            out += crack * _env(late, 0.003, 0.15) * (t >= start) * 4
+    if p["indoors"]:  # walls and glass let only the low end through
+        out = _filter(out, "lowpass", p["indoors"], sr, order=4)
     return out
 
 
@@ -1099,12 +1203,15 @@ GROOVES: dict[str, dict[str, Any]] = {
 }
 
 
-def _design_loop(rng: np.random.Generator) -> Recipe:
-    genre = _choice(rng, list(GROOVES))
+def design_loop(
+    rng: np.random.Generator, genre: str | None = None, bpm: float | None = None, bars: int | None = None
+) -> Recipe:
+    """A GROOVES pattern on drums designed for it; `genre`, `bpm` and `bars` are drawn when not given."""
+    genre = genre or _choice(rng, list(GROOVES))
     groove = GROOVES[genre]
-    bpm = _u(rng, *groove["bpm"])
+    bpm = bpm or _u(rng, *groove["bpm"])
     bar = 240 / bpm
-    bars = max(1, min(4, int(7.5 // bar)))
+    bars = bars or max(1, min(4, int(7.5 // bar)))
     parts = {
         "kick": _design_kick(rng).params,
         "snare": _design_snare(rng).params,
@@ -1210,7 +1317,7 @@ DESIGNERS: dict[str | None, Callable[[np.random.Generator], Recipe]] = {
     "rain": _design_rain,
     "wind": _design_wind,
     "ui-blip": _design_ui,
-    "drum-loop": _design_loop,
+    "drum-loop": design_loop,
     None: _design_texture,
 }
 RENDERERS: dict[str, Callable[[Params, int, int, np.random.Generator], np.ndarray]] = {
