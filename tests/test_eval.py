@@ -284,6 +284,8 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     }
     assert all((folder / name).read_bytes()[:4] == b"\x89PNG" for name in ("diversity.png", "sweep.png"))
     assert "## Sampler sweep" in (folder / "eval.md").read_text()
+    assert report["voice"]["variety"]["diversity_0"]["max_abs_difference"] == 0  # the rest: test_eval_voice
+    assert "## What a musician hears first" in (folder / "eval.md").read_text()
     assert "prompt-category accuracy" in capsys.readouterr().out
     assert list((tmp_path / "cache" / "studio").rglob("*.npy"))  # held-out embeddings were cached
 

@@ -1,4 +1,4 @@
-"""`studio eval [adherence|vae|compare]`, `studio bench` and `studio train clap`.
+"""`studio eval [adherence|vae|voice|compare]`, `studio bench` and `studio train clap`.
 
 `add_eval_commands(subparsers)` registers `eval` and `bench` on the main parser's subcommands;
 `add_clap_train_command(train_subparsers)` registers `clap` under `studio train`.
@@ -38,7 +38,7 @@ def _prompt(text: str) -> tuple[str, str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from studio.eval.run import EvalConfig, run_adherence, run_eval, run_vae
+    from studio.eval.run import EvalConfig, run_adherence, run_eval, run_vae, run_voice
 
     if args.mode == "compare":
         return _compare(args)
@@ -59,6 +59,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.mode == "vae":
         return _vae(run_vae(config, _say))
+    if args.mode == "voice":
+        return _voice(run_voice(config, _say))
     result = run_adherence(config, _say) if args.mode == "adherence" else run_eval(config, _say)
     report = result.report
     accuracy = report["category_accuracy"]
@@ -86,6 +88,23 @@ def _vae(result: EvalResult) -> int:
         f"cents; worst DC {dc['round_trips']['max']:.1f} dBFS; share below 40 Hz "
         f"{report['low_band_excess_db']['median']:+.1f} dB; SI-SDR {report['si_sdr_db']['median']:.1f} dB "
         f"(medians); decode {one['median_s'] * 1000:.0f} ms a take"
+    )
+    for path in result.files:
+        print(path)
+    return 0
+
+
+def _voice(result: EvalResult) -> int:
+    report = result.report
+    variety, pitch, tempo = report["variety"], report["pitch"], report["tempo"]
+    decay, dc = report["decay"], report["clean"]["dc_offset_dbfs"]
+    print(
+        f"variety {variety['mean']:.2f} (mean |correlation| between takes; target "
+        f"≤ {variety['target_max']:g}); "
+        f"pitch {pitch['share']:.2f} of takes on the note (target ≥ {pitch['target_share']:g}); "
+        f"tempo {tempo['share']:.2f} of takes on the BPM (target ≥ {tempo['target_share']:g}); "
+        f"decay {decay['share']:.2f} of one-shots ≥ {decay['target_db']:g} dB; "
+        f"worst DC {dc['max']:.1f} dBFS (target below {dc['target_max']:g})"
     )
     for path in result.files:
         print(path)
@@ -174,13 +193,15 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Generate takes for category prompts and score them against the corpus's held-out "
         "clips; writes OUT/<model>/eval.json, eval.md and PNG plots (see docs/eval.md). "
         "`studio eval adherence` runs only prompt-category accuracy (OUT/<model>/adherence.json); "
-        "`studio eval vae` only scores the model's VAE round trips (OUT/<model>/vae.json). "
+        "`studio eval vae` only scores the model's VAE round trips (OUT/<model>/vae.json); "
+        "`studio eval voice` only what a musician hears first: variety between takes, the note and "
+        "tempo a prompt names, one-shot decay, DC and rumble (OUT/<model>/voice.json). "
         "`studio eval compare --reports DIR… --out DIR` tabulates several models' reports.",
     )
     ev.add_argument(
         "mode",
         nargs="?",
-        choices=["full", "adherence", "vae", "compare"],
+        choices=["full", "adherence", "vae", "voice", "compare"],
         default="full",
         help="default: full",
     )
@@ -190,7 +211,11 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         default=str(default_corpus_dir()),
         help="corpus folder with manifest.jsonl (default: $STUDIO_CORPUS_DIR or ./corpus)",
     )
-    ev.add_argument("--quick", action="store_true", help="2 takes, 3 sampler settings, 3 diversity values")
+    ev.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 takes, 3 sampler settings, 3 diversity values; voice: 1 note per instrument, 1 tempo",
+    )
     ev.add_argument(
         "--out",
         default="reports",

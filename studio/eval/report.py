@@ -4,19 +4,29 @@ other reports share."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
 
 
-def write_report(report: dict[str, Any], folder: Path) -> list[Path]:
+def write_report(report: dict[str, Any], folder: Path, voice: list[str]) -> list[Path]:
+    """eval.json, eval.md and the plots; `voice`: the markdown lines of the voice measures."""
     folder.mkdir(parents=True, exist_ok=True)
     files = [folder / "eval.json", folder / "eval.md"]
     files[0].write_text(json.dumps(report, indent=2) + "\n")
     files += _plots(report, folder)
-    files[1].write_text(markdown(report, [p.name for p in files[2:]]))
+    files[1].write_text(markdown(report, [p.name for p in files[2:]], voice))
     return files
+
+
+def number(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    """A value for a report's table: `digits` decimals (with a sign when `sign`), "–" for None or
+    NaN, "∞" or "−∞" for the infinities."""
+    if value is None or not math.isfinite(value):
+        return "–" if value is None or math.isnan(value) else ("−∞" if value < 0 else "∞")
+    return f"{value + 0.0:+.{digits}f}" if sign else f"{value + 0.0:.{digits}f}"
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -24,7 +34,7 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"
 
 
-def markdown(report: dict[str, Any], images: list[str]) -> str:
+def markdown(report: dict[str, Any], images: list[str], voice: list[str]) -> str:
     s, fad, acc, adh = report["settings"], report["fad"], report["category_accuracy"], report["adherence"]
     clap = report["clap"]["held_out"]
     lines = [
@@ -91,6 +101,9 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
         "",
         f"CCDS {'rises' if d['rises'] else 'does NOT rise'} with the knob.",
         "",
+        f"## What a musician hears first ({report['voice']['settings']['seconds']:.2f} s takes)",
+        "",
+        *voice,
         *(f"![{name}]({name})" for name in images),
         "",
     ]

@@ -1,7 +1,9 @@
 """`studio eval`: generate takes for category prompts and score them against held-out clips.
 
 Writes `<out>/<model>/eval.json`, `eval.md` and PNG plots (docs/eval.md says what every number
-means). `studio eval adherence` runs only prompt-category accuracy and writes `adherence.json`.
+means). `studio eval adherence` runs only prompt-category accuracy and writes `adherence.json`;
+`studio eval vae` only the VAE (`vae.json`); `studio eval voice` only the voice measures
+(`voice.json`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,21 @@ from studio.data.manifest import CORE_CATEGORIES, Clip, read_manifest
 from studio.engine import Engine
 from studio.errors import StudioError
 from studio.eval.clap import ClapModel, retrieval_report
-from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT, held_out_by_category
+from studio.eval.corpus import CATEGORY_PROMPTS, HELD_OUT, by_category, held_out_by_category
 from studio.eval.embeddings import AisfxEmbedder
 from studio.eval.report import write_report
 from studio.eval.scoring import ceilings, diversity_curve, score_accuracy, score_setting
-from studio.eval.takes import QUICK_SWEEP, SWEEP, Generator, Reference, SamplerSetting, flatten
+from studio.eval.takes import (
+    QUICK_SWEEP,
+    SWEEP,
+    Generator,
+    Reference,
+    SamplerSetting,
+    default_setting,
+    flatten,
+)
 from studio.eval.vae import autoencoder_kind, vae_markdown, vae_report
+from studio.eval.voice import VoicePlan, voice_markdown, voice_report, voice_sections
 from studio.models.registry import model_label
 
 Say = Callable[[str], None]
@@ -91,10 +102,14 @@ def _user_cache() -> Path:
     return user_cache_path("studio") / "aisfx"
 
 
-def _held_out(config: EvalConfig) -> dict[str, list[Clip]]:
-    """The reference clips, checked before any model is loaded so a bad corpus fails at once."""
+def _check_takes(config: EvalConfig) -> None:
     if config.take_count < 2:
         raise StudioError("evaluation needs at least 2 takes per prompt", "use --takes 2 or more")
+
+
+def _held_out(config: EvalConfig) -> dict[str, list[Clip]]:
+    """The reference clips, checked before any model is loaded so a bad corpus fails at once."""
+    _check_takes(config)
     held_out = held_out_by_category(config.corpus, config.wanted_categories)
     unknown = sorted(set(config.prompts) - set(held_out))
     if unknown:
@@ -116,13 +131,8 @@ def _generator(config: EvalConfig, engine: Engine, held_out: dict[str, list[Clip
     return Generator(engine, prompts, seconds, config.take_count, config.seed, cfg)
 
 
-def _main_setting(engine: Engine) -> SamplerSetting:
-    return SamplerSetting(engine.default_sampler, engine.default_steps(engine.default_sampler))
-
-
-def _header(
-    config: EvalConfig, engine: Engine, generator: Generator, held_out: dict[str, list[Clip]]
-) -> dict:
+def _about(config: EvalConfig, engine: Engine) -> dict:
+    """What every report says first: the model, where and how it ran, when."""
     return {
         "model": model_label(engine.model_name),
         "model_path": str(engine.model_path),
@@ -131,6 +141,14 @@ def _header(
         "torch_threads": torch.get_num_threads(),  # latencies depend on it (OMP_NUM_THREADS)
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": config.quick,
+    }
+
+
+def _header(
+    config: EvalConfig, engine: Engine, generator: Generator, held_out: dict[str, list[Clip]]
+) -> dict:
+    return {
+        **_about(config, engine),
         "corpus": {
             "path": str(config.corpus),
             "split": HELD_OUT,
@@ -146,7 +164,7 @@ def _header(
             "takes_per_prompt": generator.takes,
             "seed": config.seed,
             "cfg": generator.cfg,
-            "default_sampler": _main_setting(engine).label,
+            "default_sampler": default_setting(engine).label,
             "prompts": generator.prompts,
             "seconds": generator.seconds,
         },
@@ -177,7 +195,7 @@ def run_eval(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         prompt_embeddings = dict(
             zip(generator.prompts, clap.embed_text(list(generator.prompts.values())), strict=True)
         )
-        main = _main_setting(engine)
+        main = default_setting(engine)
         settings = [s for s in config.sweep if s.sampler in engine.samplers]
         if main not in settings:
             settings.append(main)
@@ -191,6 +209,8 @@ def run_eval(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         diversity = diversity_curve(generator, main, config.diversities, clap, chosen["ccds"]["per_category"])
         say("held-out clips through the VAE and back: the ceiling the generator works under")
         limits = ceilings(engine, reference, embedder)
+        say("what a musician hears first: variety, pitch, tempo, decay, DC and rumble")
+        voice = voice_report(engine, _voice_plan(config), _every_held_out(config.corpus), say)
         report = _header(config, engine, generator, held_out)
     say("scoring the contrastive model on the held-out split")
     report["fad"] = chosen["fad"]
@@ -206,9 +226,10 @@ def run_eval(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
         "held_out": retrieval_report(clap, read_manifest(config.corpus, HELD_OUT)),
     }
     report["sweep"] = [_compact(s) for s in sweep]
+    report["voice"] = voice
     report["elapsed_s"] = time.perf_counter() - start
     folder = config.out / report["model"]
-    files = write_report(report, folder)
+    files = write_report(report, folder, voice_sections(voice, "###"))
     return EvalResult(folder, report, files)
 
 
@@ -233,7 +254,7 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     with Engine(config.model, device=config.device) as engine:
         generator = _generator(config, engine, held_out)
         reference = Reference.build(held_out, embedder)
-        main = _main_setting(engine)
+        main = default_setting(engine)
         say(f"generating {generator.takes} takes x {len(held_out)} prompts at {main.label}")
         clips, labels = flatten(generator.run(main, 1.0))
         accuracy = score_accuracy(embedder.embed(clips), labels, reference)
@@ -246,6 +267,35 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     path = folder / "adherence.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return EvalResult(folder, report, [path])
+
+
+def _voice_plan(config: EvalConfig) -> VoicePlan:
+    return VoicePlan.for_run(config.take_count, config.seed, config.cfg, config.quick)
+
+
+def _every_held_out(corpus: Path) -> dict[str, list[Clip]]:
+    """The held-out clips of every category the corpus has them for."""
+    return by_category(read_manifest(corpus, HELD_OUT))
+
+
+def run_voice(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
+    """Only what a musician hears first (voice.py): variety between takes, the note and the tempo a
+    prompt names, the decay of one-shots, DC and rumble; writes voice.json and voice.md."""
+    start = time.perf_counter()
+    _check_takes(config)
+    held_out = _every_held_out(config.corpus)
+    with Engine(config.model, device=config.device) as engine:
+        measured = voice_report(engine, _voice_plan(config), held_out, say)
+        report = _about(config, engine)
+    report["corpus"] = {"path": str(config.corpus), "split": HELD_OUT}
+    report |= measured
+    report["elapsed_s"] = time.perf_counter() - start
+    folder = config.out / report["model"]
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / "voice.json", folder / "voice.md"]
+    files[0].write_text(json.dumps(report, indent=2) + "\n")
+    files[1].write_text(voice_markdown(report))
+    return EvalResult(folder, report, files)
 
 
 def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:

@@ -1,17 +1,22 @@
 """What a listener hears in a sound, measured: pitch, tonal lines on a frame grid, DC, rumble,
-noise where a note was, and distances between a sound and its copy.
+noise where a note was, decay, tempo, and distances between a sound and its copy or another take.
 
-Pure numpy functions over float arrays [channels, frames] (or [frames]) at a given rate; the
-autoencoder evaluation (vae.py) runs them on round trips, and they are as good for takes.
+Pure functions over float arrays [channels, frames] (or [frames]) at a given rate; the autoencoder
+evaluation (vae.py) runs them on round trips, the voice measures (voice.py) on takes.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
 COMB_PEAKS = 10  # the strongest spectral peaks a comb score looks at
 COMB_BAND = (60.0, 5000.0)
 COMB_TOLERANCE = 0.02  # of the grid spacing, either side: chance of a random peak landing is 4%
+LOW_BAND_HZ = 40.0  # below it: rumble, steps and DC, not a note (E1, a bass guitar's lowest, is 41.2 Hz)
+LEVEL_FLOOR_DBFS = -120.0  # a level below this is silence
+TEMPO_TOLERANCE = 0.03  # a tempo within 3% is the tempo asked for
 
 
 def mono(audio: np.ndarray) -> np.ndarray:
@@ -185,17 +190,94 @@ def spectral_flatness_db(
     return flatness(round_trip) - flatness(original)
 
 
+def low_band_share_db(audio: np.ndarray, rate: int, cutoff: float = LOW_BAND_HZ) -> float:
+    """The share of the signal's power below `cutoff` Hz, in dB (0 Hz included; level counts for
+    nothing): one Hann-windowed spectrum of the whole clip, channels mixed."""
+    power = _power_spectra(audio, audio.shape[-1], audio.shape[-1])[0]
+    low = np.fft.rfftfreq(audio.shape[-1], 1 / rate) < cutoff
+    return float(10 * np.log10(power[low].sum() / power.sum()))
+
+
 def low_band_excess_db(
-    original: np.ndarray, round_trip: np.ndarray, rate: int, cutoff: float = 40.0
+    original: np.ndarray, round_trip: np.ndarray, rate: int, cutoff: float = LOW_BAND_HZ
 ) -> float:
     """How much larger the round trip's share of power below `cutoff` Hz is than the original's, in
-    dB: the rumble a decoder adds when its latent frames' changes leak into the output as steps
-    (level counts for nothing). Whole clip, channels mixed, Hann window; 0 Hz included.
-    """
+    dB (`low_band_share_db` of each): the rumble a decoder adds when its latent frames' changes leak
+    into the output as steps."""
+    return low_band_share_db(round_trip, rate, cutoff) - low_band_share_db(original, rate, cutoff)
 
-    def share(audio: np.ndarray) -> float:
-        power = _power_spectra(audio, audio.shape[-1], audio.shape[-1])[0]
-        low = np.fft.rfftfreq(audio.shape[-1], 1 / rate) < cutoff
-        return float(10 * np.log10(power[low].sum() / power.sum()))
 
-    return share(round_trip) - share(original)
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """The Pearson correlation of two signals' channel mixes, sample against sample over their
+    common length, with no search over lags: 1 for the same take, about 0 for independent ones. NaN
+    when either is constant."""
+    x, y = mono(a), mono(b)
+    frames = min(len(x), len(y))
+    x, y = x[:frames] - x[:frames].mean(), y[:frames] - y[:frames].mean()
+    scale = np.sqrt((x @ x) * (y @ y))
+    return float(x @ y / scale) if scale > 0 else float("nan")
+
+
+def mean_abs_correlation(takes: list[np.ndarray]) -> float:
+    """The mean over every pair of takes of |`correlation`|: how much takes of one prompt are the
+    same waveform, whatever the sign. Needs at least two takes."""
+    if len(takes) < 2:
+        raise ValueError("correlation between takes needs at least two takes")
+    pairs = itertools.combinations(takes, 2)
+    return float(np.mean([abs(correlation(a, b)) for a, b in pairs]))
+
+
+def _dbfs(rms: np.ndarray | float) -> np.ndarray:
+    """RMS values as dBFS levels, none below LEVEL_FLOOR_DBFS."""
+    return np.maximum(LEVEL_FLOOR_DBFS, 20 * np.log10(np.maximum(rms, 1e-300)))
+
+
+def decay_db(audio: np.ndarray, rate: int, window_s: float = 0.01) -> float:
+    """How far a sound falls from its loudest moment to its second half, in dB: the highest RMS
+    level (dBFS) over consecutive `window_s` windows of the channel mix, minus the RMS level of the
+    second half of the whole signal. Levels stop at LEVEL_FLOOR_DBFS, so a silent second half counts
+    as −120 dBFS. A drum hit that dies away scores tens of dB; a sound that holds, 0 to a few."""
+    signal = mono(audio)
+    size = max(1, round(window_s * rate))
+    windows = signal[: len(signal) // size * size].reshape(-1, size)  # at least one window long
+    peak = _dbfs(np.sqrt(np.mean(windows**2, axis=1))).max()
+    tail = signal[len(signal) // 2 :]
+    return float(peak - _dbfs(np.sqrt(np.mean(tail**2))))
+
+
+def median_f0(audio: np.ndarray, rate: int, near_hz: float) -> tuple[float | None, float]:
+    """(f0 in Hz, voiced share): librosa's pYIN on the channel mix, searched from 1.5 octaves below
+    to 1.5 octaves above `near_hz` (so an octave error is still found, and `near_hz` sits on pYIN's
+    tenth-of-a-semitone grid), the median f0 over the frames it calls voiced, and the share of frames
+    it calls voiced. f0 is None when no frame is voiced. Frames are long enough for two periods of
+    the lowest frequency searched, and at least 2048 samples."""
+    import librosa  # slow to import; only pitch needs it
+
+    fmin = near_hz * 2**-1.5
+    fmax = min(near_hz * 2**1.5, rate / 2)
+    frame = max(2048, 1 << int(np.ceil(np.log2(2 * rate / fmin))))
+    f0, voiced, _ = librosa.pyin(mono(audio), fmin=fmin, fmax=fmax, sr=rate, frame_length=frame)
+    if not voiced.any():
+        return None, 0.0
+    return float(np.median(f0[voiced])), float(voiced.mean())
+
+
+def pitch_class_error(f0: float, target_hz: float) -> tuple[float, int]:
+    """(cents, octaves) from `target_hz` to `f0`, octaves folded out: cents in [−600, 600) is how far
+    f0 sits from the nearest frequency of the target's pitch class, octaves how many octaves that
+    frequency is from the target (0: the note asked for; −1: an octave below)."""
+    total = cents(f0, target_hz)
+    octaves = int(np.floor((total + 600) / 1200))
+    return total - 1200 * octaves, octaves
+
+
+def tempo_relation(estimated: float | None, asked: float, tolerance: float = TEMPO_TOLERANCE) -> str:
+    """How a tempo estimate relates to the tempo asked for: "right" within ±`tolerance` (a
+    fraction) of it, "half-time" or "double-time" within that of half or twice it, "wrong"
+    otherwise, "none" when there was no estimate."""
+    if estimated is None:
+        return "none"
+    for relation, factor in (("right", 1.0), ("half-time", 0.5), ("double-time", 2.0)):
+        if abs(estimated / (asked * factor) - 1) <= tolerance:
+            return relation
+    return "wrong"

@@ -47,6 +47,11 @@ QUICK_SWEEP = (
 )
 
 
+def default_setting(engine: Engine) -> SamplerSetting:
+    """The model's own sampler at its own steps (its config's defaults, else the sampler's)."""
+    return SamplerSetting(engine.default_sampler, engine.default_steps(engine.default_sampler))
+
+
 @dataclass
 class Reference:
     """The held-out clips of the evaluated categories, embedded once."""

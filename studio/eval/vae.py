@@ -23,6 +23,7 @@ from studio.data.manifest import Clip
 from studio.engine import Engine
 from studio.eval import sound
 from studio.eval.metrics import accuracy_summary, leave_one_out_accuracy, leave_one_out_predictions
+from studio.eval.report import number
 from studio.models import ModelConfig
 from studio.training import losses
 
@@ -252,12 +253,6 @@ def autoencoder_kind(config: ModelConfig) -> str:
     return kinds[0] if kinds[0] == kinds[1] else "+".join(kinds)
 
 
-def _n(value: float | None, digits: int = 3, sign: bool = False) -> str:
-    if value is None or not np.isfinite(value):
-        return "–" if value is None or np.isnan(value) else ("−∞" if value < 0 else "∞")
-    return f"{value + 0.0:+.{digits}f}" if sign else f"{value + 0.0:.{digits}f}"
-
-
 def vae_markdown(report: dict[str, Any]) -> str:
     tones, notes, comb = report["tone_pitch"], report["note_pitch"], report["comb_score"]
     dc, decode = report["dc_offset_dbfs"], report["decode"]
@@ -266,7 +261,7 @@ def vae_markdown(report: dict[str, Any]) -> str:
     partials, flatness = report["frame_rate_partials_db"], report["spectral_flatness_db"]
     note_line = (
         f"| GM notes within {notes['tolerance_cents']:g} cents ({notes['soundfont']}) | "
-        f"{notes['within_tolerance']} of {notes['count']} (worst {_n(notes['max_abs_cents'], 1)}) | all |"
+        f"{notes['within_tolerance']} of {notes['count']} (worst {number(notes['max_abs_cents'], 1)}) | all |"
         if notes.get("count")
         else f"| GM notes | not measured: {notes.get('skipped')} | |"
     )
@@ -279,24 +274,26 @@ def vae_markdown(report: dict[str, Any]) -> str:
         "",
         "| measure | value | target or reference |",
         "| --- | --- | --- |",
-        f"| round-trip category accuracy (aisfx, leave-one-out) | {_n(report['round_trip_leave_one_out'])} | "
-        f"≥ 0.70; the real clips {_n(report['held_out_leave_one_out'])} |",
+        "| round-trip category accuracy (aisfx, leave-one-out) | "
+        f"{number(report['round_trip_leave_one_out'])} | "
+        f"≥ 0.70; the real clips {number(report['held_out_leave_one_out'])} |",
         f"| comb score (top-{sound.COMB_PEAKS} peaks on multiples of {comb['grid_hz']:.2f} Hz) | "
-        f"{_n(comb['round_trips'])} | ≤ 0.08; the originals {_n(comb['originals'])}, chance 0.04 |",
+        f"{number(comb['round_trips'])} | ≤ 0.08; the originals {number(comb['originals'])}, chance 0.04 |",
         f"| pure tones {TONE_FREQUENCIES[0]:g} Hz–{TONE_FREQUENCIES[-1]:g} Hz within "
         f"{tones['tolerance_cents']:g} cents | {tones['within_tolerance']} of {tones['count']} "
-        f"(worst {_n(tones['max_abs_cents'], 1)}) | all |",
+        f"(worst {number(tones['max_abs_cents'], 1)}) | all |",
         note_line,
-        f"| DC offset, worst round trip | {_n(dc['round_trips'].get('max'), 1)} dBFS | below −50; the "
-        f"originals' worst {_n(dc['originals'].get('max'), 1)} |",
+        f"| DC offset, worst round trip | {number(dc['round_trips'].get('max'), 1)} dBFS | below −50; the "
+        f"originals' worst {number(dc['originals'].get('max'), 1)} |",
         f"| energy share below 40 Hz against the original (median / p90) | "
-        f"{_n(report['low_band_excess_db']['median'], 1, True)} / "
-        f"{_n(report['low_band_excess_db'].get('p90'), 1, True)} dB | ≤ 0 |",
-        f"| multi-resolution STFT distance (median) | {_n(stft['median'])} | 0 = identical |",
-        f"| multi-resolution mel distance (median) | {_n(mel['median'])} | 0 = identical |",
-        f"| SI-SDR (median) | {_n(report['si_sdr_db']['median'], 1)} dB | higher is closer, phase included |",
-        f"| frame-rate partials (median) | {_n(partials['median'], 1, True)} dB | 0 |",
-        f"| spectral flatness (median) | {_n(flatness['median'], 1, True)} dB | 0 |",
+        f"{number(report['low_band_excess_db']['median'], 1, True)} / "
+        f"{number(report['low_band_excess_db'].get('p90'), 1, True)} dB | ≤ 0 |",
+        f"| multi-resolution STFT distance (median) | {number(stft['median'])} | 0 = identical |",
+        f"| multi-resolution mel distance (median) | {number(mel['median'])} | 0 = identical |",
+        f"| SI-SDR (median) | {number(report['si_sdr_db']['median'], 1)} dB | "
+        "higher is closer, phase included |",
+        f"| frame-rate partials (median) | {number(partials['median'], 1, True)} dB | 0 |",
+        f"| spectral flatness (median) | {number(flatness['median'], 1, True)} dB | 0 |",
         f"| decode, one {decode['take_seconds']:.2f} s take | {one['median_s'] * 1000:.1f} ms | ≤ 40 ms on "
         "the 2-core CPU |",
         f"| decode per take at batch 8 | {eight['per_take_s'] * 1000:.1f} ms | no more than at batch 1 |",
@@ -310,14 +307,14 @@ def vae_markdown(report: dict[str, Any]) -> str:
     ]
     for c, count in report["corpus"]["clips_per_category"].items():
         lines.append(
-            f"| {c} | {count} | {_n(report['per_category'][c], 2)} | "
-            f"{_n(report['stft_distance']['per_category'][c])} | "
-            f"{_n(report['mel_distance']['per_category'][c])} | "
-            f"{_n(report['si_sdr_db']['per_category'][c], 1)} | "
-            f"{_n(report['low_band_excess_db']['per_category'][c], 1, True)} | "
-            f"{_n(report['spectral_flatness_db']['per_category'][c], 1, True)} |"
+            f"| {c} | {count} | {number(report['per_category'][c], 2)} | "
+            f"{number(report['stft_distance']['per_category'][c])} | "
+            f"{number(report['mel_distance']['per_category'][c])} | "
+            f"{number(report['si_sdr_db']['per_category'][c], 1)} | "
+            f"{number(report['low_band_excess_db']['per_category'][c], 1, True)} | "
+            f"{number(report['spectral_flatness_db']['per_category'][c], 1, True)} |"
         )
     lines += ["", "## Pitch, in cents from the original", "", "| probe | cents |", "| --- | --- |"]
     for name, value in {**tones["cents"], **notes.get("cents", {})}.items():
-        lines.append(f"| {name} | {_n(value, 1, True)} |")
+        lines.append(f"| {name} | {number(value, 1, True)} |")
     return "\n".join(lines) + "\n"
