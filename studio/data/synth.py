@@ -18,6 +18,7 @@ import numpy as np
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
 from studio.data.captions import Description
+from studio.prompt_facts import note_frequency
 
 Params = dict[str, Any]
 
@@ -74,10 +75,6 @@ def _env(t: np.ndarray, attack: float, tau: float) -> np.ndarray:
     """Linear attack then exponential decay with time constant `tau` (about a third of the audible decay)."""
     rise = np.minimum(t / max(attack, 1e-6), 1.0)
     return rise * np.exp(-np.maximum(t - attack, 0.0) / tau)
-
-
-def _midi_hz(note: float) -> float:
-    return 440.0 * 2 ** ((note - 69) / 12)
 
 
 def _hz_midi(freq: float) -> int:
@@ -518,7 +515,7 @@ def _bass_voice(p: Params, freq: float, dur: float, sr: int, rng: np.random.Gene
 def _bass(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros(n)
     for start, note, dur in p["notes"]:
-        _place(out, _bass_voice(p, _midi_hz(note), dur, sr, rng), round(start * sr))
+        _place(out, _bass_voice(p, note_frequency(note), dur, sr, rng), round(start * sr))
     return _pan(out, 0.0)
 
 
@@ -569,7 +566,7 @@ def _pad(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     for note in p["notes"]:
         for v in range(p["voices"]):
             spread = (v / max(p["voices"] - 1, 1) - 0.5) * 2
-            freq = _midi_hz(note) * 2 ** (spread * p["detune_cents"] / 1200)
+            freq = note_frequency(note) * 2 ** (spread * p["detune_cents"] / 1200)
             _place(out, _pan(osc(freq, n, sr, rng.random()), 0.7 * spread * (-1) ** k), 0)
             k += 1
     bright = _filter(out, "lowpass", p["cutoff"], sr)
@@ -604,7 +601,7 @@ def _design_bell(rng: np.random.Generator) -> Recipe:
 
 def _bell(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     t = _time(n, sr)
-    fc = _midi_hz(p["note"])
+    fc = note_frequency(p["note"])
     index = p["index"] * np.exp(-t / p["index_tau"])
     amp = _env(t, 0.001, p["tau"])
     chans = []
@@ -674,10 +671,10 @@ def _pluck(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
         length = n - round(start * sr)
         if p["style"] == "pluck synth":
             t = _time(length, sr)
-            x = _saw(_midi_hz(note), length, sr)
+            x = _saw(note_frequency(note), length, sr)
             voice = _filter(x, "lowpass", p["cutoff"], sr) * _env(t, 0.002, p["tau"])
         else:
-            voice = _karplus_strong(_midi_hz(note), length, sr, p["decay"], p["brightness"], rng)
+            voice = _karplus_strong(note_frequency(note), length, sr, p["decay"], p["brightness"], rng)
         _place(out, voice, round(start * sr))
     return _pan(out, _u(rng, -0.2, 0.2))
 
@@ -1121,7 +1118,7 @@ def _ui(p: Params, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     length = _frames(p["tone"] * 4, sr)
     t = _time(length, sr)
     for i, note in enumerate(p["notes"]):
-        f = _midi_hz(note)
+        f = note_frequency(note)
         if p["wave"] == "sine":
             x = np.sin(2 * np.pi * f * t)
         elif p["wave"] == "triangle":

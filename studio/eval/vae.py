@@ -25,6 +25,7 @@ from studio.eval import sound
 from studio.eval.metrics import accuracy_summary, leave_one_out_accuracy, leave_one_out_predictions
 from studio.eval.report import number
 from studio.models import ModelConfig
+from studio.prompt_facts import note_frequency
 from studio.training import losses
 
 Say = Callable[[str], None]
@@ -71,23 +72,22 @@ def tone_probes(rate: int, channels: int) -> list[Probe]:
 def gm_note_probes(rate: int, channels: int) -> tuple[list[Probe], str | None]:
     """GM_NOTES rendered through this machine's General MIDI soundfont, and the font's name; no
     probes and None when there is no soundfont or renderer (`studio data setup` installs both)."""
-    from studio.data.midi_render import find_soundfonts, render_midi, renderer, to_midi
+    from studio.data.midi_render import playable_soundfonts, render_midi, to_midi
 
-    fonts, engine = find_soundfonts(), renderer()
-    if not fonts or engine is None:
+    # A font with the renderer that plays it right: MuseScore General's piano through
+    # tinysoundfont is silent after half a second.
+    playable = playable_soundfonts()
+    if not playable:
         return [], None
+    font, engine = playable[0]
     probes = []
     for program, note in GM_NOTES:
         midi = to_midi([(0.0, note, NOTE_SECONDS, 100, 0)], {0: program}, bpm=120)
-        audio = render_midi(midi, fonts[0].path, rate, engine)[:, : int((NOTE_SECONDS + 0.5) * rate)]
+        audio = render_midi(midi, font.path, rate, engine)[:, : int((NOTE_SECONDS + 0.5) * rate)]
         audio = audio / max(1e-6, float(np.abs(audio).max())) * 10 ** (-3 / 20)
         audio = audio if channels == 2 else audio.mean(axis=0, keepdims=True)
-        probes.append(Probe(f"GM {program} note {note}", audio.astype(np.float32), _midi_hz(note)))
-    return probes, fonts[0].name
-
-
-def _midi_hz(note: int) -> float:
-    return 440.0 * 2 ** ((note - 69) / 12)
+        probes.append(Probe(f"GM {program} note {note}", audio.astype(np.float32), note_frequency(note)))
+    return probes, font.name
 
 
 @torch.inference_mode()
