@@ -26,12 +26,9 @@ def number(value: float | None, digits: int = 3, sign: bool = False) -> str:
     NaN, "∞" or "−∞" for the infinities."""
     if value is None or not math.isfinite(value):
         return "–" if value is None or math.isnan(value) else ("−∞" if value < 0 else "∞")
-    return f"{value + 0.0:+.{digits}f}" if sign else f"{value + 0.0:.{digits}f}"
-
-
-def _num(value: float | None, digits: int = 3) -> str:
     # + 0.0 turns a rounded -0.0 (CCDS of identical takes, cosine round-off) into 0.0
-    return "–" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"
+    shown = round(value, digits) + 0.0
+    return f"{shown:+.{digits}f}" if sign else f"{shown:.{digits}f}"
 
 
 def markdown(report: dict[str, Any], images: list[str], voice: list[str]) -> str:
@@ -49,19 +46,19 @@ def markdown(report: dict[str, Any], images: list[str], voice: list[str]) -> str
         "",
         "| metric | value | for comparison |",
         "| --- | --- | --- |",
-        f"| FAD, aisfx (overall) | {_num(fad['overall'])} | lower is better; covariance "
+        f"| FAD, aisfx (overall) | {number(fad['overall'])} | lower is better; covariance "
         f"{fad['covariance']} |",
-        f"| prompt-category accuracy (top-1) | {_num(acc['top1'])} | chance {_num(acc['chance'])}; "
-        f"held-out clips, leave-one-out {_num(acc['held_out_leave_one_out'])}; their VAE round trips "
-        f"{_num(acc['vae_round_trip_leave_one_out'])} |",
-        f"| prompt adherence (CLAP cosine) | {_num(adh['mean'])} | held-out clips "
-        f"{_num(adh['held_out_clips'])} |",
-        f"| CCDS at diversity 1 | {_num(report['ccds']['mean'])} | 0 = identical takes |",
-        f"| CLAP held-out text→audio R@1 / R@5 | {_num(clap['text_to_audio_r1'], 2)} / "
-        f"{_num(clap['text_to_audio_r5'], 2)} | chance {_num(clap['chance_r1'])} / "
-        f"{_num(clap['chance_r5'])} |",
-        f"| CLAP held-out zero-shot category accuracy | {_num(clap['zero_shot_category_accuracy'], 2)} | "
-        f"chance {_num(clap['chance_category'])} ({int(clap['categories'])} categories) |",
+        f"| prompt-category accuracy (top-1) | {number(acc['top1'])} | chance {number(acc['chance'])}; "
+        f"held-out clips, leave-one-out {number(acc['held_out_leave_one_out'])}; their VAE round trips "
+        f"{number(acc['vae_round_trip_leave_one_out'])} |",
+        f"| prompt adherence (CLAP cosine) | {number(adh['mean'])} | held-out clips "
+        f"{number(adh['held_out_clips'])} |",
+        f"| CCDS at diversity 1 | {number(report['ccds']['mean'])} | 0 = identical takes |",
+        f"| CLAP held-out text→audio R@1 / R@5 | {number(clap['text_to_audio_r1'], 2)} / "
+        f"{number(clap['text_to_audio_r5'], 2)} | chance {number(clap['chance_r1'])} / "
+        f"{number(clap['chance_r5'])} |",
+        f"| CLAP held-out zero-shot category accuracy | {number(clap['zero_shot_category_accuracy'], 2)} | "
+        f"chance {number(clap['chance_category'])} ({int(clap['categories'])} categories) |",
         "",
         "## Per category",
         "",
@@ -71,8 +68,8 @@ def markdown(report: dict[str, Any], images: list[str], voice: list[str]) -> str
     for c, prompt in s["prompts"].items():
         lines.append(
             f"| {c} | {prompt} | {s['seconds'][c]:.2f} | {report['corpus']['clips_per_category'][c]} | "
-            f"{_num(fad['per_category'][c])} | {_num(acc['per_category'][c], 2)} | "
-            f"{_num(adh['per_category'][c])} | {_num(report['ccds']['per_category'][c])} |"
+            f"{number(fad['per_category'][c])} | {number(acc['per_category'][c], 2)} | "
+            f"{number(adh['per_category'][c])} | {number(report['ccds']['per_category'][c])} |"
         )
     lines += [
         "",
@@ -84,8 +81,8 @@ def markdown(report: dict[str, Any], images: list[str], voice: list[str]) -> str
     for row in report["sweep"]:
         batch = row["latency"]["batch_s"]
         lines.append(
-            f"| {row['sampler']} | {row['steps']} | {_num(row['fad'])} | "
-            f"{_num(row['category_accuracy'], 2)} | {_num(row['adherence'])} | {_num(row['ccds'])} | "
+            f"| {row['sampler']} | {row['steps']} | {number(row['fad'])} | "
+            f"{number(row['category_accuracy'], 2)} | {number(row['adherence'])} | {number(row['ccds'])} | "
             f"{batch['median']:.3f} "
             f"({batch['min']:.3f}–{batch['max']:.3f}) | {row['latency']['per_take_s']:.3f} | "
             f"{row['latency']['rtf']:.1f} |"
@@ -97,7 +94,7 @@ def markdown(report: dict[str, Any], images: list[str], voice: list[str]) -> str
         "",
         "| diversity | CCDS |",
         "| --- | --- |",
-        *(f"| {k} | {_num(v)} |" for k, v in zip(d["knob"], d["ccds"], strict=True)),
+        *(f"| {k} | {number(v)} |" for k, v in zip(d["knob"], d["ccds"], strict=True)),
         "",
         f"CCDS {'rises' if d['rises'] else 'does NOT rise'} with the knob.",
         "",
