@@ -65,17 +65,14 @@ class FactConditioner(nn.Module):
 
     def __init__(self, output_dim: int, fact: str, min_val: float, max_val: float, period: float | None):
         super().__init__()
-        self.fact, self.read, self.period = fact, self.READERS[fact], period
+        self.read, self.period = self.READERS[fact], period
         self.number = NumberConditioner(output_dim, min_val, max_val)
         self.cycle = nn.Linear(2, output_dim, bias=False) if period else None
         self.absent = nn.Parameter(torch.zeros(output_dim))
 
-    def values(self, prompts: list[str]) -> list[float | None]:
-        return [self.read(prompt) for prompt in prompts]
-
     def forward(self, prompts: list[str]) -> torch.Tensor:
         """prompts -> tokens [B, 1, output_dim]."""
-        stated = self.values(prompts)
+        stated = [self.read(prompt) for prompt in prompts]
         present = torch.tensor([v is not None for v in stated], device=self.absent.device)
         numbers = torch.tensor([0.0 if v is None else v for v in stated], device=self.absent.device)
         tokens = self.number(numbers)

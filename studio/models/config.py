@@ -133,8 +133,8 @@ class ModelConfig:
     default_sampler: str | None = None
     default_steps: int | None = None
     # The noise levels t (1 = pure noise) at which guidance applies; the other steps run the
-    # conditional branch alone. Guiding the first, noisiest steps is what makes guided takes of one
-    # prompt alike (Kynkäänniemi et al. 2024), and each step outside costs half as much.
+    # conditional branch alone, at half the cost. Guiding the noisiest steps can push a take past
+    # its data (studio-mini v0.4's kicks go silent) or make takes alike (Kynkäänniemi et al. 2024).
     guidance_interval: tuple[float, float] = (0.0, 1.0)
 
     def guidance(self, cfg: float | None) -> float:
