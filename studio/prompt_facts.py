@@ -19,6 +19,9 @@ LOWEST_BPM, HIGHEST_BPM = 20.0, 400.0
 # note, and the octave must follow the name directly, so "a 4 second hit" is not A4.
 _NOTE = re.compile(r"(?<![\w#♯♭])([a-g])(#|♯|♭|b|\ssharp\s?|\sflat\s?)?(-1|[0-9])(?![\w.])", re.IGNORECASE)
 _BPM = re.compile(r"(?<![\w.])(\d{2,3}(?:\.\d+)?)\s?(?:bpm|beats per minute)\b", re.IGNORECASE)
+# The same facts with the words that only introduce them ("playing C4", "at 120 BPM"), for removal.
+_STATED_NOTE = re.compile(r"(?:\s+playing)?\s*" + _NOTE.pattern, re.IGNORECASE)
+_STATED_BPM = re.compile(r"(?:\s+at)?\s*" + _BPM.pattern, re.IGNORECASE)
 
 
 def note_in(prompt: str) -> int | None:
@@ -39,6 +42,15 @@ def bpm_in(prompt: str) -> float | None:
         return None
     bpm = float(match.group(1))
     return bpm if LOWEST_BPM <= bpm <= HIGHEST_BPM else None
+
+
+def without_facts(prompt: str) -> str:
+    """The prompt with its note and tempo taken out ("a string ensemble note playing E4 at 95 BPM,
+    soft" -> "a string ensemble note, soft"): what a user who names neither types."""
+    text = _STATED_BPM.sub("", _STATED_NOTE.sub("", prompt))
+    text = re.sub(r"\s*,(\s*,)+", ",", text)  # a fact that stood between two commas
+    text = re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", text))
+    return text.strip(" ,")
 
 
 def note_frequency(midi: float) -> float:

@@ -12,7 +12,7 @@ from studio.engine import Engine
 from studio.errors import ModelConfigError
 from studio.models import ModelConfig, build_model, load_model
 from studio.models.conditioners import FactConditioner
-from studio.prompt_facts import bpm_in, note_frequency, note_in
+from studio.prompt_facts import bpm_in, note_frequency, note_in, without_facts
 from studio.request import Request
 from tests.tiny import make_model_folder, tiny_config
 
@@ -67,6 +67,26 @@ def test_a_prompt_names_a_note(prompt, midi):
 )
 def test_a_prompt_names_a_tempo(prompt, bpm):
     assert bpm_in(prompt) == bpm
+
+
+@pytest.mark.parametrize(
+    ("prompt", "plain"),
+    [
+        ("piano note C4", "piano note"),
+        ("plucky saw bass C#2, long sustain", "plucky saw bass, long sustain"),
+        ("a soft string ensemble note playing E4, short note", "a soft string ensemble note, short note"),
+        ("long tail, 808 bass drum G1, deep", "long tail, 808 bass drum, deep"),
+        ("house drum loop 120 BPM, four on the floor", "house drum loop, four on the floor"),
+        ("a dark techno drum loop at 140 BPM, driving hats", "a dark techno drum loop, driving hats"),
+        ("pluck, 139 BPM, A# major arpeggio", "pluck, A# major arpeggio"),
+        ("F sharp 2 bass at 90 beats per minute", "bass"),
+        ("a 4 second kick", "a 4 second kick"),  # nothing stated, nothing taken
+        ("E major chord", "E major chord"),
+    ],
+)
+def test_a_prompt_without_its_facts_keeps_every_other_word(prompt, plain):
+    assert without_facts(prompt) == plain
+    assert note_in(without_facts(prompt)) is None and bpm_in(without_facts(prompt)) is None
 
 
 def test_note_frequencies_are_equal_tempered_at_a440():

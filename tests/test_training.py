@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -712,6 +713,23 @@ def test_padded_clips_are_also_conditioned_on_longer_lengths_when_asked(corpus, 
     assert 5 < sum(abs(s - 0.1) < 1e-4 for s in half) < 35
 
 
+def test_fact_dropout_also_trains_captions_without_their_note_or_tempo(corpus, vae_folder, tmp_path):
+    clip = next(c for c in read_manifest(corpus) if c.id == "synthetic/sine-low")
+    model = load_model(vae_folder)
+    cache = LatentCache.for_vae(tmp_path / "cache", model.vae, 44100, 2, SAMPLE_SIZE)
+    cache.encode(clip, model.vae, torch.device("cpu"))
+    caption = "soft piano note playing C#4 at 90 BPM, short note"
+    stated = dataclasses.replace(clip, caption=caption, captions=(caption,))
+
+    def captions(fact_dropout: float) -> list[str]:
+        data = LatentClips([stated], cache, SAMPLE_SIZE // 2048, 2048, fact_dropout=fact_dropout)
+        return [data[(0, seed)]["caption"] for seed in range(40)]
+
+    assert set(captions(0.0)) == set(stated.captions)
+    assert set(captions(1.0)) == {"soft piano note, short note"}
+    assert 5 < captions(0.5).count("soft piano note, short note") < 35
+
+
 def test_a_run_folder_refuses_another_kind_of_run(corpus, config_file, vae_folder, tmp_path):
     train_autoencoder(
         AutoencoderTrainConfig(corpus=corpus, out=tmp_path, config=config_file, steps=1, **AE_OPTIONS)
@@ -726,10 +744,11 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     add_train_commands(parser.add_subparsers(dest="command"))
     argv = ["train", "flow", "--corpus", str(corpus), "--out", "run", "--init", "vae", "--steps", "7"]
     shares = ["--cond-dropout", "0.2", "--balance", "0.5", "--padded-seconds-share", "0.5"]
+    shares += ["--fact-dropout", "0.3"]
     args = parser.parse_args([*argv, *shares, "--warm-start", "old"])
     config = cli._config(FlowTrainConfig, args)
     assert (config.steps, config.cond_dropout, config.init, config.out) == (7, 0.2, Path("vae"), Path("run"))
-    assert (config.warm_start, config.padded_seconds_share) == (Path("old"), 0.5)
+    assert (config.warm_start, config.padded_seconds_share, config.fact_dropout) == (Path("old"), 0.5, 0.3)
     assert config.balance == 0.5
     assert config.lr == FlowTrainConfig.lr and config.device is None  # unset options keep the defaults
     ae_argv = ["train", "autoencoder", "--corpus", "c", "--out", "o"]
@@ -742,6 +761,8 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     assert "--balance must be from 0 to 1, got 2.0" in capsys.readouterr().err
     assert main([*argv[1:], "--padded-seconds-share", "1.5"]) == 2
     assert "--padded-seconds-share must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main([*argv[1:], "--fact-dropout", "-0.1"]) == 2
+    assert "--fact-dropout must be in [0, 1], got -0.1" in capsys.readouterr().err
     args = parser.parse_args(
         [*ae_argv, "--tone-share", "0.2", "--phase-weight", "1", "--fft-sizes", "512,128"]
     )

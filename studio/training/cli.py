@@ -209,6 +209,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         "a hit asked for at any length decays into silence (default: "
         f"{defaults['padded_seconds_share']})",
     )
+    flow.add_argument(
+        "--fact-dropout",
+        type=float,
+        help="share of the captions naming a note or tempo trained without it, so a prompt that names "
+        f"neither still gets its sound (default: {defaults['fact_dropout']})",
+    )
     flow.set_defaults(func=cmd_train_flow)
 
     defaults = _defaults(ArcTrainConfig)

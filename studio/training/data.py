@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from studio.audio import fit_length, load_audio
 from studio.data.manifest import Clip, CorpusError
 from studio.models.autoencoder import Autoencoder, vae_sample
+from studio.prompt_facts import without_facts
 
 
 def split_clips(clips: list[Clip], split: str, corpus: str | Path, required: bool = True) -> list[Clip]:
@@ -244,7 +245,9 @@ class LatentClips(Dataset):
     With `padded_seconds_share` p, a short clip is conditioned, p of the time, on a length drawn
     between its own and the window's instead: what follows it there is silence, so a model learns
     that a hit asked for at any length still decays, as a user asking for a kick without a length
-    expects.
+    expects. With `fact_dropout` q, a caption that names a note or tempo loses it q of the time: the
+    note-rendered clips state theirs in nearly every caption, and a model must also learn what
+    "piano note" with no note named sounds like.
     """
 
     def __init__(
@@ -254,9 +257,10 @@ class LatentClips(Dataset):
         latent_length: int,
         hop: int,
         padded_seconds_share: float = 0.0,
+        fact_dropout: float = 0.0,
     ):
         self.clips, self.cache, self.latent_length, self.hop = clips, cache, latent_length, hop
-        self.padded_seconds_share = padded_seconds_share
+        self.padded_seconds_share, self.fact_dropout = padded_seconds_share, fact_dropout
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -274,6 +278,8 @@ class LatentClips(Dataset):
         caption = clip.captions[int(rng.integers(len(clip.captions)))]
         if filled < window and rng.random() < self.padded_seconds_share:
             filled = rng.uniform(filled, window)
+        if self.fact_dropout and rng.random() < self.fact_dropout:
+            caption = without_facts(caption) or caption
         return {
             "latents": mean + stdev * noise,
             "seconds": filled / self.cache.sample_rate,

@@ -56,6 +56,7 @@ class FlowTrainConfig(TrainConfig):
     time_std: float = 1.0
     weight_decay: float = 1e-3
     padded_seconds_share: float = 0.0  # see LatentClips: short clips also conditioned on longer lengths
+    fact_dropout: float = 0.0  # see LatentClips: captions also trained without their note or tempo
 
 
 class ConditionedVelocity(nn.Module):
@@ -169,7 +170,12 @@ class LatentSplits:
 
 
 def latent_splits(
-    run: Run, corpus: Path, cache_root: Path | None, model: Model, padded_seconds_share: float = 0.0
+    run: Run,
+    corpus: Path,
+    cache_root: Path | None,
+    model: Model,
+    padded_seconds_share: float = 0.0,
+    fact_dropout: float = 0.0,
 ) -> LatentSplits:
     """The corpus's train and valid splits as latent datasets, with every clip in the latent cache.
 
@@ -182,7 +188,7 @@ def latent_splits(
     cache = prepare_latents(run, cache_root, model, train_clips + valid_clips)
     hop, length = model.config.autoencoder.downsampling_ratio, model.config.latent_length
     return LatentSplits(
-        LatentClips(train_clips, cache, length, hop, padded_seconds_share),
+        LatentClips(train_clips, cache, length, hop, padded_seconds_share, fact_dropout),
         LatentClips(valid_clips, cache, length, hop) if valid_clips else None,
     )
 
@@ -191,10 +197,12 @@ def train_flow(config: FlowTrainConfig) -> Path:
     """Pretrain (or continue) the DiT with rectified flow; returns the exported model folder."""
     if not 0 <= config.cond_dropout <= 1:
         raise TrainingError(f"--cond-dropout must be in [0, 1], got {config.cond_dropout}", "0.1 is usual")
-    if not 0 <= config.padded_seconds_share <= 1:
-        raise TrainingError(
-            f"--padded-seconds-share must be in [0, 1], got {config.padded_seconds_share}", "e.g. 0.5"
-        )
+    for option, share in (
+        ("--padded-seconds-share", config.padded_seconds_share),
+        ("--fact-dropout", config.fact_dropout),
+    ):
+        if not 0 <= share <= 1:
+            raise TrainingError(f"{option} must be in [0, 1], got {share}", "e.g. 0.5")
     run = Run(config, "flow")
     state = run.saved_state()
     model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else flow_model(config)
@@ -206,7 +214,9 @@ def train_flow(config: FlowTrainConfig) -> Path:
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     parts = {"model": model, "ema": ema, "optimizer": optimizer}
     start = run.restore(state, parts) if state else 0
-    data = latent_splits(run, config.corpus, config.cache, model, config.padded_seconds_share)
+    data = latent_splits(
+        run, config.corpus, config.cache, model, config.padded_seconds_share, config.fact_dropout
+    )
     ddp_net = run.ddp(net)
 
     def step_fn(step: int, batch: dict) -> dict[str, float]:
