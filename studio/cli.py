@@ -350,7 +350,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--cfg", type=float, help="classifier-free guidance scale (default: the model's own; 1 is off)"
     )
     gen.add_argument(
-        "--sampler", choices=["pingpong", "euler", "mar"], help="default: what the model was made for"
+        "--sampler",
+        choices=["pingpong", "euler", "onestep", "mar"],
+        help="default: what the model was made for",
     )
     gen.add_argument("--init", help="recording to restyle (audio-to-audio)")
     gen.add_argument(

@@ -46,7 +46,6 @@ from studio.models.model import AudioModel, Conditioning
 from studio.models.precision import pick_dtype, place_model
 from studio.models.registry import resolve_model
 from studio.request import (
-    DEFAULT_STEPS,
     MAX_SEED,
     InitAudio,
     Request,
@@ -146,11 +145,7 @@ class Engine:
         self.config = self.model.config
         self.is_mar = isinstance(self.model, MarModel)
         self.samplers = sampling.MAR_SAMPLERS if self.is_mar else sampling.SAMPLERS
-        if self.is_mar:
-            objective_sampler = "mar"
-        else:
-            objective_sampler = "pingpong" if self.config.objective == "rf_denoiser" else "euler"
-        self.default_sampler = self.config.default_sampler or objective_sampler
+        self.default_sampler = self.config.sampler
         if self.default_sampler not in self.samplers:
             raise ModelConfigError(
                 f"{self.model_path}/model_config.json: default_sampler '{self.default_sampler}' is "
@@ -205,6 +200,8 @@ class Engine:
         seconds = model.max_seconds if r.seconds is None else r.seconds
         steps = self.default_steps(sampler) if r.steps is None else r.steps
         cfg = model.guidance(r.cfg)
+        if sampler == "onestep":
+            cfg = self._check_onestep(steps, r.cfg)
         # Random seeds stay below 2^32 so every front-end (a browser's JS numbers, OSC int32) can echo them.
         seed = random.randrange(2**32) if r.seed is None or r.seed == -1 else r.seed
         take_seeds = r.take_seeds or tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
@@ -237,11 +234,22 @@ class Engine:
         return _Job(params, take_seeds, init, report)
 
     def default_steps(self, sampler: str) -> int:
-        """Steps of a request that names none: the model's own default_steps for its default
-        sampler, else the sampler's usual count."""
-        if sampler == self.default_sampler and self.config.default_steps is not None:
-            return self.config.default_steps
-        return DEFAULT_STEPS[sampler]
+        """Steps of a request that names none (ModelConfig.steps)."""
+        return self.config.steps(sampler)
+
+    def _check_onestep(self, steps: int, cfg: float | None) -> float:
+        """The one-step sampler runs one unguided evaluation: it takes 1 step and cfg 1 (returned)."""
+        if steps != 1:
+            raise RequestError(
+                f"the onestep sampler takes exactly 1 step, got {steps}", "leave steps out or set it to 1"
+            )
+        if cfg is not None and cfg != 1:
+            raise RequestError(
+                f"the onestep sampler runs unguided, so cfg {cfg:g} would do nothing",
+                "set cfg to 1 (a one-step student has its teacher's guidance built in), or pick "
+                "another sampler",
+            )
+        return 1.0
 
     def _refuse_sampler(self, sampler: str) -> None:
         use = f"use {' or '.join(self.samplers)}, or leave the sampler out"

@@ -27,7 +27,7 @@ MAX_CFG = 30.0
 MAX_PROMPT_CHARS = 1000
 MIN_SECONDS = 0.05  # shorter is a click, not a take (and 1e-300 s would be a file of no samples)
 # Steps of a request that names none, by sampler, where the model's config names no default_steps
-DEFAULT_STEPS = {"pingpong": 8, "euler": 50, "mar": 8}
+DEFAULT_STEPS = {"pingpong": 8, "euler": 50, "onestep": 1, "mar": 8}
 DEFAULT_DIVERSITY = 1.0  # independent takes
 DEFAULT_STRENGTH = 0.6  # restyling a recording: its shape survives, its sound does not
 VARY_STRENGTH = 0.35  # "vary this": new takes close to the one they start from

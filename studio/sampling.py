@@ -19,7 +19,8 @@ NoiseFn = Callable[[int], torch.Tensor]
 HiddenFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens, mask) -> backbone outputs
 HeadFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs [N, E], noise [N, C]) -> frames
 
-SAMPLERS = ("pingpong", "euler")  # diffusion (DiT) models
+# Diffusion (DiT) models; onestep is for a distilled one-step student (studio train vsd).
+SAMPLERS = ("pingpong", "euler", "onestep")
 MAR_SAMPLERS = ("mar",)  # masked autoregressive models; its steps are decoding iterations
 
 
@@ -108,7 +109,11 @@ def sample(
     fresh_noise: NoiseFn,
 ) -> torch.Tensor:
     """Ping-pong or Euler along `schedule`, guided (`guided`) at the steps whose time lies within
-    `interval` and the conditional branch alone (`conditional`) at the others."""
+    `interval` and the conditional branch alone (`conditional`) at the others. One-step: a single
+    unguided evaluation from schedule[0] to 0, since a distilled student learned the teacher's
+    guided output and guiding it again would apply the guidance twice."""
+    if sampler == "onestep":
+        return sample_euler(conditional, x, schedule)
     for first, end, guide in guidance_runs(schedule, interval):
         velocity, times = (guided if guide else conditional), schedule[first : end + 1]
         if sampler == "pingpong":

@@ -115,6 +115,28 @@ def test_guidance_applies_only_within_the_models_guidance_interval(tmp_path):
     assert not np.allclose(first_two, unguided)  # t = 1 and 0.993 lie within [0.99, 1]
 
 
+def test_a_one_step_model_generates_in_one_unguided_evaluation(tmp_path):
+    config = tiny_config(default_sampler="onestep", default_cfg=1.0)
+    with Engine(make_model_folder(tmp_path / "swift", config), device="cpu", warmup=False) as engine:
+        calls = []
+        velocity = engine.model.velocity
+        engine.model.velocity = lambda x, t, cond: calls.append(float(t[0])) or velocity(x, t, cond)
+        request = Request("kick", seconds=0.3, seed=7, variations=3)
+        takes = engine.generate(request).takes
+        assert calls == [1.0]  # one batched evaluation for all three takes, at t = 1, no CFG pair
+        engine.model.velocity = velocity
+        same = engine.generate(Request("kick", seconds=0.3, seed=7, variations=3, diversity=0.0)).takes
+        pingpong = engine.generate(Request("kick", seconds=0.3, seed=7, sampler="pingpong", steps=1))
+        for wrong, words in (({"steps": 2}, "exactly 1 step"), ({"cfg": 4.0}, "runs unguided")):
+            with pytest.raises(RequestError, match=words):
+                engine.generate(Request("kick", seconds=0.3, **wrong))
+    assert (takes[0].params.sampler, takes[0].params.steps, takes[0].params.cfg) == ("onestep", 1, 1.0)
+    assert not np.allclose(takes[0].audio, takes[1].audio)  # seeds and diversity as for any sampler
+    assert all(np.array_equal(take.audio, same[0].audio) for take in same)
+    # One unguided ping-pong step is the same single evaluation x - v(x, 1).
+    np.testing.assert_allclose(pingpong.takes[0].audio, takes[0].audio, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("changes", "wrong"),
     [

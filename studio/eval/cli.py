@@ -265,7 +265,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--batch", type=whole_numbers, default=(1, 8), help="batch sizes (default 1,8)")
     bench.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
-    bench.add_argument("--sampler", choices=["pingpong", "euler"], default="pingpong")
+    bench.add_argument("--sampler", choices=["pingpong", "euler", "onestep"], default="pingpong")
     bench.add_argument(
         "--cfg", type=float, help="guidance (default: the model's own; above 1 each step runs two branches)"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import ModelConfigError
-from studio.request import MAX_CFG, check_parameter
+from studio.request import DEFAULT_STEPS, MAX_CFG, check_parameter
 
 MODEL_TYPES = ("diffusion_cond", "mar_cond")
 SUPPORTED_OBJECTIVES = ("rf_denoiser", "rectified_flow")
@@ -141,6 +141,23 @@ class ModelConfig:
         """The guidance scale asked for, or this model's default where none was named; refused
         outside 0 to MAX_CFG, wherever it is asked for (a request, the benchmark, an evaluation)."""
         return self.default_cfg if cfg is None else check_parameter("cfg", cfg)
+
+    @property
+    def sampler(self) -> str:
+        """How a request that names no sampler is sampled: default_sampler, else the usual way of
+        the objective (ping-pong for rf_denoiser, Euler for rectified_flow; MAR models decode)."""
+        if self.default_sampler is not None:
+            return self.default_sampler
+        if self.mar is not None:
+            return "mar"
+        return "pingpong" if self.objective == "rf_denoiser" else "euler"
+
+    def steps(self, sampler: str) -> int:
+        """Steps of a request that names none: default_steps for the default sampler, else the
+        sampler's usual count."""
+        if sampler == self.sampler and self.default_steps is not None:
+            return self.default_steps
+        return DEFAULT_STEPS[sampler]
 
     @property
     def model_type(self) -> str:
