@@ -16,7 +16,10 @@ FAST_PATHS = ("eager", "compile", "graphs")  # studio/fast_path.py runs them; he
 EXIT_USAGE = 2
 # Modules of the optional extras (pyproject.toml), by the extra that installs them
 EXTRA_OF_MODULE = {"tqdm": "train", "matplotlib": "eval"}
-TRAIN_HELP = "train the VAE, pretrain the flow DiT, ARC post-train it, train a MAR model or the CLAP scorer"
+TRAIN_HELP = (
+    "train the VAE, pretrain the flow DiT, ARC post-train it, distil it into one step (VSD), train a "
+    "MAR model or the CLAP scorer"
+)
 
 
 def whole_numbers(text: str) -> tuple[int, ...]:

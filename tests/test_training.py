@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -42,10 +43,11 @@ from studio.training.autoencoder import (
     train_autoencoder,
 )
 from studio.training.cli import add_train_commands, main
-from studio.training.data import AudioClips, LatentCache, LatentClips, StepSampler, balanced_epoch
+from studio.training.data import AudioClips, LatentCache, LatentClips, Prompts, StepSampler, balanced_epoch
 from studio.training.discriminators import ArcDiscriminator, AudioDiscriminator, PeriodDiscriminator
 from studio.training.flow import ConditionedVelocity, FlowTrainConfig, flow_loss, flow_model, train_flow
 from studio.training.loop import EMA, TrainingError, ema_decay, train_only
+from studio.training.vsd import Distiller, VsdTrainConfig, fake_score_step, student_step, train_vsd
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SIZE = 8192  # 4 latent frames: ~0.19 s at 44.1 kHz
@@ -855,7 +857,7 @@ class Absent(importlib.abc.MetaPathFinder):
             raise ImportError(f"{{name}} is not installed here")
 sys.meta_path.insert(0, Absent())
 from studio.cli import build_parser
-import studio.training.arc, studio.training.autoencoder, studio.training.flow
+import studio.training.arc, studio.training.autoencoder, studio.training.flow, studio.training.vsd
 args = build_parser().parse_args(["train", "arc", "--corpus", "c", "--out", "o", "--minutes", "5"])
 print(args.func.__name__, args.minutes)
 """
@@ -864,3 +866,117 @@ print(args.func.__name__, args.minutes)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["cmd_train_arc", "5.0"]
+
+
+# -- variational score distillation ----------------------------------------------------------------
+
+
+def gaussian_denoiser(mean: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """E[x0 | x_t] for data x0 ~ N(mean, I) and x_t = (1 - t) x0 + t ε: the exact denoiser."""
+    a = (1 - t).view(-1, 1)
+    return mean + a / (a**2 + t.view(-1, 1) ** 2) * (x_t - a * mean)
+
+
+def test_distribution_matching_moves_samples_toward_the_teachers_gaussian():
+    real_mean, student_mean = torch.tensor([2.0, -1.0, 0.5]), torch.zeros(3, requires_grad=True)
+    optimizer = torch.optim.SGD([student_mean], lr=0.5)
+    generator = torch.Generator().manual_seed(0)
+    distances = []
+    for _ in range(60):
+        x0 = student_mean + torch.randn(256, 3, generator=generator)
+        t = 0.02 + 0.96 * torch.rand(256, generator=generator)
+        x_t = losses.add_noise(x0.detach(), torch.randn(256, 3, generator=generator), t)
+        real = gaussian_denoiser(real_mean, x_t, t)
+        fake = gaussian_denoiser(student_mean.detach(), x_t, t)  # the fake score, exact
+        optimizer.zero_grad()
+        losses.distribution_matching_loss(x0, real, fake).backward()
+        optimizer.step()
+        distances.append(float((student_mean.detach() - real_mean).norm()))
+    assert distances[0] > 2 and distances[-1] < 0.2  # from 2.3 away to the teacher's mean
+    assert max(distances[30:]) < 0.5 * distances[0]  # it moves there and stays
+    same = losses.distribution_matching_loss(
+        torch.ones(2, 3, requires_grad=True), torch.zeros(2, 3), torch.zeros(2, 3)
+    )
+    assert same.item() == 0  # a student that makes the teacher's distribution is not moved
+
+
+def test_temporal_smoothness_is_zero_on_a_constant_latent_and_positive_on_noise():
+    assert losses.temporal_smoothness(torch.full((2, 8, 16), 0.7)).item() == 0
+    assert losses.temporal_smoothness(torch.randn(2, 8, 16)).item() == pytest.approx(2.0, rel=0.2)
+
+
+def vsd_setup() -> tuple[Distiller, AudioModel, VsdTrainConfig]:
+    torch.manual_seed(0)
+    model = AudioModel(ModelConfig.from_dict(small_config()))
+    teacher, fake = copy.deepcopy(model.dit).requires_grad_(False), copy.deepcopy(model.dit)
+    train_only(model, model.dit)
+    config = VsdTrainConfig(corpus=Path("."), out=Path("."), grad_clip=0.0, fake_lr=1e-3, lr=1e-3)
+    return Distiller(model.dit, fake, teacher, 3.0, (0.0, 1.0), torch.device("cpu")), model, config
+
+
+def test_the_fake_score_learns_the_students_samples():
+    nets, model, _ = vsd_setup()
+    optimizer = torch.optim.AdamW(nets.fake.parameters(), lr=1e-3)
+    cond = model.condition(["kick", "snare", "hat"], [0.1, 0.2, 0.3])
+    student = copy.deepcopy(model.dit.state_dict())
+    losses_seen = [
+        fake_score_step(nets, optimizer, cond, (3, 8, 4), torch.Generator().manual_seed(1), 0.0)
+        for _ in range(40)
+    ]
+    assert losses_seen[-1] < 0.5 * losses_seen[0]
+    assert all(torch.equal(v, model.dit.state_dict()[k]) for k, v in student.items())  # student untouched
+
+
+def test_a_student_step_moves_only_the_student_and_logs_both_terms():
+    nets, model, config = vsd_setup()
+    optimizer = torch.optim.AdamW([p for p in model.dit.parameters() if p.requires_grad], lr=1e-3)
+    cond = model.condition(["kick", "snare"], [0.1, 0.2])
+    teacher, fake = copy.deepcopy(nets.teacher.state_dict()), copy.deepcopy(nets.fake.state_dict())
+    before = copy.deepcopy(model.dit.state_dict())
+    values = student_step(nets, optimizer, cond, (2, 8, 4), torch.Generator().manual_seed(2), config)
+    assert set(values) == {"distribution_matching", "smoothness"} and all(map(math.isfinite, values.values()))
+    assert any(not torch.equal(v, model.dit.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(v, nets.teacher.state_dict()[k]) for k, v in teacher.items())
+    assert all(torch.equal(v, nets.fake.state_dict()[k]) for k, v in fake.items())
+
+
+def test_prompts_come_from_captions_and_fresh_designs_without_audio(corpus):
+    clips = [dataclasses.replace(c, category="kick") for c in read_manifest(corpus) if c.split == "train"]
+    read = [Prompts(clips, 0.25)[(i % len(clips), seed)] for seed in range(12) for i in range(len(clips))]
+    assert {r["caption"] for r in read} <= {c for clip in clips for c in clip.captions}
+    assert {r["seconds"] for r in read} <= {min(clip.seconds, 0.25) for clip in clips}
+    designed = [Prompts(clips, 4.0, designed_share=1.0)[(0, seed)] for seed in range(12)]
+    assert not {d["caption"] for d in designed} & {c for clip in clips for c in clip.captions}
+    assert len({d["caption"] for d in designed}) > 6 and all(0 < d["seconds"] <= 4.0 for d in designed)
+    assert Prompts(clips, 4.0, designed_share=1.0)[(0, 5)] == designed[5]  # the key decides the draw
+
+
+def test_vsd_distils_from_captions_alone_into_a_one_step_model(corpus, flow_folder, tmp_path):
+    captions_only = tmp_path / "captions-only"  # the manifest without its audio: none is read
+    captions_only.mkdir()
+    shutil.copy(corpus / "manifest.jsonl", captions_only)
+    options = dict(corpus=captions_only, teacher=flow_folder, batch_size=2, workers=0, fake_updates=2)
+    options |= dict(log_every=1, val_every=2, export_every=2, designed_share=0.5)
+    out = train_vsd(VsdTrainConfig(out=tmp_path / "vsd", steps=2, **options))
+    rows = log_rows(tmp_path / "vsd")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(
+        math.isfinite(r[k]) for r in rows for k in ("fake_flow", "distribution_matching", "smoothness")
+    )
+    assert math.isfinite(log_rows(tmp_path / "vsd", "valid")[0]["teacher_gap"])
+    exported = json.loads((out / "model_config.json").read_text())
+    assert (exported["default_sampler"], exported["default_steps"], exported["default_cfg"]) == (
+        "onestep",
+        1,
+        1.0,
+    )
+    with Engine(out, warmup=False) as engine:
+        take = engine.generate(Request("a soft low sine tone", seconds=0.15, seed=3, variations=2)).takes
+    assert take[0].params.sampler == "onestep" and np.isfinite(take[0].audio).all()
+    assert not np.array_equal(take[0].audio, take[1].audio)
+    resumed = train_vsd(VsdTrainConfig(out=tmp_path / "vsd", steps=3, **options))  # continues at step 2
+    assert [r["step"] for r in log_rows(tmp_path / "vsd")] == [1, 2, 3] and resumed == out
+    with pytest.raises(TrainingError, match="needs --teacher"):
+        train_vsd(VsdTrainConfig(corpus=captions_only, out=tmp_path / "none", workers=0))
+    with pytest.raises(TrainingError, match="--fake-updates must be at least 1"):
+        train_vsd(VsdTrainConfig(out=tmp_path / "bad", steps=1, **(options | {"fake_updates": 0})))

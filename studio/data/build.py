@@ -346,6 +346,24 @@ def _generated_task(generator: str, category: str | None, index: int, sample_rat
     return Task(clip, aug, midi=made.midi, font=font.path, engine=engine)
 
 
+def designed_caption(category: str | None, rng: np.random.Generator) -> tuple[str, float] | None:
+    """A caption and length for a sound of `category` that one of the generators could make, designed
+    afresh and never rendered: prompts for training that reads no audio (caption-only distillation).
+    None where no generator makes the category (real recordings only)."""
+    generators = [g for g, categories in GENERATOR_CATEGORIES.items() if category in categories]
+    if not generators:
+        return None
+    generator = generators[int(rng.integers(len(generators)))]
+    if generator == BPM_LOOPS:
+        made = _design_bpm_loop(int(rng.integers(1 << 16)), rng, gm=bool(rng.random() < LOOP_GM_SHARE))
+    elif generator == PROCEDURAL:
+        made = synth.design(category, rng)
+    else:
+        made = (midi_render.compose_note if generator == GM_NOTES else midi_render.compose)(category, rng)
+    texts = captions(made.description, rng)
+    return texts[int(rng.integers(len(texts)))], made.seconds
+
+
 def plan_generated(
     generators: dict[str, tuple[str | None, ...]],
     have: dict[str | None, float],

@@ -1,4 +1,4 @@
-"""`studio train autoencoder | flow | arc | mar`.
+"""`studio train autoencoder | flow | arc | mar | vsd`.
 
 `add_train_commands(subparsers)` registers the commands on the `studio` parser; this module also
 runs on its own (`python -m studio.training.cli flow …`). Under torchrun the same command line
@@ -21,6 +21,7 @@ from studio.training.arc import ArcTrainConfig, train_arc
 from studio.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
 from studio.training.flow import FlowTrainConfig, train_flow
 from studio.training.mar import MarTrainConfig, train_mar
+from studio.training.vsd import VsdTrainConfig, train_vsd
 
 
 def _defaults(config_class: type) -> dict[str, Any]:
@@ -99,11 +100,17 @@ def cmd_train_mar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_vsd(args: argparse.Namespace) -> int:
+    _report(train_vsd(_config(VsdTrainConfig, args)))
+    return 0
+
+
 def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """Register `train autoencoder|flow|arc|mar` on a parser's subcommands; returns the `train` group."""
+    """Register `train autoencoder|flow|arc|mar|vsd` on a parser's subcommands; returns the `train`
+    group."""
     train = subparsers.add_parser("train", help=TRAIN_HELP)
     kinds = train.add_subparsers(
-        dest="train_command", required=True, metavar="{autoencoder,flow,arc,mar,clap}"
+        dest="train_command", required=True, metavar="{autoencoder,flow,arc,mar,vsd,clap}"
     )
 
     defaults = _defaults(AutoencoderTrainConfig)
@@ -272,6 +279,28 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         help=f"share of rows trained without the prompt, for CFG (default: {defaults['cond_dropout']})",
     )
     mar.set_defaults(func=cmd_train_mar)
+
+    defaults = _defaults(VsdTrainConfig)
+    vsd = kinds.add_parser(
+        "vsd",
+        help="distil a diffusion model into a one-step generator from captions alone (variational "
+        "score distillation, docs/swift.md)",
+    )
+    _common(vsd, defaults)
+
+    def add(flag: str, kind: type, help_text: str) -> None:
+        name = flag.lstrip("-").replace("-", "_")
+        vsd.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults[name]})")
+
+    vsd.add_argument("--teacher", type=Path, help="the trained diffusion model folder to distil")
+    add("--fake-lr", float, "learning rate of the fake score")
+    add("--fake-updates", int, "fake-score updates per student update")
+    vsd.add_argument("--cfg", type=float, help="the teacher's guidance (default: its own default_cfg)")
+    add("--smoothness", float, "weight of the temporal smoothness term (0: off)")
+    add("--designed-share", float, "share of prompts designed afresh by the corpus builder, not read")
+    add("--time-min", float, "lowest noise time of the student's loss")
+    add("--time-max", float, "highest noise time of the student's loss")
+    vsd.set_defaults(func=cmd_train_vsd)
     return kinds
 
 

@@ -285,3 +285,34 @@ class LatentClips(Dataset):
             "seconds": filled / self.cache.sample_rate,
             "caption": caption,
         }
+
+
+class Prompts(Dataset):
+    """Prompts and lengths without audio, for training that reads none (caption-only distillation).
+
+    An item is {"caption", "seconds"}: one of the clip's captions and its length, capped at the
+    window, or `designed_share` of the time a caption and length the corpus builder's generators
+    write for a fresh design of the clip's category (data.build.designed_caption), so the prompts
+    reach notes, tempi and phrasings no clip has. Categories stay in the corpus's proportions (or
+    balanced, as the run asks), since the draws follow the clips.
+    """
+
+    def __init__(self, clips: list[Clip], window_seconds: float, designed_share: float = 0.0):
+        self.clips, self.window_seconds, self.designed_share = clips, window_seconds, designed_share
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        # The builder needs the data extra (MIDI, synthesis): only a run that designs prompts loads it.
+        from studio.data.build import designed_caption
+
+        index, seed = key
+        clip, rng = self.clips[index], np.random.default_rng(seed)
+        designed = designed_caption(clip.category, rng) if rng.random() < self.designed_share else None
+        # A hand-made manifest may leave a clip's length out (0): the whole window then.
+        caption, seconds = designed or (clip.captions[int(rng.integers(len(clip.captions)))], clip.seconds)
+        return {
+            "caption": caption,
+            "seconds": min(float(seconds or self.window_seconds), self.window_seconds),
+        }

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from studio.errors import StudioError
 from studio.models import Model, ModelConfig, save_model
 from studio.models.registry import RUN_EXPORT_DIR
-from studio.training.data import AudioClips, LatentClips, StepSampler, balanced_epoch, fixed_keys
+from studio.training.data import AudioClips, LatentClips, Prompts, StepSampler, balanced_epoch, fixed_keys
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
@@ -415,7 +415,9 @@ class Run:
 
     # -- data ------------------------------------------------------------------------------------
 
-    def batches(self, dataset: AudioClips | LatentClips, start_step: int) -> Iterator[dict[str, Any]]:
+    def batches(
+        self, dataset: AudioClips | LatentClips | Prompts, start_step: int
+    ) -> Iterator[dict[str, Any]]:
         """This rank's endless stream of batches, positioned at `start_step`."""
         cfg = self.config
         epoch = balanced_epoch([clip.category for clip in dataset.clips], cfg.balance)
@@ -457,7 +459,7 @@ class Run:
     def loop(
         self,
         start: int,
-        train: AudioClips | LatentClips,
+        train: AudioClips | LatentClips | Prompts,
         step_fn: Callable[[int, dict[str, Any]], dict[str, float]],
         checkpoint: Checkpoint,
         validate_fn: Callable[[], dict[str, float]] | None = None,

@@ -302,3 +302,30 @@ def energy_score_loss(
         return torch.linalg.vector_norm(a.float() - b.float(), dim=-1).pow(alpha)
 
     return (distance(x1, y) + distance(x2, y) - distance(x1, x2)).mean()
+
+
+# -- variational score distillation (SwiftAudio / DMD2) ----------------------------------------------
+
+
+def distribution_matching_loss(
+    x0: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor
+) -> torch.Tensor:
+    """The one-step generator's VSD loss, as DMD2 writes it (Yin et al., 2024).
+
+    x0 are the generator's samples; real_x0 and fake_x0 are the teacher's and the fake score's
+    denoised predictions of the same noised x0. The gradient KL(fake ‖ real) gives each sample is
+    proportional to fake_x0 − real_x0 (the two scores' difference in denoised form); dividing it by
+    the sample's mean |x0 − real_x0| keeps its size the same at every noise level. It reaches x0
+    through a stop-gradient target: d/dx0 of ½·mean((x0 − target)²) is that gradient / x0.numel().
+    """
+    with torch.no_grad():
+        axes = tuple(range(1, x0.dim()))
+        scale = (x0 - real_x0).abs().float().mean(dim=axes, keepdim=True).clamp_min(1e-6)
+        target = x0.float() - (fake_x0 - real_x0).float() / scale
+    return 0.5 * F.mse_loss(x0.float(), target)
+
+
+def temporal_smoothness(x0: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring latent frames [B, C, T] along time: zero for a
+    constant latent, large where a one-step sample jumps from frame to frame."""
+    return (x0[..., 1:] - x0[..., :-1]).float().pow(2).mean()
