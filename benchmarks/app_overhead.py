@@ -123,6 +123,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--browser", action="store_true", help="also time Enter-to-playable in Chromium")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="seconds of idle between requests, so one client's rendering of its last take (the "
+        "browser draws a waveform) does not slow the next client's generation on a small CPU",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -142,6 +149,7 @@ def main() -> None:
             for i in range(args.requests + 3):
                 for name, once in clients.items():  # interleaved: drift falls on every client alike
                     total, generation = once(1000 * i + len(overheads[name]))
+                    time.sleep(args.settle)
                     if i >= 3:  # the first rounds warm up the clients and the queue
                         overheads[name].append(total - generation)
                         round_trips[name].append(total)
@@ -163,6 +171,7 @@ def main() -> None:
         "requests": args.requests,
         "seconds": args.seconds,
         "steps": args.steps,
+        "settle_s": args.settle,
         "overhead_ms": {name: spread(values) for name, values in overheads.items()},
         # Request to playable take, generation included (the browser's: from Enter).
         "round_trip_ms": {name: spread(values) for name, values in round_trips.items()},

@@ -135,34 +135,19 @@ class Engine:
         self.max_batch = max(1, max_batch)
         self.batch_window_s = batch_window_s
         self.fast_path = pick_fast_path(self.device, fast_path)
-        if self.device.type == "cpu":
-            keep_freed_memory()
-        self.model: Model = load_model(self.model_path)
-        self.placement = place_model(self.model, self.device, self.dtype)
-        if self.fast_path != "eager":
-            compile_model(self.model)
-        self._graphs = GraphBuckets() if self.fast_path == "graphs" else None
-        self.config = self.model.config
-        self.is_mar = isinstance(self.model, MarModel)
-        self.samplers = sampling.MAR_SAMPLERS if self.is_mar else sampling.SAMPLERS
-        self.default_sampler = self.config.sampler
-        if self.default_sampler not in self.samplers:
-            raise ModelConfigError(
-                f"{self.model_path}/model_config.json: default_sampler '{self.default_sampler}' is "
-                f"not a sampler of this model",
-                f"use {' or '.join(self.samplers)}, or leave default_sampler out",
-            )
         self.batch_log: deque[tuple[int, int]] = deque(maxlen=256)  # (requests, takes) per batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._backlog: deque[_Job] = deque()
-        self._worker = threading.Thread(target=self._serve, name="studio-engine", daemon=True)
         self._closed = False
-        if warmup:
-            # A compiled or captured path warms up on what a plain request runs: its default steps
-            # and one take, compiled (and captured) before the first user waits on it.
-            steps = 1 if self.fast_path == "eager" else None
-            self._run_batch([self._prepare(Request("warm-up", steps=steps, seed=0))])
+        # Every tensor operation runs on the worker, loading and warm-up included. OpenMP gives each
+        # thread that runs one a team of its own; with two teams on a small CPU, libgomp stops its
+        # threads spinning between operations, and a take on 2 cores got 1.5x slower.
+        loaded: Future[None] = Future()
+        self._worker = threading.Thread(
+            target=self._serve, args=(warmup, loaded), name="studio-engine", daemon=True
+        )
         self._worker.start()
+        loaded.result()  # what loading raised, raised here
         log.info("engine ready: %s on %s (%s, %s)", self.model_name, self.device, self.dtype, self.fast_path)
 
     # -- public API -------------------------------------------------------------------------------
@@ -326,7 +311,37 @@ class Engine:
         self._backlog.extendleft(reversed(skipped))
         return batch
 
-    def _serve(self) -> None:
+    def _load(self, warmup: bool) -> None:
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.model: Model = load_model(self.model_path)
+        self.placement = place_model(self.model, self.device, self.dtype)
+        if self.fast_path != "eager":
+            compile_model(self.model)
+        self._graphs = GraphBuckets() if self.fast_path == "graphs" else None
+        self.config = self.model.config
+        self.is_mar = isinstance(self.model, MarModel)
+        self.samplers = sampling.MAR_SAMPLERS if self.is_mar else sampling.SAMPLERS
+        self.default_sampler = self.config.sampler
+        if self.default_sampler not in self.samplers:
+            raise ModelConfigError(
+                f"{self.model_path}/model_config.json: default_sampler '{self.default_sampler}' is "
+                f"not a sampler of this model",
+                f"use {' or '.join(self.samplers)}, or leave default_sampler out",
+            )
+        if warmup:
+            # A compiled or captured path warms up on what a plain request runs: its default steps
+            # and one take, compiled (and captured) before the first user waits on it.
+            steps = 1 if self.fast_path == "eager" else None
+            self._run_batch([self._prepare(Request("warm-up", steps=steps, seed=0))])
+
+    def _serve(self, warmup: bool, loaded: Future) -> None:
+        try:
+            self._load(warmup)
+        except BaseException as exc:
+            loaded.set_exception(exc)
+            return
+        loaded.set_result(None)
         while (batch := self._next_batch()) is not None:
             batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
             if not batch:
