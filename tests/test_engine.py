@@ -137,6 +137,29 @@ def test_a_one_step_model_generates_in_one_unguided_evaluation(tmp_path):
     np.testing.assert_allclose(pingpong.takes[0].audio, takes[0].audio, atol=1e-5)
 
 
+def test_every_tensor_operation_runs_on_the_engines_own_thread(tmp_path, monkeypatch):
+    """A second thread running torch gives OpenMP a second team, and on two cores every take gets
+    1.4-1.7x slower (reports/bench/engine-thread-cpu-2026-12-06.json): loading and warm-up too."""
+    import studio.engine as engine_module
+
+    threads = set()
+    load, velocity = engine_module.load_model, engine_module.AudioModel.velocity
+
+    def loading(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return load(*args, **kwargs)
+
+    def stepping(self, *args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return velocity(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "load_model", loading)
+    monkeypatch.setattr(engine_module.AudioModel, "velocity", stepping)
+    with Engine(make_model_folder(tmp_path / "model"), device="cpu") as engine:  # warms up
+        engine.generate(Request("kick", seconds=0.2, seed=1))
+    assert threads == {"studio-engine"}
+
+
 @pytest.mark.parametrize(
     ("changes", "wrong"),
     [
