@@ -186,7 +186,12 @@ class Engine:
         steps = self.default_steps(sampler) if r.steps is None else r.steps
         cfg = model.guidance(r.cfg)
         if sampler == "onestep":
-            cfg = self._check_onestep(steps, r.cfg)
+            # A one-step model's steps and cfg are its own: a preset's or a slider's values do not
+            # apply (the take's parameters say what ran); a request that names the sampler and
+            # other values is told.
+            if r.sampler == "onestep":
+                self._check_onestep(steps, r.cfg)
+            steps, cfg = 1, 1.0
         # Random seeds stay below 2^32 so every front-end (a browser's JS numbers, OSC int32) can echo them.
         seed = random.randrange(2**32) if r.seed is None or r.seed == -1 else r.seed
         take_seeds = r.take_seeds or tuple((seed + i) % (MAX_SEED + 1) for i in range(r.variations))
@@ -222,8 +227,8 @@ class Engine:
         """Steps of a request that names none (ModelConfig.steps)."""
         return self.config.steps(sampler)
 
-    def _check_onestep(self, steps: int, cfg: float | None) -> float:
-        """The one-step sampler runs one unguided evaluation: it takes 1 step and cfg 1 (returned)."""
+    def _check_onestep(self, steps: int, cfg: float | None) -> None:
+        """The one-step sampler runs one unguided evaluation: 1 step and cfg 1."""
         if steps != 1:
             raise RequestError(
                 f"the onestep sampler takes exactly 1 step, got {steps}", "leave steps out or set it to 1"
@@ -234,7 +239,6 @@ class Engine:
                 "set cfg to 1 (a one-step student has its teacher's guidance built in), or pick "
                 "another sampler",
             )
-        return 1.0
 
     def _refuse_sampler(self, sampler: str) -> None:
         use = f"use {' or '.join(self.samplers)}, or leave the sampler out"

@@ -49,6 +49,7 @@ class ModelInfo:
     default_steps: int  # of the default sampler
     default_cfg: float
     restyles: bool  # takes a recording to restyle (diffusion models do, MAR models do not)
+    one_step: bool  # a distilled one-step model: its steps and cfg are fixed at 1
 
     @classmethod
     def of(cls, engine: Engine) -> ModelInfo:
@@ -63,6 +64,7 @@ class ModelInfo:
             default_steps=engine.default_steps(engine.default_sampler),
             default_cfg=config.default_cfg,
             restyles=not engine.is_mar,
+            one_step=engine.default_sampler == "onestep",
         )
 
     def guidance(self, cfg: float | None) -> float:

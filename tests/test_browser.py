@@ -128,19 +128,24 @@ def test_empty_prompt_shows_a_message_and_saves_nothing(studio_page):
 
 @pytest.fixture
 def flow_model_in_user_dir(tmp_path, monkeypatch):
-    """A plain flow model (Euler 50 by its objective, cfg 4) among the user's models."""
+    """A plain flow model (Euler 50 by its objective, cfg 4) and a one-step student among the
+    user's models."""
     flow = {"model.diffusion.diffusion_objective": "rectified_flow"}
     make_model_folder(tmp_path / "user-models" / "tiny-flow", tiny_config(default_cfg=4.0, **flow))
+    swift = tiny_config(default_sampler="onestep", default_steps=1, default_cfg=1.0)
+    make_model_folder(tmp_path / "user-models" / "tiny-swift", swift)
     monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path / "user-models"))
 
 
 def test_picking_a_model_moves_steps_and_cfg_to_what_it_was_made_for(flow_model_in_user_dir, studio_page):
     """From the tiny ARC-style model (ping-pong 8, cfg 1) to a plain flow model (Euler 50, cfg 4),
-    then to the shipped studio-mini, a flow model whose config names ping-pong 8 at cfg 4."""
+    to a one-step student (1 step, cfg 1, neither to be changed), then to the shipped studio-mini,
+    a flow model whose config names ping-pong 8 at cfg 4."""
     page, studio = studio_page
     value = "document.querySelector('#{} input[type=number]').value === '{}'"
+    fixed = "document.querySelector('#{} input[type=number]').disabled === {}"
     assert page.locator("#steps input[type=number]").input_value() == "8"
-    for model, steps, cfg in [("tiny-flow", "50", "4"), ("studio-mini", "8", "4")]:
+    for model, steps, cfg in [("tiny-flow", "50", "4"), ("tiny-swift", "1", "1"), ("studio-mini", "8", "4")]:
         page.click("#model input")
         page.get_by_role("option", name=model, exact=True).click()
         page.wait_for_function(
@@ -148,7 +153,15 @@ def test_picking_a_model_moves_steps_and_cfg_to_what_it_was_made_for(flow_model_
         )
         page.wait_for_function(value.format("steps", steps))
         page.wait_for_function(value.format("cfg", cfg))
+        one_step = "true" if model == "tiny-swift" else "false"
+        page.wait_for_function(fixed.format("steps", one_step))
+        page.wait_for_function(fixed.format("cfg", one_step))
         assert studio.host.engine.model_name == model
+        if model == "tiny-swift":  # Enter makes a one-step take
+            page.fill("#prompt textarea", "soft click")
+            page.press("#prompt textarea", "Enter")
+            page.wait_for_function("document.querySelector('#status').innerText.includes('take(s)')")
+            assert studio.library.search()[0].params["sampler"] == "onestep"
 
 
 def test_picking_a_model_loads_it_and_moves_cfg_to_its_default(studio_page):

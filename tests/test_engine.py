@@ -129,8 +129,12 @@ def test_a_one_step_model_generates_in_one_unguided_evaluation(tmp_path):
         pingpong = engine.generate(Request("kick", seconds=0.3, seed=7, sampler="pingpong", steps=1))
         for wrong, words in (({"steps": 2}, "exactly 1 step"), ({"cfg": 4.0}, "runs unguided")):
             with pytest.raises(RequestError, match=words):
-                engine.generate(Request("kick", seconds=0.3, **wrong))
+                engine.generate(Request("kick", seconds=0.3, sampler="onestep", **wrong))
+        # A preset's or a slider's steps and cfg do not apply to a one-step model: one step runs.
+        preset = engine.generate(Request("kick", seconds=0.3, seed=7, variations=3, steps=8, cfg=4.0)).takes
     assert (takes[0].params.sampler, takes[0].params.steps, takes[0].params.cfg) == ("onestep", 1, 1.0)
+    assert (preset[0].params.steps, preset[0].params.cfg) == (1, 1.0)
+    assert np.array_equal(preset[0].audio, takes[0].audio)
     assert not np.allclose(takes[0].audio, takes[1].audio)  # seeds and diversity as for any sampler
     assert all(np.array_equal(take.audio, same[0].audio) for take in same)
     # One unguided ping-pong step is the same single evaluation x - v(x, 1).

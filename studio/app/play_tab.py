@@ -105,11 +105,12 @@ def _model_names(loaded: ModelInfo) -> list[str]:
 
 def _follow_controls(model: ModelInfo, seconds: float | None) -> list[Any]:
     """Updates of the cfg, steps and seconds controls for a newly loaded model: its own guidance and
-    steps, its range of lengths (the length asked for kept where the model can make it)."""
+    steps (fixed for a one-step model), its range of lengths (the length asked for kept where the
+    model can make it)."""
     top = _slider_seconds(model)
     return [
-        gr.update(value=model.default_cfg),
-        gr.update(value=_slider_steps(model)),
+        gr.update(value=model.default_cfg, interactive=not model.one_step),
+        gr.update(value=_slider_steps(model), interactive=not model.one_step),
         gr.update(maximum=top, value=min(seconds or top, top)),
     ]
 
@@ -164,8 +165,11 @@ def play_tab(studio: Studio) -> Controls:
             label="Seconds",
             elem_id="seconds",
         )
-        steps = gr.Slider(1, UI_MAX_STEPS, value=_slider_steps(model), step=1, label="Steps", elem_id="steps")
-        cfg = gr.Slider(1, 10, value=model.default_cfg, step=0.1, label="CFG", elem_id="cfg")
+        fixed = {"interactive": not model.one_step}  # a one-step model's steps and cfg are its own
+        steps = gr.Slider(
+            1, UI_MAX_STEPS, value=_slider_steps(model), step=1, label="Steps", elem_id="steps", **fixed
+        )
+        cfg = gr.Slider(1, 10, value=model.default_cfg, step=0.1, label="CFG", elem_id="cfg", **fixed)
     with gr.Row():
         variations = gr.Slider(
             1, UI_MAX_VARIATIONS, value=4, step=1, label="Variations", elem_id="variations"
