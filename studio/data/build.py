@@ -322,17 +322,24 @@ def _design_bpm_loop(
     return made
 
 
+def _design(
+    generator: str, category: str | None, index: int, rng: np.random.Generator, fonts_available: bool
+) -> midi_render.Composition | synth.Recipe:
+    """What the index-th clip of a generator will be: a loop, a synthesis recipe, or a GM piece or
+    note (a loop is played on a GM kit only where a font is there to play it)."""
+    if generator == BPM_LOOPS:
+        return _design_bpm_loop(index, rng, gm=fonts_available and rng.random() < LOOP_GM_SHARE)
+    if generator == PROCEDURAL:
+        return synth.design(category, rng)
+    return (midi_render.compose_note if generator == GM_NOTES else midi_render.compose)(category, rng)
+
+
 def _generated_task(generator: str, category: str | None, index: int, sample_rate: int, seed: int,
                     fonts: list[tuple[midi_render.SoundFont, str]]) -> Task:  # fmt: skip
     source_file = f"{generator}/{category or 'other'}/{index:05d}"
     rng = _rng(seed, source_file)
     aug = augment.choose(category, rng, GENERATED_AUGMENTS) if rng.random() < GENERATED_AUGMENT_P else None
-    if generator == BPM_LOOPS:
-        made = _design_bpm_loop(index, rng, gm=bool(fonts) and rng.random() < LOOP_GM_SHARE)
-    elif generator == PROCEDURAL:
-        made = synth.design(category, rng)
-    else:
-        made = (midi_render.compose_note if generator == GM_NOTES else midi_render.compose)(category, rng)
+    made = _design(generator, category, index, rng, fonts_available=bool(fonts))
     extra = ("bpm loop",) if generator == BPM_LOOPS else ()
     if isinstance(made, synth.Recipe):
         clip = _clip(source_file, generator, source_file, category, PROCEDURAL_LICENCE, made.description, aug,
@@ -354,12 +361,7 @@ def designed_caption(category: str | None, rng: np.random.Generator) -> tuple[st
     if not generators:
         return None
     generator = generators[int(rng.integers(len(generators)))]
-    if generator == BPM_LOOPS:
-        made = _design_bpm_loop(int(rng.integers(1 << 16)), rng, gm=bool(rng.random() < LOOP_GM_SHARE))
-    elif generator == PROCEDURAL:
-        made = synth.design(category, rng)
-    else:
-        made = (midi_render.compose_note if generator == GM_NOTES else midi_render.compose)(category, rng)
+    made = _design(generator, category, int(rng.integers(1 << 16)), rng, fonts_available=True)
     texts = captions(made.description, rng)
     return texts[int(rng.integers(len(texts)))], made.seconds
 

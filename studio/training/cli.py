@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,18 @@ def _defaults(config_class: type) -> dict[str, Any]:
     }
 
 
-def _common(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+def _adder(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> Callable[[str, type, str], None]:
+    """add(flag, type, help): an option whose help ends with its config default."""
+
     def add(flag: str, kind: type, help_text: str) -> None:
         name = flag.lstrip("-").replace("-", "_")
         parser.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults[name]})")
 
+    return add
+
+
+def _common(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    add = _adder(parser, defaults)
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder holding manifest.jsonl")
     parser.add_argument(
         "--out",
@@ -287,11 +295,7 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         "score distillation, docs/swift.md)",
     )
     _common(vsd, defaults)
-
-    def add(flag: str, kind: type, help_text: str) -> None:
-        name = flag.lstrip("-").replace("-", "_")
-        vsd.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults[name]})")
-
+    add = _adder(vsd, defaults)
     vsd.add_argument("--teacher", type=Path, help="the trained diffusion model folder to distil")
     add("--fake-lr", float, "learning rate of the fake score")
     add("--fake-updates", int, "fake-score updates per student update")
