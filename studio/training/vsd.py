@@ -78,15 +78,14 @@ class Distiller:
     device: torch.device
 
 
-def one_step(dit: nn.Module, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-    """The student's sample: x̂0 = ε − v(ε, 1), one evaluation from pure noise."""
-    t = noise.new_ones(noise.shape[0])
-    return losses.denoise(noise, dit(noise, t, cond.context, cond.global_cond).float(), t)
-
-
 def denoised(dit: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
     """A DiT's conditional estimate of x0 from x_t."""
     return losses.denoise(x_t, dit(x_t, t, cond.context, cond.global_cond).float(), t)
+
+
+def one_step(dit: nn.Module, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    """The student's sample: x̂0 = ε − v(ε, 1), one evaluation from pure noise."""
+    return denoised(dit, noise, noise.new_ones(noise.shape[0]), cond)
 
 
 def guided_denoised(
@@ -260,16 +259,18 @@ def _validator(
     """How far the EMA student's one-step latents lie from the teacher's own takes (its default
     sampler and steps, guided as it samples) from the same noise and prompts. VSD matches
     distributions, not takes, so this need not reach 0; a rising gap means the student left the
-    teacher. The teacher's takes are made once, on the first call."""
+    teacher. The prompts' conditioning (the conditioners are frozen) is computed once, and the
+    teacher's takes on the first call."""
     generator = torch.Generator().manual_seed(seed)
     noises = [torch.randn((len(b["caption"]), *latent_shape), generator=generator) for b in fixed]
+    with torch.no_grad():
+        conds = [model.condition(list(b["caption"]), b["seconds"].tolist()) for b in fixed]
     references: list[torch.Tensor] = []
     sampler = teacher.config.sampler
     schedule = sampling.schedule_for(sampler, teacher.config.steps(sampler))
 
     @torch.no_grad()
     def validate() -> dict[str, float]:
-        conds = [model.condition(list(b["caption"]), b["seconds"].tolist()) for b in fixed]
         if not references:
             for cond, noise in zip(conds, noises, strict=True):
                 pair = partial(teacher.velocity_pair, cond=cond, uncond=cond.unconditional())
