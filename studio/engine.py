@@ -476,6 +476,7 @@ def render(
     cfg: float | torch.Tensor,
     context: torch.Tensor | None,
     global_cond: torch.Tensor | None,
+    beats: torch.Tensor | None,
     uncond_context: torch.Tensor | None,
     start: torch.Tensor,
     noises: torch.Tensor,
@@ -485,11 +486,11 @@ def render(
     can capture it whole. Guided by `cfg` (a number, or a 0-d tensor a graph can take new values
     in) where there is an unconditional context, at the steps within the model's guidance
     interval; `noises` [draws, B, C, T] holds ping-pong's re-noise after each step at index 1 on."""
-    cond = Conditioning(context, global_cond)
+    cond = Conditioning(context, global_cond, beats)
     conditional = partial(model.velocity, cond=cond)
     guided = conditional
     if uncond_context is not None:
-        uncond = Conditioning(uncond_context, global_cond)
+        uncond = Conditioning(uncond_context, global_cond, None if beats is None else torch.zeros_like(beats))
         guided = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
     schedule = sampling.schedule_for(sampler, steps, sigma_max)
     interval = model.config.guidance_interval
@@ -513,7 +514,7 @@ def diffuse(
     any number, so a restyle is never captured; cfg goes in as a tensor, so one graph serves every
     guidance scale."""
     run = partial(render, model, *settings)
-    tensors = (cond.context, cond.global_cond, uncond_context, start, noises, phase_noise)
+    tensors = (*cond.fields(), uncond_context, start, noises, phase_noise)
     sigma_max = settings[2]
     if graphs is None or sigma_max < 1:
         return run(cfg, *tensors)

@@ -408,7 +408,7 @@ def test_flow_loss_falls_on_a_fixed_batch():
     prompts, seconds = ["kick", "snare", "hat"], [0.1, 0.15, 0.19]
     history = []
     for _ in range(15):
-        loss = flow_loss(net, latents, prompts, seconds, t, noise, keep)
+        loss = flow_loss(net, latents, (prompts, seconds, None), t, noise, keep)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -425,7 +425,9 @@ def arc_setup(seed: int = 0) -> tuple:
     config = ArcTrainConfig(corpus=Path("."), out=Path("."), grad_clip=0.0)
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(4, 8, 4)
-    batch = arc_batch(model, latents, ["kick", "snare", "hat", "kick"], [0.1, 0.1, 0.2, 0.2], generator)
+    batch = arc_batch(
+        model, latents, ["kick", "snare", "hat", "kick"], [0.1, 0.1, 0.2, 0.2], [0.0] * 4, generator
+    )
     draws = ArcNoise.draw(latents.shape, generator, config)
     return model, disc, config, batch, draws
 

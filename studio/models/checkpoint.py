@@ -37,6 +37,7 @@ _DIT_RULES: list[tuple[str, str]] = [
     (r"proj_in\.weight", "transformer.project_in.weight"),
     (r"proj_out\.weight", "transformer.project_out.weight"),
     (r"rotary_inv_freq", "transformer.rotary_pos_emb.inv_freq"),
+    (r"beat_in\.weight", "beat_in.weight"),  # Studio's beat grid has no reference layout
     (r"blocks\.(\d+)\.self_norm\.weight", r"transformer.layers.\1.pre_norm.gamma"),
     (r"blocks\.(\d+)\.self_norm\.bias", r"transformer.layers.\1.pre_norm.beta"),
     (r"blocks\.(\d+)\.cross_norm\.weight", r"transformer.layers.\1.cross_attend_norm.gamma"),

@@ -80,6 +80,7 @@ class DiTConfig:
     global_cond_dim: int
     qk_norm: bool
     patch_size: int = 1  # latent frames per token
+    beat_grid: bool = False  # the DiT reads the beat phase of a tempo the prompt states (dit.py)
 
     @property
     def head_dim(self) -> int:
@@ -166,6 +167,15 @@ class ModelConfig:
     @property
     def latent_length(self) -> int:
         return self.sample_size // self.autoencoder.downsampling_ratio
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds of audio per latent frame."""
+        return self.autoencoder.downsampling_ratio / self.sample_rate
+
+    @property
+    def beat_grid(self) -> bool:
+        return self.dit is not None and self.dit.beat_grid
 
     @property
     def max_seconds(self) -> float:
@@ -435,6 +445,7 @@ class _Parser:
             global_cond_dim=self.get(cfg, "global_cond_dim", int, 0),
             qk_norm=qk_norm == "ln",
             patch_size=patch_size,
+            beat_grid=self.get(cfg, "beat_grid", bool, False),
         )
 
     def attention_heads(self, cfg: dict, where: str) -> tuple[int, int]:

@@ -5,6 +5,12 @@ conditioning tokens and a SwiGLU feed-forward. The global condition plus the tim
 prepended as one extra token. The network predicts a rectified-flow velocity. With a patch size
 p > 1 each token carries p consecutive latent frames, so a VAE with a finer hop keeps the DiT's
 sequence (and its cost) as short as a coarser one's.
+
+A DiT built with `beat_grid` also reads where the beats of a stated tempo fall: per latent frame,
+the phase within the beat and within a 4/4 bar, added to the frame tokens through a projection
+that starts at zero (so it warm-starts from a model without one unchanged). A tempo number read
+through cross-attention leaves the network to discover the beat period alone; given the grid, it
+only has to put onsets on it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,22 @@ def fourier_time_features(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     """
     angles = 2 * math.pi * t[:, None].float() @ weight.float().T
     return torch.cat((angles.cos(), angles.sin()), dim=-1)
+
+
+BEAT_FEATURES = 4  # sin and cos of the phase within the beat and within the bar
+BEATS_PER_BAR = 4
+
+
+def beat_features(beats: torch.Tensor, frames: int) -> torch.Tensor:
+    """[B, 2] (beats per latent frame, beat position at frame 0) -> [B, 4, frames] float32 sin/cos
+    of the phase within each beat and each 4/4 bar. A row with no tempo (0 beats per frame) is
+    all zeros."""
+    beats = beats.float()
+    per_frame, first = beats[:, :1], beats[:, 1:]
+    position = first + per_frame * torch.arange(frames, device=beats.device, dtype=torch.float32)
+    beat, bar = 2 * math.pi * position, 2 * math.pi * position / BEATS_PER_BAR
+    features = torch.stack((beat.sin(), beat.cos(), bar.sin(), bar.cos()), dim=1)
+    return features * (per_frame > 0)[:, :, None]
 
 
 def mlp(dim_in: int, dim: int, bias: bool) -> nn.Sequential:
@@ -160,6 +182,7 @@ class DiT(nn.Module):
         qk_norm: bool = True,
         time_features: int = 256,
         patch_size: int = 1,
+        beat_grid: bool = False,
     ):
         super().__init__()
         self.patch_size = patch_size
@@ -172,6 +195,9 @@ class DiT(nn.Module):
         self.output_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
         self.proj_in = nn.Linear(io_channels * patch_size, embed_dim, bias=False)
         self.proj_out = nn.Linear(embed_dim, io_channels * patch_size, bias=False)
+        self.beat_in = nn.Linear(BEAT_FEATURES * patch_size, embed_dim, bias=False) if beat_grid else None
+        if self.beat_in is not None:
+            nn.init.zeros_(self.beat_in.weight)
         # Rotary covers half of each head (at least 32 features), like the reference checkpoints.
         self.register_buffer("rotary_inv_freq", rotary_inv_freq(max(head_dim // 2, 32)))
         block_context_dim = embed_dim if context_dim else None
@@ -185,6 +211,7 @@ class DiT(nn.Module):
         t: torch.Tensor,
         context: torch.Tensor | None = None,
         global_cond: torch.Tensor | None = None,
+        beats: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token states [B, 1 + T / patch_size, D] after the blocks (the first token is the global one)."""
         time_features = fourier_time_features(t, self.time_weight)
@@ -194,7 +221,11 @@ class DiT(nn.Module):
         if self.context_mlp is not None and context is not None:
             context = self.context_mlp(context)
         x = self.input_conv(x) + x
-        tokens = torch.cat((global_token[:, None], self.proj_in(patchify(x, self.patch_size))), dim=1)
+        frame_tokens = self.proj_in(patchify(x, self.patch_size))
+        if self.beat_in is not None and beats is not None:
+            grid = beat_features(beats, x.shape[-1]).to(frame_tokens.dtype)
+            frame_tokens = frame_tokens + self.beat_in(patchify(grid, self.patch_size))
+        tokens = torch.cat((global_token[:, None], frame_tokens), dim=1)
         angles = rotary_angles(self.rotary_inv_freq, tokens.shape[1])
         for block in self.blocks:
             tokens = block(tokens, context, angles)
@@ -206,8 +237,9 @@ class DiT(nn.Module):
         t: torch.Tensor,
         context: torch.Tensor | None = None,
         global_cond: torch.Tensor | None = None,
+        beats: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x [B, C, T] latents, t [B] in [0, 1] -> velocity [B, C, T]."""
-        tokens = self.hidden_states(x, t, context, global_cond)
+        """x [B, C, T] latents, t [B] in [0, 1], beats [B, 2] (see beat_features) -> velocity [B, C, T]."""
+        tokens = self.hidden_states(x, t, context, global_cond, beats)
         y = unpatchify(self.proj_out(tokens[:, 1:]), self.patch_size, x.shape[-1])
         return self.output_conv(y) + y

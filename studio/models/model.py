@@ -15,6 +15,7 @@ from studio.models.autoencoder import Autoencoder
 from studio.models.conditioners import FactConditioner, NumberConditioner, PromptEncoder, build_conditioner
 from studio.models.config import ModelConfig
 from studio.models.dit import DiT
+from studio.prompt_facts import bpm_in
 
 
 @dataclass
@@ -23,33 +24,63 @@ class Conditioning:
 
     context: torch.Tensor | None  # [B, tokens, cond_dim]: the DiT cross-attends to them, MAR prepends them
     global_cond: torch.Tensor | None  # [B, global_dim]
+    # [B, 2] float32 (beats per latent frame, beat position at frame 0) of the tempo a prompt
+    # states, zeros where it states none; None for a model without a beat grid. Part of the prompt:
+    # the unconditional branch and conditioning dropout zero it with the context.
+    beats: torch.Tensor | None = None
 
     def unconditional(self, negative_context: torch.Tensor | None = None) -> Conditioning:
-        """The CFG branch: zeroed (or negative-prompt) context tokens, same global condition."""
+        """The CFG branch: zeroed (or negative-prompt) context tokens and no beat grid, same global
+        condition."""
         if self.context is None:
             return self
         context = torch.zeros_like(self.context) if negative_context is None else negative_context
-        return Conditioning(context, self.global_cond)
+        return Conditioning(context, self.global_cond, _zeros_like(self.beats))
 
     def dropped(self, keep: torch.Tensor) -> Conditioning:
         """Training's CFG dropout: rows with keep 0 get the unconditional branch's zeroed context."""
         if self.context is None:
             return self
-        return Conditioning(self.context * keep[:, None, None].to(self.context), self.global_cond)
+        beats = None if self.beats is None else self.beats * keep[:, None].to(self.beats)
+        return Conditioning(self.context * keep[:, None, None].to(self.context), self.global_cond, beats)
 
     def to(self, dtype: torch.dtype) -> Conditioning:
-        """The same condition in a model's compute dtype."""
+        """The same condition in a model's compute dtype; the beat grid stays float32, since its
+        phases run to hundreds of radians."""
         return Conditioning(
             None if self.context is None else self.context.to(dtype),
             None if self.global_cond is None else self.global_cond.to(dtype),
+            self.beats,
         )
 
     def stacked(self, other: Conditioning) -> Conditioning:
         """These rows, then `other`'s: both CFG branches in one doubled batch."""
-        return Conditioning(
-            torch.cat((self.context, other.context)) if self.context is not None else None,
-            torch.cat((self.global_cond, other.global_cond)) if self.global_cond is not None else None,
-        )
+        return Conditioning(*(_cat(a, b) for a, b in zip(self.fields(), other.fields(), strict=True)))
+
+    def fields(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(context, global_cond, beats): what a DiT is called with after x and t."""
+        return self.context, self.global_cond, self.beats
+
+
+def _zeros_like(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else torch.zeros_like(tensor)
+
+
+def _cat(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
+    return None if first is None else torch.cat((first, second))
+
+
+BEATS = "beats"  # encode_conditions' entry for the beat grid
+
+
+def beat_grid(prompts: list[str], starts: list[float], frame_seconds: float) -> torch.Tensor:
+    """[B, 2] (beats per latent frame, beat position at frame 0) of the tempo each prompt states,
+    for a window starting `starts` seconds after a downbeat; zeros where a prompt states none."""
+    rows = []
+    for prompt, start in zip(prompts, starts, strict=True):
+        bpm = bpm_in(prompt)
+        rows.append((0.0, 0.0) if bpm is None else (bpm / 60 * frame_seconds, bpm / 60 * start))
+    return torch.tensor(rows, dtype=torch.float32)
 
 
 class ConditionedModel(nn.Module):
@@ -62,10 +93,17 @@ class ConditionedModel(nn.Module):
             {c.id: build_conditioner(c, config.cond_dim) for c in config.conditioners}
         )
 
-    def encode_conditions(self, prompts: list[str], seconds: list[float]) -> dict[str, torch.Tensor]:
+    def encode_conditions(
+        self, prompts: list[str], seconds: list[float], starts: list[float] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Run every conditioner: prompt encoders and fact readers see `prompts`, number
-        conditioners `seconds`."""
+        conditioners `seconds`. A model with a beat grid also gets BEATS: where the beats of each
+        prompt's tempo fall, for a window that starts `starts` seconds into its sound (a take
+        starts on a beat: 0; a training crop wherever it was cut)."""
         outputs = {}
+        if self.config.beat_grid:
+            grid = beat_grid(prompts, starts or [0.0] * len(prompts), self.config.frame_seconds)
+            outputs[BEATS] = grid.to(next(self.parameters()).device)
         for cond_id, conditioner in self.conditioners.items():
             if isinstance(conditioner, NumberConditioner):
                 values = torch.tensor(seconds, dtype=torch.float32, device=conditioner.freqs.device)
@@ -87,10 +125,12 @@ class ConditionedModel(nn.Module):
             global_cond = torch.cat([tokens[i] for i in cfg.global_cond_ids], dim=-1)
             if global_cond.dim() == 3:
                 global_cond = global_cond[:, 0]
-        return Conditioning(context, global_cond)
+        return Conditioning(context, global_cond, tokens.get(BEATS))
 
-    def condition(self, prompts: list[str], seconds: list[float]) -> Conditioning:
-        return self.assemble(self.encode_conditions(prompts, seconds))
+    def condition(
+        self, prompts: list[str], seconds: list[float], starts: list[float] | None = None
+    ) -> Conditioning:
+        return self.assemble(self.encode_conditions(prompts, seconds, starts))
 
     @property
     def prompt_encoder(self) -> PromptEncoder | None:
@@ -110,6 +150,7 @@ class AudioModel(ConditionedModel):
             global_dim=d.global_cond_dim if config.global_cond_ids else 0,
             qk_norm=d.qk_norm,
             patch_size=d.patch_size,
+            beat_grid=d.beat_grid,
         )
         self.vae = Autoencoder(config.autoencoder)
 
@@ -117,7 +158,7 @@ class AudioModel(ConditionedModel):
         dtype = self.dit.proj_in.weight.dtype
         cond = cond.to(dtype)
         # t stays float32: in bfloat16 the sampler's 0.99331 would become 0.99219.
-        return self.dit(x.to(dtype), t.float(), cond.context, cond.global_cond).to(x.dtype)
+        return self.dit(x.to(dtype), t.float(), cond.context, cond.global_cond, cond.beats).to(x.dtype)
 
     def velocity_pair(
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, uncond: Conditioning

@@ -26,6 +26,7 @@ from torch import nn
 
 from studio.models import AudioModel, Conditioning, ModelConfig, load_model
 from studio.training import losses
+from studio.training.data import window_conditions
 from studio.training.discriminators import ArcDiscriminator
 from studio.training.flow import latent_splits
 from studio.training.loop import (
@@ -103,11 +104,13 @@ def arc_batch(
     latents: torch.Tensor,
     prompts: list[str],
     seconds: list[float],
+    starts: list[float],
     generator: torch.Generator,
 ) -> ArcBatch:
-    """Condition a batch; for the contrastive loss, rotate the prompts by a random non-zero shift so
-    every row meets another row's prompt (its own seconds kept, so only the text is wrong)."""
-    tokens = model.encode_conditions(prompts, seconds)
+    """Condition a batch (windows `starts` seconds into their clips); for the contrastive loss,
+    rotate the prompts by a random non-zero shift so every row meets another row's prompt (its own
+    seconds kept, so only the text is wrong)."""
+    tokens = model.encode_conditions(prompts, seconds, starts)
     cond = model.assemble(tokens)
     prompt = model.config.prompt_conditioner
     rows = len(prompts)
@@ -126,7 +129,7 @@ def arc_batch(
 def generate_x0(dit: nn.Module, batch: ArcBatch, draws: ArcNoise) -> torch.Tensor:
     """The generator's one-step estimate x̂0 = x_t - t · v(x_t, t)."""
     x_t = losses.add_noise(batch.latents, draws.noise, draws.t)
-    velocity = dit(x_t, draws.t, batch.cond.context, batch.cond.global_cond)
+    velocity = dit(x_t, draws.t, *batch.cond.fields())
     return losses.denoise(x_t, velocity.float(), draws.t)
 
 
@@ -141,7 +144,8 @@ def _judge(
     k = len(xs)
     context = None if contexts[0] is None else torch.cat(contexts)
     global_cond = None if cond.global_cond is None else cond.global_cond.repeat(k, 1)
-    return disc(torch.cat(xs), s.repeat(k), context, global_cond).float().chunk(k)
+    beats = None if cond.beats is None else cond.beats.repeat(k, 1)
+    return disc(torch.cat(xs), s.repeat(k), context, global_cond, beats).float().chunk(k)
 
 
 def discriminator_step(
@@ -236,7 +240,7 @@ def train_arc(config: ArcTrainConfig) -> Path:
     def step_fn(step: int, batch: dict) -> dict[str, float]:
         latents = batch["latents"].to(run.device, non_blocking=True)
         generator = step_generator(config.seed, run.dist.rank, step)
-        arc = arc_batch(model, latents, list(batch["caption"]), batch["seconds"].tolist(), generator)
+        arc = arc_batch(model, latents, *window_conditions(batch), generator)
         with run.autocast():
             values = discriminator_step(
                 ddp_dit,
@@ -277,7 +281,7 @@ def _validator(
             for batch in fixed:
                 latents = batch["latents"].to(device)
                 rows = latents.shape[0]
-                cond = model.condition(list(batch["caption"]), batch["seconds"].tolist())
+                cond = model.condition(*window_conditions(batch))
                 t = torch.tensor([VALIDATION_TIMES[i % len(VALIDATION_TIMES)] for i in range(rows)])
                 noise = torch.randn(latents.shape, generator=generator)
                 x_t = losses.add_noise(latents, noise.to(device), t.to(device))

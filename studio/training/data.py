@@ -240,14 +240,15 @@ class LatentCache:
 class LatentClips(Dataset):
     """Clips as `latent_length` frames of latents drawn from their cached posterior.
 
-    Long clips are cropped at a random latent frame; short ones were padded with silence before
-    encoding. "seconds" is how much of the window the clip fills (the seconds conditioner's value).
-    With `padded_seconds_share` p, a short clip is conditioned, p of the time, on a length drawn
-    between its own and the window's instead: what follows it there is silence, so a model learns
-    that a hit asked for at any length still decays, as a user asking for a kick without a length
-    expects. With `fact_dropout` q, a caption that names a note or tempo loses it q of the time: the
-    note-rendered clips state theirs in nearly every caption, and a model must also learn what
-    "piano note" with no note named sounds like.
+        Long clips are cropped at a random latent frame; short ones were padded with silence before
+        encoding. "seconds" is how much of the window the clip fills (the seconds conditioner's value),
+    "start" where in the clip the window begins, in seconds (where a stated tempo's beats fall).
+        With `padded_seconds_share` p, a short clip is conditioned, p of the time, on a length drawn
+        between its own and the window's instead: what follows it there is silence, so a model learns
+        that a hit asked for at any length still decays, as a user asking for a kick without a length
+        expects. With `fact_dropout` q, a caption that names a note or tempo loses it q of the time: the
+        note-rendered clips state theirs in nearly every caption, and a model must also learn what
+        "piano note" with no note named sounds like.
     """
 
     def __init__(
@@ -283,8 +284,14 @@ class LatentClips(Dataset):
         return {
             "latents": mean + stdev * noise,
             "seconds": filled / self.cache.sample_rate,
+            "start": start * self.hop / self.cache.sample_rate,
             "caption": caption,
         }
+
+
+def window_conditions(batch: dict[str, Any]) -> tuple[list[str], list[float], list[float]]:
+    """A LatentClips batch's (captions, seconds, starts): what a model is conditioned on."""
+    return list(batch["caption"]), batch["seconds"].tolist(), batch["start"].tolist()
 
 
 class Prompts(Dataset):

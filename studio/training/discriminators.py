@@ -162,9 +162,10 @@ class ArcDiscriminator(nn.Module):
         t: torch.Tensor,
         context: torch.Tensor | None = None,
         global_cond: torch.Tensor | None = None,
+        beats: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token states [B, 1 + T, D] after the copied blocks."""
-        return self.trunk.hidden_states(x, t, context, global_cond)
+        return self.trunk.hidden_states(x, t, context, global_cond, beats)
 
     def forward(
         self,
@@ -172,7 +173,8 @@ class ArcDiscriminator(nn.Module):
         t: torch.Tensor,
         context: torch.Tensor | None = None,
         global_cond: torch.Tensor | None = None,
+        beats: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, C, T] noisy latents at times t [B] -> logits [B] (higher = more real)."""
-        frames = self.hidden_states(x, t, context, global_cond)[:, 1:].transpose(1, 2)
+        frames = self.hidden_states(x, t, context, global_cond, beats)[:, 1:].transpose(1, 2)
         return self.head(frames).mean(dim=(1, 2))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from studio.data.manifest import Clip, read_manifest
 from studio.models import AudioModel, Model, ModelConfig, load_model
 from studio.training import losses
-from studio.training.data import LatentCache, LatentClips, split_clips
+from studio.training.data import LatentCache, LatentClips, split_clips, window_conditions
 from studio.training.loop import (
     EMA,
     Checkpoint,
@@ -67,23 +67,31 @@ class ConditionedVelocity(nn.Module):
         self.model = model
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, prompts: list[str], seconds: list[float], keep: torch.Tensor
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        prompts: list[str],
+        seconds: list[float],
+        keep: torch.Tensor,
+        starts: list[float] | None = None,
     ) -> torch.Tensor:
-        """Velocity at x [B, C, T], t [B]; rows with keep 0 get zeroed cross-attention tokens."""
-        return self.model.velocity(x, t, self.model.condition(prompts, seconds).dropped(keep))
+        """Velocity at x [B, C, T], t [B] for windows `starts` seconds into their clips; rows with
+        keep 0 get zeroed cross-attention tokens."""
+        return self.model.velocity(x, t, self.model.condition(prompts, seconds, starts).dropped(keep))
 
 
 def flow_loss(
     net: nn.Module,
     latents: torch.Tensor,
-    prompts: list[str],
-    seconds: list[float],
+    conditions: tuple[list[str], list[float], list[float] | None],
     t: torch.Tensor,
     noise: torch.Tensor,
     keep: torch.Tensor,
 ) -> torch.Tensor:
-    """The rectified-flow loss of one batch at given times, noise and dropout mask."""
-    velocity = net(losses.add_noise(latents, noise, t), t, prompts, seconds, keep)
+    """The rectified-flow loss of one batch (its prompts, seconds and window starts) at given times,
+    noise and dropout mask."""
+    prompts, seconds, starts = conditions
+    velocity = net(losses.add_noise(latents, noise, t), t, prompts, seconds, keep, starts)
     return losses.rectified_flow_loss(velocity, latents, noise)
 
 
@@ -230,8 +238,7 @@ def train_flow(config: FlowTrainConfig) -> Path:
             loss = flow_loss(
                 ddp_net,
                 latents,
-                list(batch["caption"]),
-                batch["seconds"].tolist(),
+                window_conditions(batch),
                 t.to(run.device),
                 noise.to(run.device),
                 keep.to(run.device),
@@ -265,8 +272,7 @@ def _validator(
                 loss = flow_loss(
                     net,
                     latents,
-                    list(batch["caption"]),
-                    batch["seconds"].tolist(),
+                    window_conditions(batch),
                     t.to(device),
                     noise.to(device),
                     torch.ones(rows, device=device),

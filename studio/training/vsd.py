@@ -80,7 +80,7 @@ class Distiller:
 
 def denoised(dit: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
     """A DiT's conditional estimate of x0 from x_t."""
-    return losses.denoise(x_t, dit(x_t, t, cond.context, cond.global_cond).float(), t)
+    return losses.denoise(x_t, dit(x_t, t, *cond.fields()).float(), t)
 
 
 def one_step(dit: nn.Module, noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -101,7 +101,7 @@ def guided_denoised(
     if cond.context is None or guidance == 1:
         return denoised(dit, x_t, t, cond)
     both = cond.stacked(cond.unconditional())
-    v_cond, v_uncond = dit(torch.cat((x_t, x_t)), torch.cat((t, t)), both.context, both.global_cond).chunk(2)
+    v_cond, v_uncond = dit(torch.cat((x_t, x_t)), torch.cat((t, t)), *both.fields()).chunk(2)
     inside = ((t >= interval[0]) & (t <= interval[1])).view(-1, *([1] * (x_t.dim() - 1)))
     velocity = torch.where(inside, v_uncond + guidance * (v_cond - v_uncond), v_cond)
     return losses.denoise(x_t, velocity.float(), t)
@@ -121,7 +121,7 @@ def fake_score_step(
         x0 = one_step(unwrap(nets.student), noise, cond)
     t = losses.logit_normal_t(shape[0], generator).to(nets.device)
     renoise = torch.randn(shape, generator=generator).to(nets.device)
-    velocity = nets.fake(losses.add_noise(x0, renoise, t), t, cond.context, cond.global_cond)
+    velocity = nets.fake(losses.add_noise(x0, renoise, t), t, *cond.fields())
     loss = losses.rectified_flow_loss(velocity, x0, renoise)
     optimizer_step(optimizer, loss, grad_clip)
     return loss.item()
