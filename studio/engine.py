@@ -490,7 +490,7 @@ def render(
     conditional = partial(model.velocity, cond=cond)
     guided = conditional
     if uncond_context is not None:
-        uncond = Conditioning(uncond_context, global_cond, None if beats is None else torch.zeros_like(beats))
+        uncond = cond.unconditional(uncond_context)
         guided = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
     schedule = sampling.schedule_for(sampler, steps, sigma_max)
     interval = model.config.guidance_interval

@@ -158,7 +158,7 @@ class AudioModel(ConditionedModel):
         dtype = self.dit.proj_in.weight.dtype
         cond = cond.to(dtype)
         # t stays float32: in bfloat16 the sampler's 0.99331 would become 0.99219.
-        return self.dit(x.to(dtype), t.float(), cond.context, cond.global_cond, cond.beats).to(x.dtype)
+        return self.dit(x.to(dtype), t.float(), *cond.fields()).to(x.dtype)
 
     def velocity_pair(
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, uncond: Conditioning

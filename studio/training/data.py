@@ -240,15 +240,15 @@ class LatentCache:
 class LatentClips(Dataset):
     """Clips as `latent_length` frames of latents drawn from their cached posterior.
 
-        Long clips are cropped at a random latent frame; short ones were padded with silence before
-        encoding. "seconds" is how much of the window the clip fills (the seconds conditioner's value),
+    Long clips are cropped at a random latent frame; short ones were padded with silence before
+    encoding. "seconds" is how much of the window the clip fills (the seconds conditioner's value),
     "start" where in the clip the window begins, in seconds (where a stated tempo's beats fall).
-        With `padded_seconds_share` p, a short clip is conditioned, p of the time, on a length drawn
-        between its own and the window's instead: what follows it there is silence, so a model learns
-        that a hit asked for at any length still decays, as a user asking for a kick without a length
-        expects. With `fact_dropout` q, a caption that names a note or tempo loses it q of the time: the
-        note-rendered clips state theirs in nearly every caption, and a model must also learn what
-        "piano note" with no note named sounds like.
+    With `padded_seconds_share` p, a short clip is conditioned, p of the time, on a length drawn
+    between its own and the window's instead: what follows it there is silence, so a model learns
+    that a hit asked for at any length still decays, as a user asking for a kick without a length
+    expects. With `fact_dropout` q, a caption that names a note or tempo loses it q of the time: the
+    note-rendered clips state theirs in nearly every caption, and a model must also learn what
+    "piano note" with no note named sounds like.
     """
 
     def __init__(
