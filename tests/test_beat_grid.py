@@ -17,6 +17,8 @@ from studio.models import AudioModel, ModelConfig, load_model, save_model
 from studio.models.dit import DiT, beat_features
 from studio.request import Request
 from studio.training.data import LatentCache, LatentClips
+from studio.training.flow import parameter_groups
+from studio.training.loop import train_only
 from tests.tiny import make_model_folder, tiny_config
 
 BEAT_CONFIG = tiny_config(**{"model.diffusion.config.beat_grid": True})
@@ -115,3 +117,27 @@ def test_a_crop_reports_where_it_starts(tmp_path):
     assert all(0 <= s <= clip_seconds - window_seconds + 1e-6 for s in starts)
     assert all(math.isclose(s / frame_seconds, round(s / frame_seconds), abs_tol=1e-6) for s in starts)
     assert len(set(starts)) > 5
+
+
+def test_the_grid_projection_can_learn_faster_than_the_rest_of_the_dit():
+    model = AudioModel(ModelConfig.from_dict(BEAT_CONFIG))
+    trainable = train_only(model, model.dit, model.conditioners)
+    assert parameter_groups(model, trainable, 1e-3, 1.0) == [{"params": trainable}]
+    rest, grid = parameter_groups(model, trainable, 1e-3, 10.0)
+    assert grid["params"] == [model.dit.beat_in.weight] and grid["lr"] == pytest.approx(1e-2)
+    assert len(rest["params"]) == len(trainable) - 1 and "lr" not in rest
+
+    optimizer = torch.optim.AdamW([rest, grid], lr=1e-3, weight_decay=0.0)
+    before = {id(p): p.detach().clone() for p in trainable}
+    for p in trainable:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    moved = {id(p): (before[id(p)] - p.detach()).abs().max().item() for p in trainable}
+    assert moved[id(model.dit.beat_in.weight)] == pytest.approx(1e-2, rel=1e-3)  # Adam's first step: lr
+    assert max(v for k, v in moved.items() if k != id(model.dit.beat_in.weight)) == pytest.approx(
+        1e-3, rel=1e-3
+    )
+
+    plain = AudioModel(ModelConfig.from_dict(tiny_config()))
+    plain_trainable = train_only(plain, plain.dit, plain.conditioners)
+    assert parameter_groups(plain, plain_trainable, 1e-3, 10.0) == [{"params": plain_trainable}]

@@ -274,6 +274,9 @@ def test_balanced_epochs_repeat_rare_categories_with_fresh_draws():
     root = Counter(categories[i] for i in balanced_epoch(categories, 0.5))
     assert root == {"guitar": 8, "rain": 4, None: 3}  # 2 × round(√4), 1 × round(√8)
 
+    focused = Counter(categories[i] for i in balanced_epoch(categories, 0.5, {"rain": 3.0, None: 0.5}))
+    assert focused == {"guitar": 8, "rain": 12, None: 1}  # 2 × round(2 × 3); √8 / 2 rounds to 1
+
     sampler = StepSampler(balanced_epoch(categories, 1.0), seed=1)
     stream = iter(sampler)
     keys = [next(stream) for _ in range(24)]
@@ -628,6 +631,21 @@ def test_arc_run_exports_a_ping_pong_model(corpus, flow_folder, tmp_path):
     sampler, audio = generate(out)
     assert sampler == "pingpong" and np.isfinite(audio).all() and np.abs(audio).max() > 0
     assert json.loads((out / "model_config.json").read_text())["default_cfg"] == 1.0  # runs unguided
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"focus": "drum-loops=3"}, "unknown focus category 'drum-loops'"),
+        ({"focus": "rain=0"}, "focus weight '0' of rain"),
+        ({"beat_grid_lr_scale": 0.0}, "--beat-grid-lr-scale must be positive"),
+    ],
+)
+def test_flow_refuses_a_focus_or_grid_rate_it_cannot_use(corpus, vae_folder, tmp_path, option, message):
+    options = {"corpus": corpus, "out": tmp_path / "run", "init": vae_folder, "workers": 0}
+    with pytest.raises(TrainingError, match=message):
+        train_flow(FlowTrainConfig(**options, **option))
+    assert not (tmp_path / "run").exists()  # refused before a run folder was made
 
 
 def test_flow_refuses_a_config_whose_vae_differs_from_init(corpus, vae_folder, tmp_path):

@@ -67,6 +67,12 @@ def _common(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
         "category about equally often (rare categories' clips repeat), 0.5 is square-root sampling",
     )
     add(
+        "--focus",
+        str,
+        "comma list of categories (or other) drawn more often, each optionally =weight (default 4), "
+        "on top of --balance: drum-loop=3 triples every drum loop's turns an epoch",
+    )
+    add(
         "--minutes",
         float,
         "wall-clock budget: stop (exporting and saving state) at the first logged step after this "
@@ -229,6 +235,13 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         type=float,
         help="share of the captions naming a note or tempo trained without it, so a prompt that names "
         f"neither still gets its sound (default: {defaults['fact_dropout']})",
+    )
+    flow.add_argument(
+        "--beat-grid-lr-scale",
+        type=float,
+        help="learning rate of the beat grid's projection as a multiple of --lr: it learns only from "
+        "the few rows that state a tempo, so at the common rate it stays too faint for the blocks "
+        f"to use (default: {defaults['beat_grid_lr_scale']})",
     )
     flow.set_defaults(func=cmd_train_flow)
 

@@ -12,7 +12,7 @@ import hashlib
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,19 +50,24 @@ def fixed_keys(count: int, seed: int) -> list[tuple[int, int]]:
     return [(i, draw_seed(seed, 0, i)) for i in range(count)]
 
 
-def balanced_epoch(categories: Sequence[str | None], power: float) -> list[int]:
+def balanced_epoch(
+    categories: Sequence[str | None], power: float, focus: Mapping[str | None, float] | None = None
+) -> list[int]:
     """Clip indices for one epoch in which rare categories come round more often.
 
     A clip whose category has n clips appears round((n_max / n) ** power) times: power 0 keeps the
     corpus's own proportions, 1 draws every category about equally often, and 0.5 (square-root
-    sampling) sits between. Clips without a category count as one group.
+    sampling) sits between. Clips without a category count as one group. `focus` multiplies the
+    repeats of the categories it names (None: the clips of no category), so a run can dwell on
+    what the model gets wrong without a corpus rebuilt around it.
     """
     counts = Counter(categories)
     largest = max(counts.values(), default=0)
+    weights = focus or {}
     return [
         index
         for index, category in enumerate(categories)
-        for _ in range(max(1, round((largest / counts[category]) ** power)))
+        for _ in range(max(1, round((largest / counts[category]) ** power * weights.get(category, 1.0))))
     ]
 
 

@@ -57,6 +57,7 @@ class FlowTrainConfig(TrainConfig):
     weight_decay: float = 1e-3
     padded_seconds_share: float = 0.0  # see LatentClips: short clips also conditioned on longer lengths
     fact_dropout: float = 0.0  # see LatentClips: captions also trained without their note or tempo
+    beat_grid_lr_scale: float = 1.0  # the beat grid projection's learning rate, as a multiple of lr
 
 
 class ConditionedVelocity(nn.Module):
@@ -201,6 +202,21 @@ def latent_splits(
     )
 
 
+def parameter_groups(
+    model: AudioModel, trainable: list[nn.Parameter], lr: float, beat_grid_lr_scale: float
+) -> list[dict]:
+    """One optimiser group, or two when the beat grid's projection learns at its own rate. A run
+    keeps the grouping it started with: its saved optimiser state holds one entry per group."""
+    grid = model.dit.beat_in
+    if grid is None or beat_grid_lr_scale == 1:
+        return [{"params": trainable}]
+    own = {id(p) for p in grid.parameters()}
+    return [
+        {"params": [p for p in trainable if id(p) not in own]},
+        {"params": [p for p in trainable if id(p) in own], "lr": lr * beat_grid_lr_scale},
+    ]
+
+
 def train_flow(config: FlowTrainConfig) -> Path:
     """Pretrain (or continue) the DiT with rectified flow; returns the exported model folder."""
     if not 0 <= config.cond_dropout <= 1:
@@ -211,6 +227,10 @@ def train_flow(config: FlowTrainConfig) -> Path:
     ):
         if not 0 <= share <= 1:
             raise TrainingError(f"{option} must be in [0, 1], got {share}", "e.g. 0.5")
+    if config.beat_grid_lr_scale <= 0:
+        raise TrainingError(
+            f"--beat-grid-lr-scale must be positive, got {config.beat_grid_lr_scale}", "e.g. 10"
+        )
     run = Run(config, "flow")
     state = run.saved_state()
     model = AudioModel(ModelConfig.from_dict(state["model_config"])) if state else flow_model(config)
@@ -219,7 +239,11 @@ def train_flow(config: FlowTrainConfig) -> Path:
     net = ConditionedVelocity(model)
 
     ema = EMA(net, config.ema_decay)
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, trainable, config.lr, config.beat_grid_lr_scale),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
     parts = {"model": model, "ema": ema, "optimizer": optimizer}
     start = run.restore(state, parts) if state else 0
     data = latent_splits(

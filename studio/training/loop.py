@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from studio.data.build import CorpusError, parse_focus
 from studio.errors import StudioError
 from studio.models import Model, ModelConfig, save_model
 from studio.models.registry import RUN_EXPORT_DIR
@@ -67,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     balance: float = 0.0  # category balancing: 0 the corpus's proportions, 1 every category alike
+    focus: str = ""  # categories drawn more often, as `studio data build --focus` names them
     minutes: float = 0.0  # wall-clock budget of this invocation (0: none): a rented GPU's hour, say
 
     def check(self) -> None:
@@ -85,8 +87,15 @@ class TrainConfig:
             raise TrainingError(
                 f"--balance must be from 0 to 1, got {self.balance}", "0.5 is square-root sampling"
             )
+        self.focus_weights()  # refuses an unknown category or weight before anything is loaded
         if not 0 <= self.ema_decay < 1:
             raise TrainingError(f"--ema-decay must be in [0, 1), got {self.ema_decay}", "0.999 is usual")
+
+    def focus_weights(self) -> dict[str | None, float]:
+        try:
+            return parse_focus(self.focus)
+        except CorpusError as error:
+            raise TrainingError(f"--focus: {error.message}", error.hint) from None
 
 
 class Stateful(Protocol):
@@ -420,7 +429,7 @@ class Run:
     ) -> Iterator[dict[str, Any]]:
         """This rank's endless stream of batches, positioned at `start_step`."""
         cfg = self.config
-        epoch = balanced_epoch([clip.category for clip in dataset.clips], cfg.balance)
+        epoch = balanced_epoch([clip.category for clip in dataset.clips], cfg.balance, cfg.focus_weights())
         sampler = StepSampler(
             epoch, cfg.seed, self.dist.rank, self.dist.world, skip=start_step * cfg.batch_size
         )
