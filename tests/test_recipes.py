@@ -22,6 +22,14 @@ from tests.tiny import make_model_folder, tiny_stft_config
 REPO = Path(__file__).resolve().parents[1]
 
 
+def recipe_script(name: str, path: str):
+    """A recipe's script as a module (recipes/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def transport(monkeypatch):
     """recipes/studio-mini-gpu/transport.py, registered so its process pool can pickle its functions."""
@@ -101,9 +109,7 @@ def test_a_decoder_from_another_encoder_is_refused(transport, tmp_path):
 
 
 def test_the_stft_recipe_packs_a_run_export_into_a_float16_autoencoder_folder(tmp_path):
-    spec = importlib.util.spec_from_file_location("stft_pack", REPO / "recipes/studio-mini-stft/pack.py")
-    pack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pack)
+    pack = recipe_script("stft_pack", "recipes/studio-mini-stft/pack.py")
     config = json.loads((REPO / "recipes/studio-mini-stft/model_config.json").read_text())
     config["model"]["diffusion"]["config"].update(embed_dim=128, depth=2, num_heads=4)  # a run's own DiT
     run_export = make_model_folder(tmp_path / "run" / "model", config, seed=3)
@@ -116,9 +122,7 @@ def test_the_stft_recipe_packs_a_run_export_into_a_float16_autoencoder_folder(tm
 
 
 def test_the_stft_recipe_narrows_a_decoder_keeping_its_encoder_and_its_strongest_channels(tmp_path):
-    spec = importlib.util.spec_from_file_location("stft_narrow", REPO / "recipes/studio-mini-stft/narrow.py")
-    narrow = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(narrow)
+    narrow = recipe_script("stft_narrow", "recipes/studio-mini-stft/narrow.py")
     folder = make_model_folder(tmp_path / "model", tiny_stft_config(), seed=2)
     latents = torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(0))
     same = load_model(narrow.narrow(folder, 32, tmp_path / "same"))  # every channel kept: the same decoder
@@ -132,3 +136,26 @@ def test_the_stft_recipe_narrows_a_decoder_keeping_its_encoder_and_its_strongest
         torch.testing.assert_close(narrowed.vae.encoder.state_dict()[name], tensor)
     with torch.no_grad():
         assert narrowed.vae.decode(latents).shape == model.vae.decode(latents).shape
+
+
+def test_the_v04_recipe_packs_a_flow_run_in_float16_with_the_recipes_sampling_defaults(tmp_path):
+    pack = recipe_script("v04_pack", "recipes/studio-mini-v04/pack.py")
+    run_export = make_model_folder(tmp_path / "run" / "model", seed=4)
+    recipe = tmp_path / "recipe.json"
+    defaults = {
+        "default_cfg": 2.5,
+        "guidance_interval": [0.0, 0.9],
+        "default_sampler": "euler",
+        "default_steps": 3,
+    }
+    recipe.write_text(json.dumps({**json.loads((run_export / "model_config.json").read_text()), **defaults}))
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "README.md").write_text("model card")
+    out = pack.pack(run_export, tmp_path / "packed", recipe)
+    assert {t.dtype for t in load_file(str(out / "model.safetensors")).values()} == {torch.float16}
+    assert json.loads((out / "model_config.json").read_text()).items() >= defaults.items()
+    assert (out / "README.md").read_text() == "model card"
+    packed, trained = load_model(out), load_model(run_export)
+    for name, tensor in trained.state_dict().items():
+        torch.testing.assert_close(packed.state_dict()[name], tensor.half().float())
+    assert 30 < pack.half_precision_snr_db(run_export, out, prompt="kick drum", seed=1) < 200

@@ -16,10 +16,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from studio.models import ModelConfig, build_model, load_model, save_model
-from studio.models.registry import CONFIG_FILE, WEIGHT_FILES
+from studio.models.registry import CONFIG_FILE
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,9 +28,7 @@ def pack(run_model: Path, out: Path, config: Path = HERE / CONFIG_FILE) -> Path:
     torch.manual_seed(0)
     packed = build_model(ModelConfig.from_file(config))
     packed.vae.load_state_dict(trained.vae.state_dict())
-    save_model(packed, out)
-    weights = out / WEIGHT_FILES[0]
-    save_file({k: v.half() for k, v in load_file(str(weights)).items()}, str(weights))
+    save_model(packed, out, torch.float16)
     reloaded = load_model(out)
     for name, tensor in trained.vae.state_dict().items():
         torch.testing.assert_close(reloaded.vae.state_dict()[name], tensor.half().float())

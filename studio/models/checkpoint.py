@@ -214,13 +214,14 @@ def load_model(folder: str | Path) -> Model:
     return model.eval()
 
 
-def save_model(model: Model, folder: str | Path) -> Path:
-    """Write config + safetensors with the reference key names (what load_model reads back)."""
+def save_model(model: Model, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write config + safetensors with the reference key names (what load_model reads back).
+    `dtype` float16 halves a shipped model's size; load_model gives float32 back either way."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     table = key_table(model)
     state = model.state_dict()
-    tensors = {theirs: state[ours].detach().float().contiguous().cpu() for theirs, ours in table.items()}
+    tensors = {theirs: state[ours].detach().to(dtype).contiguous().cpu() for theirs, ours in table.items()}
     save_file(tensors, str(folder / WEIGHT_FILES[0]))
     (folder / CONFIG_FILE).write_text(json.dumps(model.config.raw, indent=2))
     return folder

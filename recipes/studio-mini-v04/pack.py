@@ -1,0 +1,68 @@
+"""Pack a v0.4 flow run's export as the embedded model folder: weights in float16, the sampling
+defaults of this recipe's `model_config.json`, the folder's model card left as it is.
+
+    python recipes/studio-mini-v04/pack.py RUN/model models/studio-mini
+
+A run's export keeps the config its run started from, so defaults chosen later (guidance, sampler,
+steps) come from this recipe here. Prints how far a seeded take of the packed folder is from the
+same take with the export's float32 weights: float16 weights must not change what a user hears.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.engine import Engine
+from studio.models import ModelConfig, load_model, save_model
+from studio.models.registry import CONFIG_FILE
+from studio.request import Request
+
+HERE = Path(__file__).resolve().parent
+SAMPLING_DEFAULTS = ("default_cfg", "guidance_interval", "default_sampler", "default_steps")
+
+
+def pack(run_model: Path, out: Path, recipe: Path = HERE / CONFIG_FILE) -> Path:
+    model = load_model(run_model)
+    raw = json.loads(json.dumps(model.config.raw))
+    defaults = json.loads(recipe.read_text())
+    raw.update({key: defaults[key] for key in SAMPLING_DEFAULTS if key in defaults})
+    model.config = ModelConfig.from_dict(raw, source=str(recipe))
+    save_model(model, out, torch.float16)
+    reloaded = load_model(out)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[name], tensor.half().float())
+    return out
+
+
+def half_precision_snr_db(run_model: Path, folder: Path, prompt: str = "synth pad", seed: int = 7) -> float:
+    """SNR of the packed folder's seeded take against the same take from the run's float32 weights."""
+    with tempfile.TemporaryDirectory() as full:
+        model = load_model(run_model)
+        model.config = ModelConfig.from_file(folder / CONFIG_FILE)
+        save_model(model, full)
+        takes = []
+        for candidate in (full, folder):
+            with Engine(str(candidate)) as engine:
+                takes.append(engine.generate(Request(prompt=prompt, seed=seed)).takes[0].audio)
+    reference, packed = (np.asarray(t, dtype=np.float64) for t in takes)
+    return float(10 * np.log10(np.sum(reference**2) / max(np.sum((reference - packed) ** 2), 1e-30)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_model", type=Path, help="a flow run's export (RUN/model)")
+    parser.add_argument("out", type=Path, help="the model folder to write (its README.md is kept)")
+    args = parser.parse_args()
+    print(pack(args.run_model, args.out))
+    snr = half_precision_snr_db(args.run_model, args.out)
+    print(f"a seeded take, float16 against float32 weights: {snr:.1f} dB SNR")
+
+
+if __name__ == "__main__":
+    main()
