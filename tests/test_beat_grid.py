@@ -81,6 +81,19 @@ def test_beat_grid_must_be_true_or_false():
         ModelConfig.from_dict(tiny_config(**{"model.diffusion.config.beat_grid": "yes"}))
 
 
+def test_a_conditioner_cannot_take_the_name_the_grid_travels_under():
+    config = tiny_config(**{"model.diffusion.config.beat_grid": True})
+    prompt = config["model"]["conditioning"]["configs"][0]
+    prompt["id"] = "beats"
+    diffusion = config["model"]["diffusion"]
+    for ids in ("cross_attention_cond_ids", "global_cond_ids"):
+        diffusion[ids] = ["beats" if i == "prompt" else i for i in diffusion.get(ids, [])]
+    with pytest.raises(ModelConfigError, match=r"configs\[0\]\.id' is 'beats'.*rename"):
+        ModelConfig.from_dict(config)
+    diffusion["config"]["beat_grid"] = False  # without a grid the name is free
+    assert ModelConfig.from_dict(config).conditioners[0].id == "beats"
+
+
 def test_the_engine_reads_the_tempo_from_the_prompt_and_the_grid_survives_a_checkpoint(tmp_path):
     folder = make_model_folder(tmp_path / "beat", BEAT_CONFIG)
     model = load_model(folder)

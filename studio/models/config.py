@@ -24,6 +24,10 @@ PROMPT_FACTS = ("note", "bpm")
 MAR_HEADS = ("diffusion", "energy")
 
 
+# The conditioning entry the beat grid travels under beside the conditioners' own (model.py).
+BEAT_GRID_ID = "beats"
+
+
 @dataclass(frozen=True)
 class OobleckConfig:
     """One side (encoder or decoder) of the Oobleck autoencoder."""
@@ -313,6 +317,12 @@ class _Parser:
         dit = self.dit(self.get(diffusion, "config", dict))
         if dit.io_channels != latent_dim:
             raise self.fail(f"{where}.config.io_channels", "must equal the autoencoder latent_dim")
+        taken = [i for i, c in enumerate(conditioners) if c.id == BEAT_GRID_ID]
+        if dit.beat_grid and taken:
+            raise self.fail(
+                f"model.conditioning.configs[{taken[0]}].id",
+                f"is '{BEAT_GRID_ID}', the name the beat grid travels under; rename the conditioner",
+            )
         return {
             "context_cond_ids": self.cond_ids(diffusion, where, "cross_attention_cond_ids", conditioners, []),
             "global_cond_ids": self.cond_ids(diffusion, where, "global_cond_ids", conditioners, []),

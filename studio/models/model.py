@@ -13,7 +13,7 @@ from torch import nn
 
 from studio.models.autoencoder import Autoencoder
 from studio.models.conditioners import FactConditioner, NumberConditioner, PromptEncoder, build_conditioner
-from studio.models.config import ModelConfig
+from studio.models.config import BEAT_GRID_ID, ModelConfig
 from studio.models.dit import DiT
 from studio.prompt_facts import bpm_in
 
@@ -70,9 +70,6 @@ def _cat(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tenso
     return None if first is None else torch.cat((first, second))
 
 
-BEATS = "beats"  # encode_conditions' entry for the beat grid
-
-
 def beat_grid(prompts: list[str], starts: list[float], frame_seconds: float) -> torch.Tensor:
     """[B, 2] (beats per latent frame, beat position at frame 0) of the tempo each prompt states,
     for a window starting `starts` seconds after a downbeat; zeros where a prompt states none."""
@@ -97,13 +94,13 @@ class ConditionedModel(nn.Module):
         self, prompts: list[str], seconds: list[float], starts: list[float] | None = None
     ) -> dict[str, torch.Tensor]:
         """Run every conditioner: prompt encoders and fact readers see `prompts`, number
-        conditioners `seconds`. A model with a beat grid also gets BEATS: where the beats of each
+        conditioners `seconds`. A model with a beat grid also gets BEAT_GRID_ID: where the beats of each
         prompt's tempo fall, for a window that starts `starts` seconds into its sound (a take
         starts on a beat: 0; a training crop wherever it was cut)."""
         outputs = {}
         if self.config.beat_grid:
             grid = beat_grid(prompts, starts or [0.0] * len(prompts), self.config.frame_seconds)
-            outputs[BEATS] = grid.to(next(self.parameters()).device)
+            outputs[BEAT_GRID_ID] = grid.to(next(self.parameters()).device)
         for cond_id, conditioner in self.conditioners.items():
             if isinstance(conditioner, NumberConditioner):
                 values = torch.tensor(seconds, dtype=torch.float32, device=conditioner.freqs.device)
@@ -125,7 +122,7 @@ class ConditionedModel(nn.Module):
             global_cond = torch.cat([tokens[i] for i in cfg.global_cond_ids], dim=-1)
             if global_cond.dim() == 3:
                 global_cond = global_cond[:, 0]
-        return Conditioning(context, global_cond, tokens.get(BEATS))
+        return Conditioning(context, global_cond, tokens.get(BEAT_GRID_ID))
 
     def condition(
         self, prompts: list[str], seconds: list[float], starts: list[float] | None = None
