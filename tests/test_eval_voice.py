@@ -66,6 +66,49 @@ def test_tempo_is_right_within_three_percent():
     assert sound.tempo_relation(None, 120) == "none"
 
 
+def bursts(times: np.ndarray, seconds: float = 4.18) -> np.ndarray:
+    """10 ms noise bursts starting at `times` (seconds)."""
+    audio = np.zeros(int(RATE * seconds))
+    burst = np.random.default_rng(0).standard_normal(441) * np.exp(-np.arange(441) / 88)
+    for start in (np.asarray(times) * RATE).astype(int):
+        audio[start : start + 441] += burst[: len(audio) - start]
+    return audio[None]
+
+
+def test_onsets_are_found_where_sounds_start_even_at_zero():
+    times = np.array([0.0, 0.3, 0.65, 1.2, 2.0, 3.1])
+    found = sound.onset_times(bursts(times), RATE)
+    assert found == pytest.approx(times, abs=0.01)
+    assert len(sound.onset_times(np.zeros((2, RATE)), RATE)) == 0
+
+
+def test_grid_lock_tells_a_loop_on_the_grid_from_one_off_it_or_at_another_tempo():
+    sixteenth = 60 / 120 / 4
+    pattern = np.array([0, 2, 3, 4, 6, 8, 10, 11, 12, 14])  # a groove, not every sixteenth
+    on = bursts(np.concatenate([pattern * sixteenth + bar * 2.0 for bar in range(2)]))
+    lock, offset = sound.grid_lock(on, RATE, 120)
+    assert lock > 0.9 and abs(offset) < 0.15  # the onset envelope reads a hop (0.05 sixteenth) early
+    late = bursts(np.concatenate([(pattern + 0.4) * sixteenth + bar * 2.0 for bar in range(2)]))
+    lock, offset = sound.grid_lock(late, RATE, 120)
+    assert lock > 0.9 and 0.25 < offset < 0.45  # on tempo, in time, but off the grid's lines
+    assert sound.grid_lock(clicks(100), RATE, 120)[0] < 0.5  # another tempo drifts through the grid
+    scattered = bursts(np.random.default_rng(3).uniform(0, 4, 24))
+    assert sound.grid_lock(scattered, RATE, 120)[0] < 0.4
+    assert sound.grid_lock(bursts([0.5, 1.0]), RATE, 120) is None  # too few onsets to say
+
+
+def test_the_tempo_report_says_how_far_takes_sit_on_the_grid():
+    sixteenth = 60 / 120 / 4
+    on = bursts(np.arange(0, 4, 2 * sixteenth))
+    off = bursts(np.arange(0, 4, 2 * sixteenth) + sixteenth / 2)
+    takes = {"drum loop at 120 BPM": Takes([on[0], off[0]], RATE, 0, 1)}
+    report = voice.tempo(takes, {"drum loop at 120 BPM": ("drum loop at {bpm} BPM", 120)})
+    on_row, off_row = report["per_take"]
+    assert on_row["grid_lock"] > 0.9 and abs(on_row["grid_offset"]) < 0.15
+    assert off_row["grid_lock"] > 0.9 and abs(off_row["grid_offset"]) > 0.35  # between the lines
+    assert report["on_grid_median"] == pytest.approx(0.0, abs=0.2)  # one on, one between: no lean
+
+
 def test_decay_tells_a_hit_from_a_held_sound():
     t = np.arange(int(RATE * 4)) / RATE
     noise = np.random.default_rng(0).standard_normal((2, t.size)) * 0.5

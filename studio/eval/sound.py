@@ -1,5 +1,6 @@
 """What a listener hears in a sound, measured: pitch, tonal lines on a frame grid, DC, rumble,
-noise where a note was, decay, tempo, and distances between a sound and its copy or another take.
+noise where a note was, decay, tempo, where onsets fall on a beat grid, and distances between a
+sound and its copy or another take.
 
 Pure functions over float arrays [channels, frames] (or [frames]) at a given rate; the autoencoder
 evaluation (vae.py) runs them on round trips, the voice measures (voice.py) on takes.
@@ -17,6 +18,9 @@ COMB_TOLERANCE = 0.02  # of the grid spacing, either side: chance of a random pe
 LOW_BAND_HZ = 40.0  # below it: rumble, steps and DC, not a note (E1, a bass guitar's lowest, is 41.2 Hz)
 LEVEL_FLOOR_DBFS = -120.0  # a level below this is silence
 TEMPO_TOLERANCE = 0.03  # a tempo within 3% is the tempo asked for
+ONSET_HOP = 256  # onset envelope frames: 5.8 ms at 44.1 kHz
+ONSET_GAP_S = 0.05  # onsets closer than this are one
+ONSET_HEIGHT = 0.3  # an onset's flux is at least this share of the take's strongest
 
 
 def mono(audio: np.ndarray) -> np.ndarray:
@@ -281,3 +285,39 @@ def tempo_relation(estimated: float | None, asked: float, tolerance: float = TEM
         if abs(estimated / (asked * factor) - 1) <= tolerance:
             return relation
     return "wrong"
+
+
+def onset_times(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Seconds at which sounds start: peaks of the spectral flux (the rise of log power summed over
+    bins, 1,024-point windows every ONSET_HOP samples) at least ONSET_HEIGHT of the strongest and
+    ONSET_GAP_S apart, each placed at its window's centre (a sharp click reads one hop early)."""
+    size = 1024
+    lead = np.zeros((*np.shape(audio)[:-1], size))  # silence before, so a sound at 0 s is a rise too
+    log_power = np.log(_power_spectra(np.concatenate([lead, audio], axis=-1), size, ONSET_HOP))
+    flux = np.maximum(np.diff(log_power, axis=0), 0).sum(axis=1)
+    if not flux.any():
+        return np.zeros(0)
+    gap = max(1, round(ONSET_GAP_S * rate / ONSET_HOP))
+    peaks = []
+    for i in np.argsort(flux)[::-1]:
+        if flux[i] < ONSET_HEIGHT * flux.max():
+            break
+        if all(abs(i - j) >= gap for j in peaks):
+            peaks.append(i)
+    # flux[i] compares window i + 1 with window i: the rise sits at window i + 1's centre
+    return np.sort((np.array(peaks) + 1) * ONSET_HOP + size / 2 - size) / rate
+
+
+def grid_lock(audio: np.ndarray, rate: int, bpm: float) -> tuple[float, float] | None:
+    """How the onsets of a take that starts on a beat sit on the sixteenth-note grid of `bpm`:
+    (lock, offset). lock is the length of the mean of the onsets' grid phases as unit vectors: 1
+    when every onset falls at the same place in its sixteenth, near 0 when they fall anywhere (a
+    loop at another tempo, or played out of time). offset is that place, in sixteenths from the
+    grid line (−0.5 to 0.5): near 0 when the beats fall where the grid says. None with fewer than
+    four onsets."""
+    onsets = onset_times(audio, rate)
+    if len(onsets) < 4:
+        return None
+    phases = np.exp(2j * np.pi * onsets * bpm / 60 * 4)
+    mean = phases.mean()
+    return float(abs(mean)), float(np.angle(mean) / (2 * np.pi))

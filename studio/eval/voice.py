@@ -175,12 +175,15 @@ def pitch(takes: dict[str, Takes], targets: dict[str, tuple[str, int]]) -> dict[
 def tempo(takes: dict[str, Takes], targets: dict[str, tuple[str, int]]) -> dict[str, Any]:
     """Each take's tempo against its prompt's BPM (`targets`: prompt -> (phrasing, BPM)), as
     sound.tempo_relation has it; the share right, overall and per phrasing, and the other relations
-    counted."""
+    counted. Also how each take's onsets sit on the prompt's sixteenth grid (sound.grid_lock), and
+    the median over takes of how far they sit on its lines: a loop can be on tempo and still off the
+    beat a DAW's bar starts on."""
     rows = []
     for prompt, t in takes.items():
         phrasing, bpm = targets[prompt]
         for index, audio in enumerate(t.audio):
             estimated = take_tempo(audio, t.rate)
+            lock = sound.grid_lock(audio, t.rate, bpm)  # a take starts on a downbeat
             rows.append(
                 {
                     "prompt": prompt,
@@ -189,14 +192,21 @@ def tempo(takes: dict[str, Takes], targets: dict[str, tuple[str, int]]) -> dict[
                     "take": index,
                     "estimated_bpm": estimated,
                     "relation": sound.tempo_relation(estimated, bpm),
+                    "grid_lock": None if lock is None else lock[0],
+                    "grid_offset": None if lock is None else lock[1],
                 }
             )
+    # lock · cos(offset): 1 when every onset falls on a line of the grid, 0 with no preference
+    on_grid = [
+        r["grid_lock"] * np.cos(2 * np.pi * r["grid_offset"]) for r in rows if r["grid_lock"] is not None
+    ]
     return {
         "tolerance": sound.TEMPO_TOLERANCE,
         "target_share": TARGETS["tempo_share"],
         "share": _share([r["relation"] == "right" for r in rows]),
         "takes": len(rows),
         **{k: sum(r["relation"] == k for r in rows) for k in ("half-time", "double-time", "none")},
+        "on_grid_median": float(np.median(on_grid)) if on_grid else None,
         "per_phrasing": {
             p: _share([r["relation"] == "right" for r in rows if r["phrasing"] == p])
             for p in dict.fromkeys(r["phrasing"] for r in rows)
@@ -345,7 +355,8 @@ def voice_sections(voice: dict[str, Any], heading: str = "##") -> list[str]:
         f"{number(p['share'], 2)} ({len(right)} of {p['takes']}; {p['octave_errors']} of them in another "
         f"octave; {p['unvoiced']} unvoiced) | ≥ {p['target_share']:g} |",
         f"| tempo: takes within ±{t['tolerance'] * 100:g}% of the BPM asked for | {number(t['share'], 2)} "
-        f"({t['half-time']} half-time, {t['double-time']} double-time, {t['none']} with no beat) | "
+        f"({t['half-time']} half-time, {t['double-time']} double-time, {t['none']} with no beat; "
+        f"onsets on the grid {number(t['on_grid_median'], 2)}) | "
         f"≥ {t['target_share']:g} |",
         f"| decay of one-shots asked for without a length ({d['seconds']:.2f} s) | "
         f"{number(d['share'], 2)} of takes pass (median {number(float(np.median(decays)), 1)} dB) | "
@@ -382,10 +393,16 @@ def voice_sections(voice: dict[str, Any], heading: str = "##") -> list[str]:
         "| --- | --- |",
         *(f"| {phrasing} | {number(share, 2)} |" for phrasing, share in t["per_phrasing"].items()),
         "",
-        "| prompt | take | estimated BPM | |",
-        "| --- | --- | --- | --- |",
+        "Onsets on the sixteenth-note grid of the tempo asked for, a take starting on a downbeat: lock 1 "
+        "when every onset falls at one place in its sixteenth, near 0 when anywhere; offset that place, "
+        "in sixteenths from the grid line. On the grid (lock × cos of the offset; 1 all on the lines, 0 "
+        f"no preference), median of the takes: {number(t['on_grid_median'], 2)}.",
+        "",
+        "| prompt | take | estimated BPM | | grid lock | offset |",
+        "| --- | --- | --- | --- | --- | --- |",
         *(
-            f"| {r['prompt']} | {r['take']} | {number(r['estimated_bpm'], 1)} | {r['relation']} |"
+            f"| {r['prompt']} | {r['take']} | {number(r['estimated_bpm'], 1)} | {r['relation']} | "
+            f"{number(r['grid_lock'], 2)} | {number(r['grid_offset'], 2, True)} |"
             for r in t["per_take"]
         ),
         "",
