@@ -1,7 +1,9 @@
-"""Pack a v0.4 flow run's export as the embedded model folder: weights in float16, the sampling
-defaults of this recipe's `model_config.json`, the folder's model card left as it is.
+"""Pack a run's export as an embedded model folder: weights in float16, the sampling defaults of
+this recipe's `model_config.json` (or `--defaults`), the folder's model card left as it is.
 
     python recipes/studio-mini-v04/pack.py RUN/model models/studio-mini
+    python recipes/studio-mini-v04/pack.py SWIFT_RUN/model models/studio-mini-swift \
+        --defaults SWIFT_RUN/model/model_config.json
 
 A run's export keeps the config its run started from, so defaults chosen later (guidance, sampler,
 steps) come from this recipe here. Prints how far a seeded take of the packed folder is from the
@@ -27,12 +29,12 @@ HERE = Path(__file__).resolve().parent
 SAMPLING_DEFAULTS = ("default_cfg", "guidance_interval", "default_sampler", "default_steps")
 
 
-def pack(run_model: Path, out: Path, recipe: Path = HERE / CONFIG_FILE) -> Path:
+def pack(run_model: Path, out: Path, defaults: Path = HERE / CONFIG_FILE) -> Path:
     model = load_model(run_model)
     raw = json.loads(json.dumps(model.config.raw))
-    defaults = json.loads(recipe.read_text())
-    raw.update({key: defaults[key] for key in SAMPLING_DEFAULTS if key in defaults})
-    model.config = ModelConfig.from_dict(raw, source=str(recipe))
+    chosen = json.loads(defaults.read_text())
+    raw.update({key: chosen[key] for key in SAMPLING_DEFAULTS if key in chosen})
+    model.config = ModelConfig.from_dict(raw, source=str(defaults))
     save_model(model, out, torch.float16)
     reloaded = load_model(out)
     for name, tensor in model.state_dict().items():
@@ -58,8 +60,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_model", type=Path, help="a flow run's export (RUN/model)")
     parser.add_argument("out", type=Path, help="the model folder to write (its README.md is kept)")
+    parser.add_argument(
+        "--defaults",
+        type=Path,
+        default=HERE / CONFIG_FILE,
+        help="the model_config.json whose sampling defaults the folder gets (default: this recipe's; "
+        "a run's own model_config.json keeps its own, as a distilled student's should)",
+    )
     args = parser.parse_args()
-    print(pack(args.run_model, args.out))
+    print(pack(args.run_model, args.out, args.defaults))
     snr = half_precision_snr_db(args.run_model, args.out)
     print(f"a seeded take, float16 against float32 weights: {snr:.1f} dB SNR")
 
