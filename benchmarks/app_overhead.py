@@ -86,8 +86,11 @@ def via_browser(url: str, seconds: float, steps: int, stack: list) -> Callable[[
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(url)
     for control, value in (("seconds", seconds), ("steps", steps), ("variations", 1)):
-        page.fill(f"#{control} input[type=number]", str(value))
-        page.locator(f"#{control} input[type=number]").press("Enter")
+        field = page.locator(f"#{control} input[type=number]")
+        if field.is_disabled():  # a one-step model's steps are its own: the app greys them out
+            continue
+        field.fill(str(value))
+        field.press("Enter")
 
     page.check("#lock-seed input")
 
