@@ -23,13 +23,13 @@ from studio.data.build import (
     build_corpus,
     extend_corpus,
     loop_bpm,
-    parse_focus,
     parse_licences,
     parse_sources,
     water_fill,
 )
 from studio.data.captions import NOTE_NAMES, Description, captions, phrasings
 from studio.data.cli import add_data_commands
+from studio.data.manifest import parse_focus
 
 RATE = 22050
 FIELDS = {"id", "path", "caption", "captions", "category", "source", "source_file", "licence", "split",

@@ -50,6 +50,7 @@ from studio.data.manifest import (
     SUMMARY_NAME,
     Clip,
     CorpusError,
+    parse_focus,
     read_manifest,
     split_for,
     stable_hash,
@@ -68,7 +69,6 @@ GENERATOR_CATEGORIES: dict[str, tuple[str | None, ...]] = {
     BPM_LOOPS: ("drum-loop",),
 }
 PROCEDURAL_LICENCE = "MIT"  # made by this project's code
-FOCUS_WEIGHT = 4.0  # a focus category ends with this many times the time of the others
 BPM_RANGE = (70, 160)  # bpm-loops spread their tempi evenly over this
 LOOP_GM_SHARE = 0.5  # of bpm-loops played on a GM kit (when a font is here); the rest are synthesised
 
@@ -133,27 +133,6 @@ def parse_licences(licences: str | Iterable[str]) -> frozenset[str] | None:
     if not allowed:
         raise CorpusError("--licences is empty", 'use "any", "permissive" or SPDX ids such as CC0-1.0,MIT')
     return frozenset(allowed)
-
-
-def parse_focus(focus: str | Iterable[str]) -> dict[str | None, float]:
-    """Category weights from a comma list of categories, each optionally "=weight" (FOCUS_WEIGHT when
-    not given); "other" names the clips of no category (None)."""
-    names = [p.strip() for p in focus.split(",")] if isinstance(focus, str) else list(focus)
-    weights: dict[str | None, float] = {}
-    for item in filter(None, names):
-        name, _, weight = (part.strip() for part in item.partition("="))
-        if name != "other" and name not in CATEGORIES:
-            raise CorpusError(
-                f"unknown focus category '{name}'", f"use any of {', '.join(CATEGORIES)} or other"
-            )
-        try:
-            value = float(weight or FOCUS_WEIGHT)
-        except ValueError:
-            value = math.nan  # refused below, with the same message as a weight out of range
-        if not 0 < value <= 100:
-            raise CorpusError(f"focus weight '{weight}' of {name} is not a number in (0, 100]", "e.g. rain=4")
-        weights[None if name == "other" else name] = value
-    return weights
 
 
 def _rng(seed: int, key: str, stream: int = 0) -> np.random.Generator:

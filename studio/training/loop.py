@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from studio.data.build import CorpusError, parse_focus
+from studio.data.manifest import CorpusError, parse_focus
 from studio.errors import StudioError
 from studio.models import Model, ModelConfig, save_model
 from studio.models.registry import RUN_EXPORT_DIR
