@@ -23,13 +23,18 @@ def tone(hz: float, seconds: float = 2.0) -> np.ndarray:
     return np.stack([0.3 * wave] * 2)
 
 
-def clicks(bpm: float, seconds: float = 4.18) -> np.ndarray:
-    """A click track: a 10 ms noise burst on every beat."""
+def bursts(times: np.ndarray, seconds: float = 4.18) -> np.ndarray:
+    """10 ms noise bursts starting at `times` (seconds)."""
     audio = np.zeros(int(RATE * seconds))
     burst = np.random.default_rng(0).standard_normal(441) * np.exp(-np.arange(441) / 88)
-    for start in (np.arange(0, seconds, 60 / bpm) * RATE).astype(int):
+    for start in (np.asarray(times) * RATE).astype(int):
         audio[start : start + 441] += burst[: len(audio) - start]
     return audio[None]
+
+
+def clicks(bpm: float, seconds: float = 4.18) -> np.ndarray:
+    """A click track: a 10 ms noise burst on every beat."""
+    return bursts(np.arange(0, seconds, 60 / bpm), seconds)
 
 
 def test_pitch_is_read_against_the_pitch_class_asked_for():
@@ -64,15 +69,6 @@ def test_tempo_is_right_within_three_percent():
     assert sound.tempo_relation(61, 120) == "half-time" and sound.tempo_relation(238, 120) == "double-time"
     assert voice.take_tempo(np.zeros((2, RATE)), RATE) is None
     assert sound.tempo_relation(None, 120) == "none"
-
-
-def bursts(times: np.ndarray, seconds: float = 4.18) -> np.ndarray:
-    """10 ms noise bursts starting at `times` (seconds)."""
-    audio = np.zeros(int(RATE * seconds))
-    burst = np.random.default_rng(0).standard_normal(441) * np.exp(-np.arange(441) / 88)
-    for start in (np.asarray(times) * RATE).astype(int):
-        audio[start : start + 441] += burst[: len(audio) - start]
-    return audio[None]
 
 
 def test_onsets_are_found_where_sounds_start_even_at_zero():

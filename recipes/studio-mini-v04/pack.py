@@ -17,11 +17,11 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from studio.engine import Engine
 from studio.models import ModelConfig, load_model, save_model
+from studio.models.precision import snr_db
 from studio.models.registry import CONFIG_FILE
 from studio.request import Request
 
@@ -52,8 +52,8 @@ def half_precision_snr_db(run_model: Path, folder: Path, prompt: str = "synth pa
         for candidate in (full, folder):
             with Engine(str(candidate)) as engine:
                 takes.append(engine.generate(Request(prompt=prompt, seed=seed)).takes[0].audio)
-    reference, packed = (np.asarray(t, dtype=np.float64) for t in takes)
-    return float(10 * np.log10(np.sum(reference**2) / max(np.sum((reference - packed) ** 2), 1e-30)))
+    reference, packed = (torch.from_numpy(t) for t in takes)
+    return snr_db(packed, reference)
 
 
 def main() -> None:

@@ -298,9 +298,10 @@ def onset_times(audio: np.ndarray, rate: int) -> np.ndarray:
     if not flux.any():
         return np.zeros(0)
     gap = max(1, round(ONSET_GAP_S * rate / ONSET_HOP))
+    floor = ONSET_HEIGHT * flux.max()
     peaks = []
     for i in np.argsort(flux)[::-1]:
-        if flux[i] < ONSET_HEIGHT * flux.max():
+        if flux[i] < floor:
             break
         if all(abs(i - j) >= gap for j in peaks):
             peaks.append(i)
