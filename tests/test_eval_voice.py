@@ -4,11 +4,14 @@ command end to end on the tiny model and the synthetic corpus of test_eval."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from test_eval import CATEGORIES, studio, write_corpus
 
+from studio.audio import write_audio
+from studio.data.manifest import Clip
 from studio.eval import sound, voice
 from studio.eval.takes import Takes
 from studio.prompt_facts import bpm_in, note_frequency, note_in
@@ -76,6 +79,28 @@ def test_onsets_are_found_where_sounds_start_even_at_zero():
     found = sound.onset_times(bursts(times), RATE)
     assert found == pytest.approx(times, abs=0.01)
     assert len(sound.onset_times(np.zeros((2, RATE)), RATE)) == 0
+
+
+def test_held_out_loops_are_scored_by_the_same_tempo_measure(tmp_path):
+    """Loops whose caption states a tempo in range are measured against it, as takes are."""
+    config = SimpleNamespace(sample_rate=RATE, audio_channels=2, max_seconds=4.18)
+
+    def loop(name: str, bpm: float, caption: str) -> Clip:
+        write_audio(tmp_path / f"{name}.wav", np.repeat(clicks(bpm, 6.0), 2, axis=0), RATE)
+        return Clip(id=name, path=f"{name}.wav", caption=caption, split="test", folder=tmp_path)
+
+    held_out = {
+        "drum-loop": [
+            loop("right", 120, "drum loop at 120 BPM"),
+            loop("slow", 100, "a loop at 120 BPM"),  # stated 120, plays 100
+            loop("fast", 150, "drum loop at 150 BPM"),  # outside TEMPO_RANGE: not counted
+            loop("unstated", 110, "drum loop"),
+        ],
+        "kick": [loop("kick", 120, "kick at 120 BPM")],
+    }
+    reference = voice.tempo_reference(SimpleNamespace(config=config), held_out)
+    assert reference == {"clips": 2, "share": 0.5, "half-time": 0, "double-time": 0, "none": 0}
+    assert voice.tempo_reference(SimpleNamespace(config=config), {"kick": held_out["kick"]}) is None
 
 
 def test_grid_lock_tells_a_loop_on_the_grid_from_one_off_it_or_at_another_tempo():
@@ -167,6 +192,7 @@ def test_eval_voice_writes_the_report(corpus, tiny_model_dir, tmp_path, capsys):
     assert pitch["takes"] == len(pitch["per_take"]) == 2 * len(voice.PITCH_INSTRUMENTS)
     assert {row["prompt"] for row in pitch["per_take"]} == set(voice.note_prompts(3, 1))
     assert tempo["takes"] == 2 * len(voice.TEMPO_PHRASINGS) and 0 <= tempo["share"] <= 1
+    assert "held_out" in tempo  # None: the synthetic corpus holds out no loops that state a tempo
     assert set(report["decay"]["per_prompt"]) == set(voice.DECAY_CATEGORIES)
     clean = report["clean"]
     assert clean["takes"] == 2 * (4 + 1 + 4 + 2 + 3)  # every take above

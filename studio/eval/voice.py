@@ -26,7 +26,7 @@ from studio.eval.corpus import CATEGORY_PROMPTS
 from studio.eval.report import number
 from studio.eval.takes import Generator, Takes, default_setting
 from studio.loops import estimate_bpm
-from studio.prompt_facts import note_frequency
+from studio.prompt_facts import bpm_in, note_frequency
 
 Say = Callable[[str], None]
 
@@ -215,6 +215,28 @@ def tempo(takes: dict[str, Takes], targets: dict[str, tuple[str, int]]) -> dict[
     }
 
 
+def tempo_reference(engine: Engine, held_out: dict[str, list[Clip]]) -> dict[str, Any] | None:
+    """The tempo measure on recordings: the held-out drum loops whose caption states a tempo in
+    TEMPO_RANGE, read as a take is heard (the model's rate, from their start, at most its length),
+    against their own stated BPM. What real loops score says how far the measure itself can be
+    trusted at that length; None without such clips."""
+    c = engine.config
+    relations = []
+    for clip in held_out.get(TEMPO_CATEGORY, []):
+        bpm = next((b for caption in clip.captions if (b := bpm_in(caption)) is not None), None)
+        if bpm is None or not TEMPO_RANGE[0] <= bpm <= TEMPO_RANGE[1]:
+            continue
+        audio = load_audio(clip.file, c.sample_rate, c.audio_channels, c.max_seconds)
+        relations.append(sound.tempo_relation(take_tempo(audio, c.sample_rate), bpm))
+    if not relations:
+        return None
+    return {
+        "clips": len(relations),
+        "share": _share([r == "right" for r in relations]),
+        **{k: relations.count(k) for k in ("half-time", "double-time", "none")},
+    }
+
+
 def decay(takes: dict[str, Takes], prompts: dict[str, str]) -> dict[str, Any]:
     """Each take's sound.decay_db per prompt, and the share of takes that reach TARGETS["decay_db"]."""
     per_prompt = {}
@@ -290,7 +312,7 @@ def voice_report(
     setting, cfg = default_setting(engine), engine.config.guidance(plan.cfg)
     seconds = engine.config.max_seconds  # what a request that names no length gets
     measured = {*VARIETY_CATEGORIES, *PITCH_INSTRUMENTS, TEMPO_CATEGORY, *DECAY_CATEGORIES}
-    say("reading the held-out clips the low band is measured against")
+    say("reading the held-out clips the low band and tempo are measured against")
     references = low_band_references(engine, held_out, measured)
 
     def generate(prompts: dict[str, str], diversity: float = 1.0) -> dict[str, Takes]:
@@ -331,7 +353,7 @@ def voice_report(
             "diversity_0": identical_at_zero(made["identical"][first], variety_prompts[first]),
         },
         "pitch": pitch(made["pitch"], notes),
-        "tempo": tempo(made["tempo"], tempos),
+        "tempo": tempo(made["tempo"], tempos) | {"held_out": tempo_reference(engine, held_out)},
         "decay": decay(made["decay"], decay_prompts),
         "clean": clean(every, references),
     }
@@ -356,7 +378,7 @@ def voice_sections(voice: dict[str, Any], heading: str = "##") -> list[str]:
         f"octave; {p['unvoiced']} unvoiced) | ≥ {p['target_share']:g} |",
         f"| tempo: takes within ±{t['tolerance'] * 100:g}% of the BPM asked for | {number(t['share'], 2)} "
         f"({t['half-time']} half-time, {t['double-time']} double-time, {t['none']} with no beat; "
-        f"onsets on the grid {number(t['on_grid_median'], 2)}) | "
+        f"onsets on the grid {number(t['on_grid_median'], 2)}){held_out_tempo(t)} | "
         f"≥ {t['target_share']:g} |",
         f"| decay of one-shots asked for without a length ({d['seconds']:.2f} s) | "
         f"{number(d['share'], 2)} of takes pass (median {number(float(np.median(decays)), 1)} dB) | "
@@ -426,6 +448,17 @@ def voice_sections(voice: dict[str, Any], heading: str = "##") -> list[str]:
         ),
         "",
     ]
+
+
+def held_out_tempo(t: dict[str, Any]) -> str:
+    """The summary's note of what held-out loops score on the same measure (older reports lack it)."""
+    ref = t.get("held_out")
+    if not ref:
+        return ""
+    return (
+        f"; held-out loops at their stated tempo: {number(ref['share'], 2)} of {ref['clips']}, "
+        f"{ref['half-time']} half-time, {ref['double-time']} double-time"
+    )
 
 
 def voice_markdown(report: dict[str, Any]) -> str:
