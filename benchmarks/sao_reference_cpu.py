@@ -13,6 +13,12 @@ Two measurements, each ours against theirs:
   decode  one Oobleck VAE decode of latents [1, 64, 256] to stereo audio [1, 2, 524288]. Ours:
           `model.vae.decode`; theirs: `AutoencoderPretransform.decode`.
 
+Both in float32. Where Studio's engine computes the DiT in another dtype on this CPU (bfloat16 on a
+CPU with AMX, studio/models/precision.py), two more DiT measurements follow: ours as the engine
+places it against the reference in float32 (how each runs here by default), and like for like,
+against the reference with its weights and inputs cast to the same dtype. Their outputs are checked
+at --half-tolerance instead of --tolerance.
+
 The reference modules are built from `SAO_SMALL_CONFIG` (studio/eval/bench.py) with
 stable-audio-tools' own constructors, and every parameter is drawn at random from a fixed seed (the
 reference zero-initialises its output projections, which would make the comparison trivial); that
@@ -72,6 +78,7 @@ from studio.fast_path import keep_freed_memory
 from studio.models import AudioModel, ModelConfig
 from studio.models.checkpoint import key_table
 from studio.models.model import Conditioning
+from studio.models.precision import pick_dtype, place_model
 
 SAT_VERSION = "0.0.19"
 PROMPT_TOKENS = 64  # stable-audio-open-small's T5 max_length; the seconds token makes 65
@@ -294,6 +301,7 @@ def measure(
     rounds: int,
     warmup: int,
     budget_s: float,
+    tolerance: float,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Check that both sides agree, then time them interleaved.
@@ -304,8 +312,8 @@ def measure(
     ours_out, theirs_out = ours(), theirs()
     error = relative_error(ours_out, theirs_out)
     print(f"{name}: output {tuple(ours_out.shape)}, relative error {error:.2e}", file=sys.stderr)
-    if not (error < args.tolerance and torch.isfinite(theirs_out).all() and theirs_out.abs().max() > 0):
-        raise SystemExit(f"{name}: outputs disagree (relative error {error:.3e}, tolerance {args.tolerance})")
+    if not (error < tolerance and torch.isfinite(theirs_out).all() and theirs_out.abs().max() > 0):
+        raise SystemExit(f"{name}: outputs disagree (relative error {error:.3e}, tolerance {tolerance})")
     timed = time_pair(ours, theirs, rounds, warmup, budget_s, args.quiet_share)
     quiet = [e for e in timed if e["quiet"]]
     headline = quiet or timed
@@ -319,6 +327,7 @@ def measure(
         "output_shape": list(ours_out.shape),
         "output_rms": float(theirs_out.pow(2).mean().sqrt()),
         "relative_error": error,
+        "tolerance": tolerance,
         "max_abs_error": float((ours_out - theirs_out).abs().max()),
         "warmup_rounds": warmup,
         "timed_rounds": len(timed),
@@ -346,6 +355,51 @@ def measure(
     return result
 
 
+def half_precision_steps(
+    ours: AudioModel,
+    ref_dit: torch.nn.Module,
+    dtype: torch.dtype,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: Conditioning,
+    reference_call: Callable[[torch.dtype], torch.Tensor],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The DiT step as Studio's engine runs it on this CPU (its denoiser in `dtype`, the precision
+    policy's float32 islands kept) against the reference as it runs here by default (float32), and,
+    like for like, against the reference with every weight and input cast to `dtype`. Both change
+    the models in place, so they run last."""
+    place_model(ours, torch.device("cpu"), dtype)
+    measurements = {
+        "dit_step_engine_dtype": measure(
+            "dit_step_engine_dtype",
+            lambda: ours.velocity(x, t, cond),
+            lambda: reference_call(torch.float32),
+            args.rounds,
+            args.warmup,
+            args.budget,
+            args.half_tolerance,
+            args,
+        )
+    }
+    ref_dit.to(dtype)
+    measurements["dit_step_both_half"] = measure(
+        "dit_step_both_half",
+        lambda: ours.velocity(x, t, cond),
+        lambda: reference_call(dtype),
+        args.rounds,
+        args.warmup,
+        args.budget,
+        args.half_tolerance,
+        args,
+    )
+    for entry in measurements.values():
+        entry["ours_dtype"] = str(dtype).removeprefix("torch.")
+    measurements["dit_step_engine_dtype"]["theirs_dtype"] = "float32"
+    measurements["dit_step_both_half"]["theirs_dtype"] = str(dtype).removeprefix("torch.")
+    return measurements
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference-path", type=Path, default=None, help="the unpacked stable-audio-tools")
@@ -370,7 +424,13 @@ def main() -> None:
     )
     parser.add_argument("--frames", type=int, default=256, help="latent frames (256: the model's 11.9 s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="relative error, float32 vs float32")
+    parser.add_argument(
+        "--half-tolerance",
+        type=float,
+        default=3e-2,
+        help="relative error where a side computes in half precision (bf16 keeps 8 bits of mantissa)",
+    )
     parser.add_argument("--grad-mode", choices=("inference_mode", "no_grad"), default="inference_mode")
     parser.add_argument("--only", choices=("dit", "decode"), default=None, help="run one measurement")
     parser.add_argument(
@@ -402,24 +462,30 @@ def main() -> None:
     cond = Conditioning(context, global_cond)
     latents = torch.randn(1, config.autoencoder.latent_dim, args.frames, generator=generator)
 
+    def reference_call(dtype: torch.dtype) -> torch.Tensor:
+        """The reference DiT as its sampler calls it, inputs in its weights' dtype; float32 out."""
+        return ref_dit(
+            x.to(dtype),
+            t.to(dtype),
+            cross_attn_cond=context.to(dtype),
+            cross_attn_mask=context_mask,
+            global_cond=global_cond.to(dtype),
+            cfg_scale=1.0,
+            batch_cfg=True,
+        ).float()
+
+    engine_dtype = pick_dtype(torch.device("cpu"))
     measurements: dict[str, Any] = {}
     with grad_mode(args.grad_mode):
         if args.only in (None, "dit"):
             measurements["dit_step"] = measure(
                 "dit_step",
                 lambda: ours.velocity(x, t, cond),
-                lambda: ref_dit(
-                    x,
-                    t,
-                    cross_attn_cond=context,
-                    cross_attn_mask=context_mask,
-                    global_cond=global_cond,
-                    cfg_scale=1.0,
-                    batch_cfg=True,
-                ),
+                lambda: reference_call(torch.float32),
                 args.rounds,
                 args.warmup,
                 args.budget,
+                args.tolerance,
                 args,
             )
             measurements["dit_step"]["inputs"] = {
@@ -437,9 +503,13 @@ def main() -> None:
                 args.decode_rounds,
                 args.decode_warmup,
                 args.decode_budget,
+                args.tolerance,
                 args,
             )
             measurements["vae_decode"]["inputs"] = {"latents": list(latents.shape)}
+        if args.only in (None, "dit") and engine_dtype != torch.float32:
+            steps = half_precision_steps(ours, ref_dit, engine_dtype, x, t, cond, reference_call, args)
+            measurements |= steps
 
     report = {
         "date": str(date.today()),
@@ -456,7 +526,9 @@ def main() -> None:
         | info,
         "config": "SAO_SMALL_CONFIG (studio/eval/bench.py)",
         "weights": f"random, seed {args.seed}, every parameter drawn (see randomise())",
-        "dtype": "float32",
+        "dtype": "float32, and where the engine's CPU dtype is not (a CPU with AMX): the dit_step_* "
+        "measurements below",
+        "engine_dtype": str(engine_dtype).removeprefix("torch."),
         "grad_mode": args.grad_mode,
         "keep_freed_memory": args.keep_freed_memory,
         "quiet_share": args.quiet_share,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.commands import TRAIN_HELP, add_fast_path_option, run, stop_on_signals
+from studio.commands import TRAIN_HELP, add_dtype_option, add_fast_path_option, run, stop_on_signals
 from studio.errors import StudioError
 from studio.names import free_path, take_stem
 from studio.request import DEFAULT_DIVERSITY, DEFAULT_STRENGTH
@@ -166,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_port(args.host, args.port)
     stop_on_signals()
     options = _bridge_options(args, args.osc_port)
-    studio = open_studio(args.model, args.device, args.library, args.export_dir, args.fast_path)
+    studio = open_studio(args.model, args.device, args.library, args.export_dir, args.fast_path, args.dtype)
     bridges = None
     try:
         bridges = _start_bridges(studio, options)
@@ -191,7 +191,7 @@ def cmd_osc(args: argparse.Namespace) -> int:
 
     options = _bridge_options(args, args.port)
     stop_on_signals()
-    studio = open_studio(args.model, args.device, args.library, args.export_dir, args.fast_path)
+    studio = open_studio(args.model, args.device, args.library, args.export_dir, args.fast_path, args.dtype)
     try:
         bridges = _start_bridges(studio, options)
         model = studio.model
@@ -291,6 +291,7 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_dtype_option(parser)
     add_fast_path_option(parser, FAST_PATH_HELP)
     parser.add_argument(
         "--auth",
@@ -323,6 +324,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     osc.add_argument("--port", type=int, default=9000, help="UDP port to listen on (default 9000)")
     osc.add_argument("--model", help="model name (see `studio models`) or folder; default studio-mini")
     osc.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_dtype_option(osc)
     add_fast_path_option(osc, FAST_PATH_HELP)
     add_library_options(osc)
     add_bridge_options(osc, None)
@@ -366,7 +368,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     gen.add_argument("--bit-depth", type=int, choices=[16, 24, 32], default=24, help="WAV sample format")
     gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    gen.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16/fp16 on GPU")
+    add_dtype_option(gen)
     add_fast_path_option(
         gen, "eager (default; compiling would cost one command more than it saves), compile, graphs"
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from studio.errors import StudioError
 
 FAST_PATHS = ("eager", "compile", "graphs")  # studio/fast_path.py runs them; here --help needs no torch
+DTYPES = ("float32", "bfloat16", "float16")  # studio/models/precision.py's, named without torch
 
 EXIT_USAGE = 2
 # Modules of the optional extras (pyproject.toml), by the extra that installs them
@@ -77,3 +78,12 @@ def run(parse: Callable[[], argparse.Namespace]) -> int:
 
 def add_fast_path_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--fast-path", choices=FAST_PATHS, help=help)
+
+
+def add_dtype_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        help="the denoiser's precision; default: bfloat16 on a GPU with bf16 tensor cores or a CPU with "
+        "AMX, float16 on older GPUs, else float32 (the VAE decodes in float32 either way)",
+    )

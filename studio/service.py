@@ -234,11 +234,12 @@ def open_studio(
     library_dir: str | Path | None = None,
     export_dir: str | Path | None = None,
     fast_path: str | None = None,
+    dtype: str | None = None,
 ) -> Studio:
     """Load the model once and open the library: what `studio serve` and `studio osc` share."""
     library = Library(library_dir)
     try:
-        host = EngineHost(model, device, fast_path=fast_path)
+        host = EngineHost(model, device, dtype, fast_path)
     except BaseException:
         library.close()
         raise

@@ -11,7 +11,7 @@ from torch import nn
 from studio import sampling
 from studio.engine import Engine
 from studio.errors import StudioError
-from studio.models import AudioModel, load_model
+from studio.models import AudioModel, load_model, precision
 from studio.models.precision import FLOAT32_TENSORS, ieee_float32, pick_dtype, place_model
 from studio.request import Request
 
@@ -66,8 +66,28 @@ def test_cuda_dtype_follows_compute_capability(monkeypatch, capability, expected
     assert pick_dtype(torch.device("cuda"), "float32") == torch.float32
 
 
-def test_cpu_computes_in_float32_and_unknown_dtypes_are_refused():
-    assert pick_dtype(CPU) == torch.float32
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "amx_bf16", "amx_tile"}, torch.bfloat16),
+        ({"avx2", "avx512_bf16"}, torch.float32),
+        (set(), torch.float32),
+    ],
+)
+def test_cpu_dtype_is_bfloat16_only_with_amx(monkeypatch, flags, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert pick_dtype(CPU) == expected
+    assert pick_dtype(CPU, "float32") == torch.float32
+
+
+def test_cpu_flags_read_the_flags_line_and_are_empty_without_one(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 amx_bf16 avx2\n\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "sse2", "amx_bf16", "avx2"}
+    assert precision.cpu_flags(tmp_path / "absent") == frozenset()
+
+
+def test_unknown_dtypes_are_refused():
     with pytest.raises(StudioError, match="unknown dtype 'float8'"):
         pick_dtype(CPU, "float8")
 

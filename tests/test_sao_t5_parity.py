@@ -142,7 +142,7 @@ def test_dit_velocity(model_fp16_t5, cases, meta, cfg, reference_fp16_kernels):
 
 @pytest.fixture(scope="module")
 def engine(folder):
-    with Engine(folder / "model", device="cpu", warmup=False) as engine:
+    with Engine(folder / "model", device="cpu", dtype="float32", warmup=False) as engine:
         with_fp16_t5(engine.model)
         yield engine
 

@@ -50,3 +50,16 @@ def test_saved_takes_are_handed_over_from_the_library_when_the_export_folder_fai
         assert ticket.handoff == [r.path for r in records] and all(p.is_file() for p in ticket.handoff)
     finally:
         session.close()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_studio_computes_in_the_precision_asked_for(tiny_model_dir, tmp_path, dtype):
+    """What `studio serve --dtype` and `studio osc --dtype` ask for is what the engine computes in."""
+    studio = open_studio(str(tiny_model_dir), library_dir=tmp_path / "library", dtype=dtype)
+    try:
+        assert str(studio.host.engine.dtype) == f"torch.{dtype}"
+        _, records = studio.run(Request("x", seconds=0.3, seed=1))
+        audio, _ = sf.read(records[0].path, dtype="float32")
+        assert abs(audio).max() > 0
+    finally:
+        studio.close()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.commands import add_fast_path_option, whole_numbers
+from studio.commands import add_dtype_option, add_fast_path_option, whole_numbers
 from studio.errors import StudioError
 from studio.eval.corpus import default_corpus_dir
 
@@ -51,6 +51,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         clap=Path(args.clap) if args.clap else None,
         quick=args.quick,
         device=args.device,
+        dtype=args.dtype,
         seed=args.seed,
         cfg=args.cfg,
         takes=args.takes,
@@ -226,6 +227,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         "--clap", help="contrastive model folder (default: CORPUS/clap, from `studio train clap`)"
     )
     ev.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_dtype_option(ev)
     ev.add_argument("--seed", type=int, default=0, help="anchor seed of the first prompt (default 0)")
     ev.add_argument(
         "--cfg",
@@ -260,9 +262,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         help="stable-audio-open-small's full-size architecture; random weights if its checkpoint is absent",
     )
     bench.add_argument("--device", help="cuda or cpu (default: the best available)")
-    bench.add_argument(
-        "--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16/fp16 on GPU"
-    )
+    add_dtype_option(bench)
     bench.add_argument("--batch", type=whole_numbers, default=(1, 8), help="batch sizes (default 1,8)")
     bench.add_argument("--steps", type=int, default=8, help="sampling steps (default 8)")
     bench.add_argument("--sampler", choices=["pingpong", "euler", "onestep"], default="pingpong")

@@ -57,6 +57,7 @@ class EvalConfig:
     clap: Path | None = None  # default: <corpus>/clap, where `studio train clap` puts it
     quick: bool = False
     device: str | None = None
+    dtype: str | None = None  # the denoiser's; default: the device's (precision.pick_dtype)
     seed: int = 0
     cfg: float | None = None  # guidance of every take; None: the model's default_cfg (1 for ARC models)
     takes: int | None = None  # per prompt; default 4, quick 2
@@ -188,7 +189,7 @@ def run_eval(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     held_out = _held_out(config)
     clap = ClapModel.load(config.clap or default_clap_dir(config.corpus))
     embedder = AisfxEmbedder(cache_dir=config.cache_dir or _user_cache())
-    with Engine(config.model, device=config.device) as engine:
+    with Engine(config.model, device=config.device, dtype=config.dtype) as engine:
         generator = _generator(config, engine, held_out)
         say(f"embedding {sum(len(v) for v in held_out.values())} held-out clips")
         reference = Reference.build(held_out, embedder)
@@ -251,7 +252,7 @@ def run_adherence(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     start = time.perf_counter()
     held_out = _held_out(config)
     embedder = AisfxEmbedder(cache_dir=config.cache_dir or _user_cache())
-    with Engine(config.model, device=config.device) as engine:
+    with Engine(config.model, device=config.device, dtype=config.dtype) as engine:
         generator = _generator(config, engine, held_out)
         reference = Reference.build(held_out, embedder)
         main = default_setting(engine)
@@ -284,7 +285,7 @@ def run_voice(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     start = time.perf_counter()
     _check_takes(config)
     held_out = _every_held_out(config.corpus)
-    with Engine(config.model, device=config.device) as engine:
+    with Engine(config.model, device=config.device, dtype=config.dtype) as engine:
         measured = voice_report(engine, _voice_plan(config), held_out, say)
         report = _about(config, engine)
     report["corpus"] = {"path": str(config.corpus), "split": HELD_OUT}
@@ -306,7 +307,7 @@ def run_vae(config: EvalConfig, say: Say = lambda _: None) -> EvalResult:
     held_out = _held_out(config)
     embedder = AisfxEmbedder(cache_dir=config.cache_dir or _user_cache())
     reference = Reference.build(held_out, embedder)
-    with Engine(config.model, device=config.device) as engine:
+    with Engine(config.model, device=config.device, dtype=config.dtype) as engine:
         name, model_path, kind = (
             model_label(engine.model_name),
             engine.model_path,

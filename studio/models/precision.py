@@ -1,9 +1,11 @@
 """The precision policy: which dtype each part of a model computes in, by device.
 
-- The denoiser (a DiT, or a MAR backbone and head) computes in the engine's dtype: float32 on the
-  CPU; on CUDA bfloat16 where the GPU has bf16 tensor cores (compute capability 8.0 and up), else
-  float16. Inside it the timestep features, the rotary angles and every LayerNorm compute in
-  float32 from float32 parameters, and the sampler's times are never rounded to half precision.
+- The denoiser (a DiT, or a MAR backbone and head) computes in the engine's dtype: on CUDA bfloat16
+  where the GPU has bf16 tensor cores (compute capability 8.0 and up), else float16; on a CPU
+  bfloat16 where it has AMX tiles (a stable-audio-open-small DiT step ran 3.5x as fast as in
+  float32 on 2 cores), else float32 (without AMX, bf16 matrix products were not measured to win).
+  Inside it the timestep features, the rotary angles and every LayerNorm compute in float32 from
+  float32 parameters, and the sampler's times are never rounded to half precision.
 - The VAE stays float32 (a bfloat16 decode of stable-audio-open-small measured 37 dB SNR against
   float32, audible on quiet tails), except that on CUDA an Oobleck decoder, most of a take's
   arithmetic (1.3 TFLOP for 11.9 s), decodes in float16 where that model's own weights keep 50 dB
@@ -17,9 +19,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -32,6 +36,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # frequencies and the rotary frequencies (a bf16 inverse frequency shifts every angle).
 FLOAT32_TENSORS = ("time_weight", "rotary_inv_freq")
 HALF_DECODE_MIN_SNR_DB = 50.0
+AMX_BF16_FLAG = "amx_bf16"  # as Linux lists it in /proc/cpuinfo
 PROBE_FRAMES = 64  # about 3 s of stable-audio-open-small's latents
 
 log = logging.getLogger("studio.precision")
@@ -57,7 +62,20 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
         return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
     if device.type == "mps":
         return torch.float16
-    return torch.float32
+    return torch.bfloat16 if AMX_BF16_FLAG in cpu_flags() else torch.float32
+
+
+@functools.cache
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them; none where it does not (another OS)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
 
 
 def denoiser_parts(model: nn.Module) -> list[nn.Module]:
