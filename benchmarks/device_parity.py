@@ -99,7 +99,7 @@ def sao_cases(report: Report, folder: Path, device: torch.device, dtype: torch.d
             lambda: relative_error(velocity, cases["dit_v"]),
             EXACT if exact else HALF["velocity"],
         )
-        guided = sampling.guided(lambda x, t: model.velocity_pair(x, t, cond, cond.unconditional()), 3.0)
+        guided = sampling.guided(lambda x, t: model.velocities(x, t, (cond, cond.unconditional())), 3.0)
         report.check(
             f"sao/{tag}/velocity_cfg3",
             lambda: relative_error(guided(cases["dit_x"], cases["dit_t"]), cases["dit_v_cfg3"]),
@@ -165,7 +165,7 @@ def t5_cases(report: Report, folder: Path, device: torch.device, dtype: torch.dt
             )
             for cfg in (1, 3):
                 guided = sampling.guided(
-                    lambda x, t: engine.model.velocity_pair(x, t, cond, cond.unconditional()), cfg
+                    lambda x, t: engine.model.velocities(x, t, (cond, cond.unconditional())), cfg
                 )
                 velocity = guided(cases["dit_x"].to(device), cases["dit_t"].to(device))
                 report.check(

@@ -45,6 +45,7 @@ from studio.models.mar import MarModel
 from studio.models.model import AudioModel, Conditioning
 from studio.models.precision import pick_dtype, place_model
 from studio.models.registry import resolve_model
+from studio.prompt_facts import bpm_in
 from studio.request import (
     MAX_SEED,
     InitAudio,
@@ -417,13 +418,17 @@ class Engine:
         params = key.params
         guided = params.cfg != 1 and cond.context is not None
         uncond_context = self._unconditional(rows, cond).context if guided else None
+        # Only a batch with a prompt that states a tempo has a grid to guide by (read from the
+        # prompts, not the device's tensor, which would make a GPU wait).
+        states_tempo = cond.beats is not None and any(bpm_in(j.params.prompt) for j, _ in rows)
+        grid_scale = self.config.grid_guidance if guided and states_tempo else 0.0
         start = noises[0]
         if key.sigma_max < 1:
             start = sampling.noised_init(self._init_latents(rows), start, key.sigma_max)
         return diffuse(
             self.model,
             self._graphs,
-            (params.sampler, params.steps, key.sigma_max),
+            (params.sampler, params.steps, key.sigma_max, grid_scale),
             params.cfg,
             cond,
             uncond_context,
@@ -473,6 +478,7 @@ def render(
     sampler: str,
     steps: int,
     sigma_max: float,
+    grid_scale: float,
     cfg: float | torch.Tensor,
     context: torch.Tensor | None,
     global_cond: torch.Tensor | None,
@@ -485,13 +491,17 @@ def render(
     """A diffusion model's takes from tensors alone, sampling then decoding, so that a CUDA graph
     can capture it whole. Guided by `cfg` (a number, or a 0-d tensor a graph can take new values
     in) where there is an unconditional context, at the steps within the model's guidance
-    interval; `noises` [draws, B, C, T] holds ping-pong's re-noise after each step at index 1 on."""
+    interval, and there by `grid_scale` toward the beat grid of a tempo the prompt states (0: no
+    third branch); `noises` [draws, B, C, T] holds ping-pong's re-noise after each step at index 1
+    on."""
     cond = Conditioning(context, global_cond, beats)
     conditional = partial(model.velocity, cond=cond)
     guided = conditional
     if uncond_context is not None:
-        uncond = cond.unconditional(uncond_context)
-        guided = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
+        branches = (cond, cond.unconditional(uncond_context))
+        if grid_scale:
+            branches += (cond.without_beats(),)
+        guided = sampling.guided(partial(model.velocities, conds=branches), cfg, grid_scale)
     schedule = sampling.schedule_for(sampler, steps, sigma_max)
     interval = model.config.guidance_interval
     x = sampling.sample(sampler, start, schedule, guided, conditional, interval, noises.__getitem__)
@@ -501,7 +511,7 @@ def render(
 def diffuse(
     model: AudioModel,
     graphs: GraphBuckets | None,
-    settings: tuple[str, int, float],
+    settings: tuple[str, int, float, float],
     cfg: float,
     cond: Conditioning,
     uncond_context: torch.Tensor | None,
@@ -509,10 +519,10 @@ def diffuse(
     noises: torch.Tensor,
     phase_noise: torch.Tensor | None,
 ) -> torch.Tensor:
-    """render() with `settings` (sampler, steps, start time): run as it is, or, where `graphs` is
-    given, replayed from the CUDA graph of its bucket. A restyle's start time (its strength) can be
-    any number, so a restyle is never captured; cfg goes in as a tensor, so one graph serves every
-    guidance scale."""
+    """render() with `settings` (sampler, steps, start time, grid scale): run as it is, or, where
+    `graphs` is given, replayed from the CUDA graph of its bucket. A restyle's start time (its
+    strength) can be any number, so a restyle is never captured; cfg goes in as a tensor, so one
+    graph serves every guidance scale."""
     run = partial(render, model, *settings)
     tensors = (*cond.fields(), uncond_context, start, noises, phase_noise)
     sigma_max = settings[2]

@@ -73,13 +73,19 @@ def sample_euler(velocity: VelocityFn, x: torch.Tensor, schedule: torch.Tensor) 
 
 
 def guided(
-    velocity_pair: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], scale: float
+    branches: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]],
+    scale: float | torch.Tensor,
+    grid_scale: float = 0.0,
 ) -> VelocityFn:
-    """Classifier-free guidance: v = v_uncond + scale · (v_cond - v_uncond)."""
+    """Classifier-free guidance: v = v_uncond + scale · (v_cond - v_uncond). With `grid_scale`,
+    `branches` also gives the conditional velocity without the beat grid, and the grid gets a scale
+    of its own (as InstructPix2Pix guides its image and its text apart): + grid_scale · (v_cond -
+    v_cond without the grid)."""
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        conditional, unconditional = velocity_pair(x, t)
-        return unconditional + (conditional - unconditional) * scale
+        conditional, unconditional, *gridless = branches(x, t)
+        v = unconditional + (conditional - unconditional) * scale
+        return v + (conditional - gridless[0]) * grid_scale if gridless else v
 
     return velocity
 

@@ -3,6 +3,7 @@ engine's takes and through training's random crops."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -113,6 +114,47 @@ def test_the_engine_reads_the_tempo_from_the_prompt_and_the_grid_survives_a_chec
         assert np.abs(with_grid - without).max() > 1e-4
     for with_grid, without in zip(takes(folder, "a drum loop"), takes(deaf, "a drum loop"), strict=True):
         assert np.array_equal(with_grid, without)
+
+
+def test_grid_guidance_steers_only_guided_takes_of_prompts_that_state_a_tempo(tmp_path, monkeypatch):
+    plain = make_model_folder(tmp_path / "plain", BEAT_CONFIG)
+    model = load_model(plain)
+    torch.nn.init.normal_(model.dit.beat_in.weight, std=0.5)
+    save_model(model, plain)
+    steered = tmp_path / "steered"
+    save_model(model, steered)
+    config_file = steered / "model_config.json"
+    config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"grid_guidance": 6.0}))
+    branches: list[int] = []
+    velocities = AudioModel.velocities
+    monkeypatch.setattr(
+        AudioModel,
+        "velocities",
+        lambda self, x, t, conds: branches.append(len(conds)) or velocities(self, x, t, conds),
+    )
+
+    def takes(folder, prompt: str, cfg: float) -> list[np.ndarray]:
+        branches.clear()
+        with Engine(folder, batch_window_s=0.0) as engine:
+            request = Request(prompt, seconds=1.0, seed=7, steps=3, cfg=cfg, variations=2)
+            return [take.audio for take in engine.generate(request).takes]
+
+    loop = "drum loop at 120 BPM"
+    for a, b in zip(takes(plain, loop, 2.0), takes(steered, loop, 2.0), strict=True):
+        assert np.abs(a - b).max() > 1e-4
+    assert branches == [3, 3, 3]  # a third branch at every guided step
+    for prompt, cfg in (("a drum loop", 2.0), (loop, 1.0)):  # no tempo stated; no guidance at all
+        for a, b in zip(takes(plain, prompt, cfg), takes(steered, prompt, cfg), strict=True):
+            assert np.array_equal(a, b)
+        assert 3 not in branches
+
+
+def test_grid_guidance_needs_a_grid_and_a_sane_scale():
+    with pytest.raises(ModelConfigError, match=r"grid_guidance.*beat_grid"):
+        ModelConfig.from_dict(tiny_config(grid_guidance=4.0))
+    with pytest.raises(ModelConfigError, match=r"grid_guidance.*between 0"):
+        ModelConfig.from_dict(tiny_config(**{"model.diffusion.config.beat_grid": True, "grid_guidance": -1}))
+    assert ModelConfig.from_dict(tiny_config(**{"model.diffusion.config.beat_grid": True})).grid_guidance == 0
 
 
 def test_a_crop_reports_where_it_starts(tmp_path):

@@ -437,9 +437,9 @@ def test_bench_writes_stage_timings(tiny_model_dir, tmp_path, capsys):
 
 def test_bench_times_guided_steps_at_the_guidance_asked_for(tiny_model_dir, tmp_path, monkeypatch):
     pairs = []
-    velocity_pair = AudioModel.velocity_pair
+    velocities = AudioModel.velocities
     monkeypatch.setattr(
-        AudioModel, "velocity_pair", lambda self, *a, **k: pairs.append(1) or velocity_pair(self, *a, **k)
+        AudioModel, "velocities", lambda self, *a, **k: pairs.append(1) or velocities(self, *a, **k)
     )
     argv = ("bench", "--model", tiny_model_dir, "--device", "cpu", "--batch", 1, "--runs", 1, "--warmup", 0)
     assert studio(*argv, "--steps", 3, "--out", tmp_path / "plain") == 0

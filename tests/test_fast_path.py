@@ -128,6 +128,7 @@ def test_render_takes_guidance_as_a_tensor_so_one_graph_serves_every_cfg(tiny_mo
                 "pingpong",
                 3,
                 1.0,
+                0.0,
                 cfg,
                 *cond.fields(),
                 uncond,

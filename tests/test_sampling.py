@@ -55,6 +55,15 @@ def test_guidance_at_scale_one_is_the_conditional_velocity():
     assert torch.allclose(sampling.guided(lambda x, t: (cond, uncond), 3.0)(None, None), expected)
 
 
+def test_grid_guidance_adds_the_grids_own_direction_at_its_own_scale():
+    cond, uncond, gridless = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
+    velocity = sampling.guided(lambda x, t: (cond, uncond, gridless), 3.0, grid_scale=5.0)(None, None)
+    assert torch.allclose(velocity, uncond + 3 * (cond - uncond) + 5 * (cond - gridless))
+    # where the grid changes nothing (a row that states no tempo), guidance is plain CFG
+    same = sampling.guided(lambda x, t: (cond, uncond, cond), 3.0, grid_scale=5.0)(None, None)
+    assert torch.allclose(same, uncond + 3 * (cond - uncond))
+
+
 def test_guidance_runs_cover_every_step_once_in_order():
     schedule = sampling.logsnr_schedule(8)  # 1, 0.993, 0.982, 0.953, 0.881, 0.731, 0.5, 0.269, 0
     assert sampling.guidance_runs(schedule, (0.0, 1.0)) == [(0, 8, True)]

@@ -67,7 +67,7 @@ def test_dit_velocity_cfg1(model, cases, conditioning):
 
 def test_dit_velocity_cfg3_zeroed_context(model, cases, conditioning):
     velocity = sampling.guided(
-        lambda x, t: model.velocity_pair(x, t, conditioning, conditioning.unconditional()), 3.0
+        lambda x, t: model.velocities(x, t, (conditioning, conditioning.unconditional())), 3.0
     )
     with torch.no_grad():
         v = velocity(cases["dit_x"], cases["dit_t"])

@@ -132,9 +132,7 @@ def test_conditioning(model_fp16_t5, cases, meta, reference_fp16_kernels):
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
 def test_dit_velocity(model_fp16_t5, cases, meta, cfg, reference_fp16_kernels):
     cond = conditioning_case(model_fp16_t5, cases, meta)
-    velocity = sampling.guided(
-        lambda x, t: model_fp16_t5.velocity_pair(x, t, cond, cond.unconditional()), cfg
-    )
+    velocity = sampling.guided(lambda x, t: model_fp16_t5.velocities(x, t, (cond, cond.unconditional())), cfg)
     with torch.no_grad():
         v = velocity(cases["dit_x"], cases["dit_t"])
     assert relative_error(v, cases[f"dit_v_cfg{cfg:g}"]) < TOLERANCE

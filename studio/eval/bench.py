@@ -259,7 +259,7 @@ def time_generation(
     guided = conditional
     if cfg != 1 and cond.context is not None:
         uncond = cond.unconditional(None)
-        guided = sampling.guided(partial(model.velocity_pair, cond=cond, uncond=uncond), cfg)
+        guided = sampling.guided(partial(model.velocities, conds=(cond, uncond)), cfg)
 
     def timed(velocity: sampling.VelocityFn) -> sampling.VelocityFn:
         def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -327,7 +327,7 @@ def time_take(
     noises, phase_noise = draw_noises(noise, model.vae, sampler, steps, device)
     guided = cfg != 1 and cond.context is not None
     uncond_context = torch.zeros_like(cond.context) if guided else None
-    settings = (sampler, steps, 1.0)
+    settings = (sampler, steps, 1.0, 0.0)  # PROMPT states no tempo: no grid guidance
     to_host(diffuse(model, graphs, settings, cfg, cond, uncond_context, noises[0], noises, phase_noise))
     return time.perf_counter() - start
 

@@ -141,6 +141,10 @@ class ModelConfig:
     # conditional branch alone, at half the cost. Guiding the noisiest steps can push a take past
     # its data (studio-mini v0.4's kicks go silent) or make takes alike (Kynkäänniemi et al. 2024).
     guidance_interval: tuple[float, float] = (0.0, 1.0)
+    # For a DiT with a beat grid: how strongly guided steps push toward the grid of a tempo the
+    # prompt states, apart from cfg (sampling.guided); 0 leaves the grid to cfg alone. A prompt that
+    # states a tempo costs a third branch at those steps. Studio's own key.
+    grid_guidance: float = 0.0
 
     def guidance(self, cfg: float | None) -> float:
         """The guidance scale asked for, or this model's default where none was named; refused
@@ -266,10 +270,17 @@ class _Parser:
             default_sampler=self.get(raw, "default_sampler", str, None),
             default_steps=self.get(raw, "default_steps", int, None),
             guidance_interval=self.interval(raw),
+            grid_guidance=self.get(raw, "grid_guidance", float, 0.0),
             **parts,
         )
         if not 0 <= config.default_cfg <= MAX_CFG:
             raise self.fail("default_cfg", f"must be between 0 and {MAX_CFG:g}, got {config.default_cfg}")
+        if not 0 <= config.grid_guidance <= MAX_CFG:
+            raise self.fail("grid_guidance", f"must be between 0 and {MAX_CFG:g}, got {config.grid_guidance}")
+        if config.grid_guidance and not (config.dit and config.dit.beat_grid):
+            raise self.fail(
+                "grid_guidance", "guides by a beat grid, and this model's DiT has none (beat_grid)"
+            )
         if config.default_steps is not None and not 1 <= config.default_steps <= 500:
             raise self.fail("default_steps", f"must be from 1 to 500, got {config.default_steps}")
         if config.sample_size % config.autoencoder.downsampling_ratio:

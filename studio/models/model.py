@@ -53,9 +53,14 @@ class Conditioning:
             self.beats,
         )
 
-    def stacked(self, other: Conditioning) -> Conditioning:
-        """These rows, then `other`'s: both CFG branches in one doubled batch."""
-        return Conditioning(*(_cat(a, b) for a, b in zip(self.fields(), other.fields(), strict=True)))
+    def without_beats(self) -> Conditioning:
+        """The same prompt with no beat grid: grid guidance's other branch."""
+        return Conditioning(self.context, self.global_cond, _zeros_like(self.beats))
+
+    def stacked(self, *others: Conditioning) -> Conditioning:
+        """These rows, then each of `others`': guidance's branches in one batch."""
+        columns = zip(self.fields(), *(other.fields() for other in others), strict=True)
+        return Conditioning(*(None if column[0] is None else torch.cat(column) for column in columns))
 
     def fields(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """(context, global_cond, beats): what a DiT is called with after x and t."""
@@ -64,10 +69,6 @@ class Conditioning:
 
 def _zeros_like(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return None if tensor is None else torch.zeros_like(tensor)
-
-
-def _cat(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
-    return None if first is None else torch.cat((first, second))
 
 
 def beat_grid(prompts: list[str], starts: list[float], frame_seconds: float) -> torch.Tensor:
@@ -157,9 +158,10 @@ class AudioModel(ConditionedModel):
         # t stays float32: in bfloat16 the sampler's 0.99331 would become 0.99219.
         return self.dit(x.to(dtype), t.float(), *cond.fields()).to(x.dtype)
 
-    def velocity_pair(
-        self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, uncond: Conditioning
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Conditional and unconditional velocity in one doubled batch."""
-        v = self.velocity(torch.cat((x, x)), torch.cat((t, t)), cond.stacked(uncond))
-        return v.chunk(2)
+    def velocities(
+        self, x: torch.Tensor, t: torch.Tensor, conds: tuple[Conditioning, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        """The velocity under each of `conds` (guidance's branches), in one batch of them all."""
+        n = len(conds)
+        v = self.velocity(torch.cat((x,) * n), torch.cat((t,) * n), conds[0].stacked(*conds[1:]))
+        return v.chunk(n)

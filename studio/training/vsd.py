@@ -273,7 +273,7 @@ def _validator(
     def validate() -> dict[str, float]:
         if not references:
             for cond, noise in zip(conds, noises, strict=True):
-                pair = partial(teacher.velocity_pair, cond=cond, uncond=cond.unconditional())
+                pair = partial(teacher.velocities, conds=(cond, cond.unconditional()))
                 references.append(
                     sampling.sample(
                         sampler,
