@@ -297,7 +297,12 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     rows = json.loads((out / "cmp" / "comparison.json").read_text())["rows"]
     assert [r["model"] for r in rows] == [folder.name] * 3 + ["twin"] * 3
     assert [r["default"] for r in rows[:3]] == [False, True, False]  # the tiny model's ping-pong 8
-    assert "| twin | euler | 8 | 1 |" in (out / "cmp" / "comparison.md").read_text()
+    page = (out / "cmp" / "comparison.md").read_text()
+    assert "| twin | euler | 8 | 1 |" in page
+    voice_rows = json.loads((out / "cmp" / "comparison.json").read_text())["voice"]
+    assert [r["model"] for r in voice_rows] == [folder.name, "twin"]
+    assert voice_rows[0]["pitch_share"] == report["voice"]["pitch"]["share"]
+    assert "| twin | pingpong-8, cfg 1 |" in page
     assert (out / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     (out / "twin" / "eval.json").write_text(json.dumps(dict(twin, settings={**twin["settings"], "seed": 7})))
     with pytest.raises(StudioError, match=r"evaluated differently \(seed\)"):

@@ -1,10 +1,12 @@
 """`studio eval compare`: one table of several models' `studio eval` reports.
 
 Every sweep row of every report becomes a row (model, sampler, steps, the metrics and latency), so
-methods and step counts line up side by side. Reports are only comparable when they scored the same
-held-out clips with the same takes and seeds (FAD in particular depends on the set sizes): the
-comparison refuses reports that differ there and says which. Guidance is a sampling setting like the
-sampler (a plain flow or MAR model needs it, an ARC model does not), so it is a column.
+methods and step counts line up side by side; a second table puts the voice measures (pitch, tempo,
+decay, variety, DC, low band; docs/eval.md) of each model at its own defaults beside each other.
+Reports are only comparable when they scored the same held-out clips with the same takes and seeds
+(FAD in particular depends on the set sizes): the comparison refuses reports that differ there and
+says which. Guidance is a sampling setting like the sampler (a plain flow or MAR model needs it, an
+ARC model does not), so it is a column.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
+from studio.eval.report import number
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,56 @@ def comparison_rows(reports: list[dict[str, Any]]) -> list[ComparisonRow]:
     return rows
 
 
+def voice_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each report's voice measures at the model's defaults, as one row (reports without any left out)."""
+    rows = []
+    for report in reports:
+        voice = report.get("voice")
+        if not voice:
+            continue
+        clean = voice["clean"]
+        rows.append(
+            {
+                "model": report["model"],
+                "setting": voice["settings"]["sampler"],
+                "cfg": voice["settings"]["cfg"],
+                "pitch_share": voice["pitch"]["share"],
+                "tempo_share": voice["tempo"]["share"],
+                "decay_share": voice["decay"]["share"],
+                "variety": voice["variety"]["mean"],
+                "dc_offset_dbfs_max": clean["dc_offset_dbfs"]["max"],
+                "low_band_excess_db_median": clean["low_band_excess_db"]["median"],
+                "low_band_excess_db_max": clean["low_band_excess_db"]["max"],
+            }
+        )
+    return rows
+
+
+def voice_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    return [
+        "## What a musician hears first, at each model's defaults",
+        "",
+        "| model | setting | pitch ↑ | tempo ↑ | decay ↑ | variety ↓ | worst DC dBFS ↓ | low band dB, "
+        "median / worst ↓ |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {r['model']} | {r['setting']}, cfg {r['cfg']:g} | {number(r['pitch_share'], 2)} | "
+            f"{number(r['tempo_share'], 2)} | {number(r['decay_share'], 2)} | {number(r['variety'])} | "
+            f"{number(r['dc_offset_dbfs_max'], 1)} | {number(r['low_band_excess_db_median'], 1, True)} / "
+            f"{number(r['low_band_excess_db_max'], 1, True)} |"
+            for r in rows
+        ),
+        "",
+        "Pitch: share of note takes on the pitch class asked for; tempo: share within 3% of the BPM "
+        "asked for; decay: share of one-shots 30 dB down by their second half; variety: mean "
+        "|correlation| between takes of one prompt; low band: share of power below 40 Hz against "
+        "held-out clips of the category.",
+        "",
+    ]
+
+
 def markdown(reports: list[dict[str, Any]], rows: list[ComparisonRow], image: str) -> str:
     settings = reports[0]["settings"]
     ceilings = reports[0]["category_accuracy"]
@@ -124,6 +177,7 @@ def markdown(reports: list[dict[str, Any]], rows: list[ComparisonRow], image: st
         "",
         f"![{image}]({image})",
         "",
+        *voice_markdown(voice_rows(reports)),
     ]
     return "\n".join(lines)
 
@@ -170,7 +224,15 @@ def write_comparison(folders: list[Path], out: Path) -> list[Path]:
     image = _plot(rows, out / "comparison.png")
     table = out / "comparison.json"
     table.write_text(
-        json.dumps({"reports": [str(f) for f in folders], "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+        json.dumps(
+            {
+                "reports": [str(f) for f in folders],
+                "rows": [asdict(r) for r in rows],
+                "voice": voice_rows(reports),
+            },
+            indent=2,
+        )
+        + "\n"
     )
     page = out / "comparison.md"
     page.write_text(markdown(reports, rows, image.name))
