@@ -26,7 +26,7 @@ from studio.models.registry import CONFIG_FILE
 from studio.request import Request
 
 HERE = Path(__file__).resolve().parent
-SAMPLING_DEFAULTS = ("default_cfg", "guidance_interval", "default_sampler", "default_steps")
+SAMPLING_DEFAULTS = ("default_cfg", "guidance_interval", "grid_guidance", "default_sampler", "default_steps")
 
 
 def pack(run_model: Path, out: Path, defaults: Path = HERE / CONFIG_FILE) -> Path:
