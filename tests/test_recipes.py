@@ -17,7 +17,7 @@ from studio.data import read_manifest
 from studio.errors import StudioError
 from studio.models import load_model, save_model
 from tests.test_training import write_corpus
-from tests.tiny import make_model_folder, tiny_stft_config
+from tests.tiny import make_model_folder, tiny_config, tiny_stft_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,11 +140,13 @@ def test_the_stft_recipe_narrows_a_decoder_keeping_its_encoder_and_its_strongest
 
 def test_the_v04_recipe_packs_a_flow_run_in_float16_with_the_recipes_sampling_defaults(tmp_path):
     pack = recipe_script("v04_pack", "recipes/studio-mini-v04/pack.py")
-    run_export = make_model_folder(tmp_path / "run" / "model", seed=4)
+    beat_grid = tiny_config(**{"model.diffusion.config.beat_grid": True})
+    run_export = make_model_folder(tmp_path / "run" / "model", beat_grid, seed=4)
     recipe = tmp_path / "recipe.json"
     defaults = {
         "default_cfg": 2.5,
         "guidance_interval": [0.0, 0.9],
+        "grid_guidance": 6.0,
         "default_sampler": "euler",
         "default_steps": 3,
     }

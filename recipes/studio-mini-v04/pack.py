@@ -50,7 +50,9 @@ def half_precision_snr_db(run_model: Path, folder: Path, prompt: str = "synth pa
         save_model(model, full)
         takes = []
         for candidate in (full, folder):
-            with Engine(str(candidate)) as engine:
+            # float32 compute on any machine, so the SNR is the weights' rounding alone (a bf16 DiT
+            # would add its own, and differently for each set of weights)
+            with Engine(str(candidate), dtype="float32") as engine:
                 takes.append(engine.generate(Request(prompt=prompt, seed=seed)).takes[0].audio)
     reference, packed = (torch.from_numpy(t) for t in takes)
     return snr_db(packed, reference)
