@@ -98,9 +98,12 @@ def test_held_out_loops_are_scored_by_the_same_tempo_measure(tmp_path):
         ],
         "kick": [loop("kick", 120, "kick at 120 BPM")],
     }
-    reference = voice.tempo_reference(SimpleNamespace(config=config), held_out)
+    engine = SimpleNamespace(config=config)
+    recordings = voice.held_out_audio(engine, held_out, {"drum-loop", "kick"})
+    assert all(audio.shape == (2, round(4.18 * RATE)) for _, audio in recordings["drum-loop"])
+    reference = voice.tempo_reference(recordings, RATE)
     assert reference == {"clips": 2, "share": 0.5, "half-time": 0, "double-time": 0, "none": 0}
-    assert voice.tempo_reference(SimpleNamespace(config=config), {"kick": held_out["kick"]}) is None
+    assert voice.tempo_reference(voice.held_out_audio(engine, held_out, {"kick"}), RATE) is None
 
 
 def test_grid_lock_tells_a_loop_on_the_grid_from_one_off_it_or_at_another_tempo():

@@ -29,6 +29,8 @@ from studio.loops import estimate_bpm
 from studio.prompt_facts import bpm_in, note_frequency
 
 Say = Callable[[str], None]
+# Held-out clips and their audio, per category, as `held_out_audio` reads them
+Recordings = dict[str, list[tuple[Clip, np.ndarray]]]
 
 VARIETY_CATEGORIES = ("hi-hat", "bell", "pad", "rain")  # short hits, rings, sustains and noise
 # Per instrument category: what its prompt calls it, as the corpus's note captions do ("piano note
@@ -215,19 +217,16 @@ def tempo(takes: dict[str, Takes], targets: dict[str, tuple[str, int]]) -> dict[
     }
 
 
-def tempo_reference(engine: Engine, held_out: dict[str, list[Clip]]) -> dict[str, Any] | None:
-    """The tempo measure on recordings: the held-out drum loops whose caption states a tempo in
-    TEMPO_RANGE, read as a take is heard (the model's rate, from their start, at most its length),
-    against their own stated BPM. What real loops score says how far the measure itself can be
-    trusted at that length; None without such clips."""
-    c = engine.config
+def tempo_reference(recordings: Recordings, rate: int) -> dict[str, Any] | None:
+    """The tempo measure on recordings (`held_out_audio`): the held-out drum loops whose caption
+    states a tempo in TEMPO_RANGE, against that tempo. What real loops score says how far the
+    measure itself can be trusted at a take's length; None without such clips."""
     relations = []
-    for clip in held_out.get(TEMPO_CATEGORY, []):
+    for clip, audio in recordings.get(TEMPO_CATEGORY, []):
         bpm = next((b for caption in clip.captions if (b := bpm_in(caption)) is not None), None)
         if bpm is None or not TEMPO_RANGE[0] <= bpm <= TEMPO_RANGE[1]:
             continue
-        audio = load_audio(clip.file, c.sample_rate, c.audio_channels, c.max_seconds)
-        relations.append(sound.tempo_relation(take_tempo(audio, c.sample_rate), bpm))
+        relations.append(sound.tempo_relation(take_tempo(audio, rate), bpm))
     if not relations:
         return None
     return {
@@ -252,20 +251,25 @@ def decay(takes: dict[str, Takes], prompts: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def low_band_references(
-    engine: Engine, held_out: dict[str, list[Clip]], categories: set[str]
-) -> dict[str, dict[str, float]]:
-    """Per category with held-out clips: the median of their `low_band_share_db` (read at the
-    model's rate and channels, at most its length) and how many clips that is."""
+def held_out_audio(engine: Engine, held_out: dict[str, list[Clip]], categories: set[str]) -> Recordings:
+    """The held-out clips of `categories`, each read once as a take is heard: at the model's rate and
+    channels, from its start, at most the model's length."""
     c = engine.config
-    out = {}
-    for category in sorted(categories & set(held_out)):
-        shares = [
-            sound.low_band_share_db(
-                load_audio(clip.file, c.sample_rate, c.audio_channels, c.max_seconds), c.sample_rate
-            )
+    return {
+        category: [
+            (clip, load_audio(clip.file, c.sample_rate, c.audio_channels, c.max_seconds))
             for clip in held_out[category]
         ]
+        for category in sorted(categories & set(held_out))
+    }
+
+
+def low_band_references(recordings: Recordings, rate: int) -> dict[str, dict[str, float]]:
+    """Per category of `recordings` (`held_out_audio`): the median of their `low_band_share_db` and
+    how many clips that is."""
+    out = {}
+    for category, clips in recordings.items():
+        shares = [sound.low_band_share_db(audio, rate) for _, audio in clips]
         out[category] = {"share_db": float(np.median(shares)), "clips": len(shares)}
     return out
 
@@ -313,7 +317,8 @@ def voice_report(
     seconds = engine.config.max_seconds  # what a request that names no length gets
     measured = {*VARIETY_CATEGORIES, *PITCH_INSTRUMENTS, TEMPO_CATEGORY, *DECAY_CATEGORIES}
     say("reading the held-out clips the low band and tempo are measured against")
-    references = low_band_references(engine, held_out, measured)
+    recordings = held_out_audio(engine, held_out, measured)
+    references = low_band_references(recordings, engine.config.sample_rate)
 
     def generate(prompts: dict[str, str], diversity: float = 1.0) -> dict[str, Takes]:
         say(f"{plan.takes} takes x {len(prompts)} prompts at diversity {diversity:g}, {setting.label}")
@@ -353,7 +358,8 @@ def voice_report(
             "diversity_0": identical_at_zero(made["identical"][first], variety_prompts[first]),
         },
         "pitch": pitch(made["pitch"], notes),
-        "tempo": tempo(made["tempo"], tempos) | {"held_out": tempo_reference(engine, held_out)},
+        "tempo": tempo(made["tempo"], tempos)
+        | {"held_out": tempo_reference(recordings, engine.config.sample_rate)},
         "decay": decay(made["decay"], decay_prompts),
         "clean": clean(every, references),
     }
