@@ -4,8 +4,9 @@ in one run so a shared machine's drift falls on all of them alike:
 - `gradio_client`: `Client.predict(..., api_name="/generate")`, the files downloaded;
 - `http`: the documented REST API by hand (POST /gradio_api/call/generate, then its event stream,
   then a GET of the take), as a DAW script or curl does it;
-- `browser` (with --browser): a person in headless Chromium, from Enter in the prompt box to a
-  playable take in the grid.
+- `browser` (with --browser): a person in headless Chromium, from Enter in the prompt box to the
+  take's waveform drawn in the grid (it has been fetched and decoded: it plays), timed in the page;
+  `browser_status` is the same Enter to the take's status line.
 
 Overhead is the round trip minus the engine's own generation time for that take.
 
@@ -74,7 +75,41 @@ def via_http(url: str, seconds: float, steps: int) -> Callable[[int], tuple[floa
     return once
 
 
-def via_browser(url: str, seconds: float, steps: int, stack: list) -> Callable[[int], tuple[float, float]]:
+# Timed inside the page, on the page's clock, so Playwright's own round trips do not count: from the
+# Enter key going down in the prompt box to (1) the status line naming the take's seed and (2) the
+# take's player drawing its waveform, which it does once it has fetched and decoded the WAV: the take
+# is on screen and plays.
+BROWSER_CLOCK = """
+window.__take = {};
+document.addEventListener('keydown', e => {
+    if (e.key === 'Enter') window.__take.enter = performance.now();
+}, true);
+window.__watchPlayer = () => {
+    const slot = document.querySelector('#take-0');
+    const player = slot && [...slot.querySelectorAll('*')].find(e => e.shadowRoot);
+    if (!player || window.__watched === player) return;
+    window.__watched = player;
+    new MutationObserver(changes => {
+        const canvas = n => n.nodeName === 'CANVAS' || n.querySelector?.('canvas');
+        const drawn = changes.some(c => [...c.addedNodes].some(canvas));
+        if (drawn && window.__take.status && !window.__take.drawn) window.__take.drawn = performance.now();
+    }).observe(player.shadowRoot, {subtree: true, childList: true});
+};
+"""
+TAKE_SHOWN = """seed => {
+    window.__watchPlayer();
+    const status = document.querySelector('#status').innerText, mark = `· seed ${seed}`;
+    const at = status.indexOf(mark);
+    const whole = at >= 0 && !/[0-9]/.test(status.charAt(at + mark.length)) && status.includes('take(s)');
+    if (whole && !window.__take.status) window.__take.status = performance.now();
+    return !!window.__take.drawn;
+}"""
+
+
+def via_browser(
+    url: str, seconds: float, steps: int, stack: list, status_times: list[float]
+) -> Callable[[int], tuple[float, float]]:
+    """Enter to a drawn, playable take; the time to the status line alone goes into status_times."""
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()
@@ -84,6 +119,7 @@ def via_browser(url: str, seconds: float, steps: int, stack: list) -> Callable[[
     )
     stack.extend([playwright.stop, browser.close])  # closed in reverse
     page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.add_init_script(BROWSER_CLOCK)
     page.goto(url)
     for control, value in (("seconds", seconds), ("steps", steps), ("variations", 1)):
         field = page.locator(f"#{control} input[type=number]")
@@ -95,24 +131,17 @@ def via_browser(url: str, seconds: float, steps: int, stack: list) -> Callable[[
     page.check("#lock-seed input")
 
     def once(seed: int) -> tuple[float, float]:
-        # A locked seed of its own makes each take's status line unique: done is when it shows.
+        # A locked seed of its own makes each take's status line unique: it marks this take's arrival.
         page.fill("#prompt textarea", PROMPT)
         page.fill("#seed input", str(seed))
-        start = time.perf_counter()
+        page.evaluate("window.__take = {}; window.__watchPlayer()")
         page.press("#prompt textarea", "Enter")
-        page.wait_for_function(
-            """seed => {
-                const status = document.querySelector('#status').innerText, mark = `· seed ${seed}`;
-                const at = status.indexOf(mark);
-                const whole = at >= 0 && !/[0-9]/.test(status.charAt(at + mark.length));
-                return whole && status.includes('take(s)');
-            }""",
-            arg=seed,
-            timeout=60_000,
-        )
-        total = time.perf_counter() - start
+        # polled on a timer, not on every animation frame, which would keep the page drawing
+        page.wait_for_function(TAKE_SHOWN, arg=seed, polling=5, timeout=60_000)
+        take = page.evaluate("window.__take")
+        status_times.append((take["status"] - take["enter"]) / 1000)
         generation_ms = float(re.search(r"take\(s\) in (\d+) ms", page.inner_text("#status")).group(1))
-        return total, generation_ms / 1000
+        return (take["drawn"] - take["enter"]) / 1000, generation_ms / 1000
 
     return once
 
@@ -126,6 +155,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--browser", action="store_true", help="also time Enter-to-playable in Chromium")
+    parser.add_argument(
+        "--clients",
+        default="gradio_client,http",
+        help="comma-separated clients to time besides the browser (default: gradio_client,http; '' for none)",
+    )
     parser.add_argument(
         "--settle",
         type=float,
@@ -141,12 +175,14 @@ def main() -> None:
         os.environ.setdefault("STUDIO_PRESETS_DIR", str(Path(library) / "presets"))
         app, studio, url = launch(args.model, port=free_port(), library_dir=library, block=False)
         try:
-            clients = {
-                "gradio_client": via_gradio_client(url, args.seconds, args.steps),
-                "http": via_http(url, args.seconds, args.steps),
-            }
+            makers = {"gradio_client": via_gradio_client, "http": via_http}
+            names = [name for name in args.clients.split(",") if name]
+            if unknown := set(names) - set(makers):
+                parser.error(f"unknown client(s) {', '.join(sorted(unknown))}: use {', '.join(makers)}")
+            clients = {name: makers[name](url, args.seconds, args.steps) for name in names}
+            status_times: list[float] = []
             if args.browser:
-                clients["browser"] = via_browser(url, args.seconds, args.steps, closers)
+                clients["browser"] = via_browser(url, args.seconds, args.steps, closers, status_times)
             overheads: dict[str, list[float]] = {name: [] for name in clients}
             round_trips: dict[str, list[float]] = {name: [] for name in clients}
             for i in range(args.requests + 3):
@@ -178,6 +214,7 @@ def main() -> None:
         "overhead_ms": {name: spread(values) for name, values in overheads.items()},
         # Request to playable take, generation included (the browser's: from Enter).
         "round_trip_ms": {name: spread(values) for name, values in round_trips.items()},
+        **({"browser_status_ms": spread(status_times[3:])} if status_times else {}),
         "target_overhead_ms": 50,
     }
     text = json.dumps(report, indent=2)

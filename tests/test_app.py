@@ -287,3 +287,25 @@ def test_a_wrong_password_is_refused_and_slowed_a_right_one_is_not(tiny_model_di
     finally:
         app.close()
         studio.close()
+
+
+def test_takes_go_to_the_player_as_written_and_other_audio_is_still_checked(tmp_path, monkeypatch):
+    import gradio as gr
+    from gradio import processing_utils
+
+    from studio.app.common import take_player
+    from studio.audio import write_audio
+
+    probed: list[str] = []
+    monkeypatch.setattr(processing_utils, "ffmpeg_installed", lambda: True)
+    monkeypatch.setattr(processing_utils, "audio_is_playable", lambda path: probed.append(path) or True)
+    take = write_audio(tmp_path / "take.wav", np.zeros((2, 4410), np.float32), 44100)
+    other = write_audio(tmp_path / "take.flac", np.zeros((2, 4410), np.float32), 44100)
+    with gr.Blocks():
+        player = take_player(label="Take")
+    sent = player.postprocess(str(take))
+    assert Path(sent.path) == take and sent.orig_name == "take.wav"
+    assert probed == []  # a library take is not probed with ffprobe on its way to the browser
+    assert Path(player.postprocess(str(other)).path) == other
+    assert probed == [str(other)]
+    assert player.postprocess(None) is None

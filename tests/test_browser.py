@@ -60,13 +60,27 @@ def studio_page(browser, tiny_model_dir, tmp_path, monkeypatch):
         studio.close()
 
 
-def test_type_enter_see_takes_and_play_one(studio_page):
+def test_type_enter_see_takes_and_play_one(studio_page, monkeypatch):
+    from gradio import processing_utils
+
     page, studio = studio_page
+    probed: list[str] = []
+    monkeypatch.setattr(processing_utils, "audio_is_playable", lambda path: probed.append(path) or True)
+    page.wait_for_selector("#status", state="attached")
+    page.evaluate(
+        """() => { window.statusClasses = [];
+            new MutationObserver(() => window.statusClasses.push(document.querySelector('#status').className))
+                .observe(document.querySelector('#status'), {attributes: true}); }"""
+    )
     page.fill("#prompt textarea", "punchy 808 kick, long tail")
     page.press("#prompt textarea", "Enter")
     page.wait_for_function("document.querySelector('#status').innerText.includes('take(s)')", timeout=60_000)
     status = page.inner_text("#status")
     assert "4 take(s)" in status and "on cpu" in status
+    # "generating…" showed on the status line while the model worked, and went with the takes
+    page.wait_for_function("!document.querySelector('#status').classList.contains('generating')")
+    assert any("generating" in classes for classes in page.evaluate("window.statusClasses"))
+    assert probed == []  # the takes went to the players as the library wrote them
     for i in range(4):
         assert page.is_visible(f"#take-{i}")
     assert not page.is_visible("#take-4")

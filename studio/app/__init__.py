@@ -18,7 +18,7 @@ import gradio as gr
 
 from studio.app.api import api_events
 from studio.app.library_tab import library_tab
-from studio.app.play_tab import DRAG_OUT_JS, play_tab
+from studio.app.play_tab import DRAG_OUT_JS, STATUS_CSS, play_tab
 from studio.errors import StudioError
 from studio.service import Studio, open_studio
 
@@ -70,6 +70,7 @@ def serve(
         show_error=True,
         quiet=True,
         head=DRAG_OUT_JS,
+        css=STATUS_CSS,
     )
     model = studio.model
     print(f"Studio is running at {url} ({model.name} on {model.device}); Ctrl+C stops it", flush=True)

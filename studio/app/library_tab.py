@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from studio import loops
-from studio.app.common import ui_error
+from studio.app.common import take_player, ui_error
 from studio.app.play_tab import Controls
 from studio.audio import read_audio
 from studio.errors import StudioError
@@ -62,9 +62,7 @@ def library_tab(studio: Studio, tabs: gr.Tabs, controls: Controls) -> None:
     )
     selected_id = gr.Number(value=None, visible=False, precision=0)
     with gr.Row():
-        selected_audio = gr.Audio(
-            type="filepath", interactive=False, label="Selected take", buttons=["download"]
-        )
+        selected_audio = take_player(label="Selected take", buttons=["download"])
         selected_params = gr.JSON(label="Parameters")
     with gr.Row():
         new_name = gr.Textbox(label="Name")
