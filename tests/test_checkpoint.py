@@ -118,6 +118,27 @@ def test_a_nearest_upsampling_decoder_keeps_a_steady_latent_steady(tmp_path):
     torch.testing.assert_close(audio, audio[:, :1].expand_as(audio), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("nearest", [False, True])
+def test_the_cpu_inference_decode_in_channels_last_memory_is_the_plain_decode(nearest):
+    """At inference on a CPU the decoder runs [B, C, 1, T] channels-last activations (faster there);
+    the audio is the [B, C, T] decode's, for both kinds of upsampling, odd and even kernels alike."""
+    config = ModelConfig.from_dict(tiny_config(**{NEAREST: nearest}))
+    torch.manual_seed(0)
+    decoder = OobleckDecoder(config.autoencoder.decoder).eval().double()
+    for name, parameter in decoder.named_parameters():  # snakes and biases unlike a fresh init's
+        if name.endswith(("alpha", "beta", "bias")):
+            torch.nn.init.normal_(parameter, 0.0, 0.5)
+    latent = torch.randn(2, config.autoencoder.latent_dim, 9, dtype=torch.float64)
+    with torch.no_grad():
+        fast = decoder(latent)
+    with torch.enable_grad():  # the training path keeps [B, C, T]
+        plain = decoder(latent).detach()
+    assert fast.shape == plain.shape == (2, 2, 9 * config.autoencoder.downsampling_ratio)
+    assert fast.is_contiguous() and plain.abs().mean() > 1e-3
+    # the same sums in another order: in float64, rounding apart
+    assert ((fast - plain).norm() / plain.norm()).item() < 1e-12
+
+
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's, the reference
 @pytest.mark.parametrize("kernel", [4, 7, 16])
 def test_same_padding_pads_as_torch_does_for_the_reference_decoder(kernel):

@@ -23,10 +23,11 @@ from studio.models.config import OobleckConfig
 
 
 def snake_beta(x: torch.Tensor, log_alpha: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
-    """x + 1/β · sin²(α x), per channel of x [B, C, T]."""
+    """x + 1/β · sin²(α x), per channel of x [B, C, T] (or [B, C, 1, T], see OobleckDecoder)."""
+    per_channel = (1, -1) + (1,) * (x.dim() - 2)
     # In float32: in float16 the 1e-9 would vanish and a tiny β give an infinite 1/β.
-    alpha = log_alpha.float().exp()[None, :, None].to(x.dtype)
-    inv_beta = (1.0 / (log_beta.float().exp()[None, :, None] + 1e-9)).to(x.dtype)
+    alpha = log_alpha.float().exp().view(per_channel).to(x.dtype)
+    inv_beta = (1.0 / (log_beta.float().exp().view(per_channel) + 1e-9)).to(x.dtype)
     if not (torch.is_grad_enabled() and (x.requires_grad or log_alpha.requires_grad)):
         # Inference: one new tensor, the rest in place. At the full audio rate the decoder's time goes
         # to passes over memory and to the fresh pages each new activation costs, not to arithmetic.
@@ -96,14 +97,26 @@ class WNConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.effective_weight()
-        if self.transposed:
-            return F.conv_transpose1d(x, weight, self.bias, self.stride, self.padding)
         padding = self.padding
-        if padding == "same":
+        if padding == "same" and not self.transposed:
             # torch's own 'same' copies the input to pad an even kernel unevenly, and warns each time
             total = self.dilation * (weight.shape[-1] - 1)
             x, padding = F.pad(x, (total // 2, total - total // 2)), 0
+        if x.dim() == 4:  # [B, C, 1, T], channels last: see OobleckDecoder.forward
+            weight = self._channels_last(weight)
+            if self.transposed:
+                return F.conv_transpose2d(x, weight, self.bias, (1, self.stride), (0, padding))
+            return F.conv2d(x, weight, self.bias, (1, self.stride), (0, padding), (1, self.dilation))
+        if self.transposed:
+            return F.conv_transpose1d(x, weight, self.bias, self.stride, padding)
         return F.conv1d(x, weight, self.bias, self.stride, padding, self.dilation)
+
+    def _channels_last(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weight as a [*, *, 1, K] channels-last kernel, made once per weight."""
+        if getattr(self, "_channels_last_of", None) is not weight:
+            self._channels_last_weight = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            self._channels_last_of = weight
+        return self._channels_last_weight
 
 
 class ResidualUnit(nn.Module):
@@ -139,6 +152,17 @@ class EncoderBlock(nn.Module):
         return self.down(self.act(x))
 
 
+class RepeatFrames(nn.Module):
+    """Nearest-neighbour upsampling along time, the last dimension, whatever the tensor's rank."""
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(self.factor, dim=-1)
+
+
 class DecoderBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int, nearest_upsample: bool = False):
         super().__init__()
@@ -147,7 +171,7 @@ class DecoderBlock(nn.Module):
         if nearest_upsample:
             # A Sequential so the conv's keys (up.1.*) are the reference's (layers.1.1.*).
             self.up = nn.Sequential(
-                nn.Upsample(scale_factor=stride, mode="nearest"),
+                RepeatFrames(stride),
                 WNConv1d(in_channels, out_channels, 2 * stride, padding="same", bias=False),
             )
         else:
@@ -227,7 +251,13 @@ class OobleckDecoder(nn.Module):
         self.out_conv = WNConv1d(widths[-1], config.audio_channels, 7, padding=3, bias=False)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        x = self.in_conv(latents)
+        # On a CPU at inference, every activation is [B, C, 1, T] in channels-last memory: oneDNN
+        # convolves that layout as it lies, where [B, C, T] is reordered into its blocked layout and
+        # back around every convolution; stable-audio-open-small's decode ran 1.2x faster.
+        channels_last = latents.device.type == "cpu" and not torch.is_grad_enabled()
+        x = latents.unsqueeze(2).contiguous(memory_format=torch.channels_last) if channels_last else latents
+        x = self.in_conv(x)
         for block in self.blocks:
             x = block(x)
-        return self.out_conv(self.out_act(x))
+        audio = self.out_conv(self.out_act(x))
+        return audio.squeeze(2).contiguous() if channels_last else audio
