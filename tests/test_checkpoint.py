@@ -15,7 +15,7 @@ from studio.errors import CheckpointError, ModelConfigError
 from studio.models import ModelConfig, load_model, save_model
 from studio.models.checkpoint import build_model, key_table
 from studio.models.dit import patchify, unpatchify
-from studio.models.oobleck import OobleckDecoder, WNConv1d
+from studio.models.oobleck import OobleckDecoder, OobleckEncoder, WNConv1d
 
 RECIPE_CONFIGS = sorted((Path(__file__).parent.parent / "recipes").glob("*/model_config.json"))
 
@@ -118,22 +118,30 @@ def test_a_nearest_upsampling_decoder_keeps_a_steady_latent_steady(tmp_path):
     torch.testing.assert_close(audio, audio[:, :1].expand_as(audio), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("nearest", [False, True])
-def test_the_cpu_inference_decode_in_channels_last_memory_is_the_plain_decode(nearest):
-    """At inference on a CPU the decoder runs [B, C, 1, T] channels-last activations (faster there);
-    the audio is the [B, C, T] decode's, for both kinds of upsampling, odd and even kernels alike."""
-    config = ModelConfig.from_dict(tiny_config(**{NEAREST: nearest}))
+@pytest.mark.parametrize("side", ["encoder", "decoder", "nearest-upsampling decoder"])
+def test_cpu_inference_in_channels_last_memory_computes_what_the_plain_layout_does(side):
+    """At inference on a CPU the Oobleck stacks run [B, C, 1, T] channels-last activations (faster
+    there); the result is the [B, C, T] one's, strided, transposed and same-padded convolutions alike."""
+    config = ModelConfig.from_dict(tiny_config(**{NEAREST: side.startswith("nearest")}))
+    autoencoder = config.autoencoder
     torch.manual_seed(0)
-    decoder = OobleckDecoder(config.autoencoder.decoder).eval().double()
-    for name, parameter in decoder.named_parameters():  # snakes and biases unlike a fresh init's
+    if side == "encoder":
+        stack = OobleckEncoder(autoencoder.encoder)
+        x = torch.randn(2, 2, 9 * autoencoder.downsampling_ratio, dtype=torch.float64)
+        shape = (2, autoencoder.encoder.latent_dim, 9)
+    else:
+        stack = OobleckDecoder(autoencoder.decoder)
+        x = torch.randn(2, autoencoder.latent_dim, 9, dtype=torch.float64)
+        shape = (2, 2, 9 * autoencoder.downsampling_ratio)
+    stack = stack.eval().double()
+    for name, parameter in stack.named_parameters():  # snakes and biases unlike a fresh init's
         if name.endswith(("alpha", "beta", "bias")):
             torch.nn.init.normal_(parameter, 0.0, 0.5)
-    latent = torch.randn(2, config.autoencoder.latent_dim, 9, dtype=torch.float64)
     with torch.no_grad():
-        fast = decoder(latent)
+        fast = stack(x)
     with torch.enable_grad():  # the training path keeps [B, C, T]
-        plain = decoder(latent).detach()
-    assert fast.shape == plain.shape == (2, 2, 9 * config.autoencoder.downsampling_ratio)
+        plain = stack(x).detach()
+    assert fast.shape == plain.shape == shape
     assert fast.is_contiguous() and plain.abs().mean() > 1e-3
     # the same sums in another order: in float64, rounding apart
     assert ((fast - plain).norm() / plain.norm()).item() < 1e-12
