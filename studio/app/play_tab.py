@@ -406,7 +406,13 @@ def _preset_events(
 # spinners) later on 2 cores.
 SHOW_GENERATING = "() => document.querySelector('#status')?.classList.add('generating')"
 CLEAR_GENERATING = "() => document.querySelector('#status')?.classList.remove('generating')"
-STATUS_CSS = "#status.generating::after { content: 'generating…'; opacity: 0.7; }"
+# At the status line's right end, the last take's line dimmed; the line keeps its height when empty, so
+# nothing below it moves.
+STATUS_CSS = """
+#status { position: relative; min-height: 1.5em; }
+#status.generating > * { opacity: 0.5; }
+#status.generating::after { content: "generating…"; position: absolute; top: 0; right: 0; }
+"""
 
 # Chromium turns a drag that carries "DownloadURL" into a file drop, so a take can be dragged from the
 # browser straight onto a DAW track or sampler; other browsers fall back to dragging the link.
