@@ -113,7 +113,10 @@ class WNConv1d(nn.Module):
         return F.conv1d(x, weight, self.bias, self.stride, padding, self.dilation)
 
     def _channels_last(self, weight: torch.Tensor) -> torch.Tensor:
-        """The weight as a [*, *, 1, K] channels-last kernel, made once per weight."""
+        """The weight as a [*, *, 1, K] channels-last kernel, made once per weight (a compiled graph
+        makes it in the graph, as it does the weight norm)."""
+        if torch.compiler.is_compiling():
+            return weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         if getattr(self, "_channels_last_of", None) is not weight:
             self._channels_last_weight = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             self._channels_last_of = weight
