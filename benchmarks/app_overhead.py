@@ -35,6 +35,7 @@ from studio.app import launch
 from studio.eval.bench import describe_machine
 
 PROMPT = "benchmark hit"
+WARMUP_ROUNDS = 3  # the first rounds warm up the clients and the queue: not counted
 
 
 def free_port() -> int:
@@ -185,11 +186,11 @@ def main() -> None:
                 clients["browser"] = via_browser(url, args.seconds, args.steps, closers, status_times)
             overheads: dict[str, list[float]] = {name: [] for name in clients}
             round_trips: dict[str, list[float]] = {name: [] for name in clients}
-            for i in range(args.requests + 3):
+            for i in range(args.requests + WARMUP_ROUNDS):
                 for name, once in clients.items():  # interleaved: drift falls on every client alike
                     total, generation = once(1000 * i + len(overheads[name]))
                     time.sleep(args.settle)
-                    if i >= 3:  # the first rounds warm up the clients and the queue
+                    if i >= WARMUP_ROUNDS:
                         overheads[name].append(total - generation)
                         round_trips[name].append(total)
         finally:
@@ -214,7 +215,7 @@ def main() -> None:
         "overhead_ms": {name: spread(values) for name, values in overheads.items()},
         # Request to playable take, generation included (the browser's: from Enter).
         "round_trip_ms": {name: spread(values) for name, values in round_trips.items()},
-        **({"browser_status_ms": spread(status_times[3:])} if status_times else {}),
+        **({"browser_status_ms": spread(status_times[WARMUP_ROUNDS:])} if status_times else {}),
         "target_overhead_ms": 50,
     }
     text = json.dumps(report, indent=2)
