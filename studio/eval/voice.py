@@ -101,8 +101,8 @@ def tempo_prompts(seed: int, count: int) -> dict[str, tuple[str, int]]:
 
 
 def take_tempo(audio: np.ndarray, rate: int) -> float | None:
-    """The take's tempo as the studio's loop tools estimate it (loops.estimate_bpm: librosa's beat
-    tracker, a line fitted through the beats); None where it finds no beat."""
+    """The take's tempo as the studio's loop tools estimate it (loops.estimate_bpm: every onset
+    votes on a beat and its eighths and sixteenths); None where it finds no beat."""
     try:
         return estimate_bpm(audio, rate)
     except AudioError:
