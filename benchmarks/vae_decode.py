@@ -2,10 +2,12 @@
 all of them alike.
 
     python benchmarks/vae_decode.py --models studio-mini recipes/studio-mini-stft/model \
-        [--batch 1,8] [--rounds 15] [--out reports/bench/vae-decode-cpu-DATE.json]
+        [--dtypes float32,bfloat16] [--batch 1,8] [--rounds 15] [--out reports/bench/vae-decode-cpu-DATE.json]
 
 Each round decodes random latents of every model's full length once per batch size, models in
-turn; the first round is a warm-up. Reported per model and batch: median, min and max seconds
+turn; the first round is a warm-up. With several `--dtypes` each model is also placed as the
+engine places it with its denoiser in that dtype (studio/models/precision.py) and timed as a model
+of its own, "name (dtype)". Reported per model and batch: median, min and max seconds
 and the median per take, with the machine described as `studio bench` describes it.
 """
 
@@ -23,6 +25,7 @@ import torch
 from studio.commands import whole_numbers
 from studio.eval.bench import describe_machine
 from studio.models import load_model
+from studio.models.precision import pick_dtype, place_model
 from studio.models.registry import model_label, resolve_model
 
 
@@ -30,6 +33,7 @@ from studio.models.registry import model_label, resolve_model
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="model names or folders")
+    parser.add_argument("--dtypes", default="float32", help="comma list of denoiser dtypes (default float32)")
     parser.add_argument("--batch", type=whole_numbers, default=(1, 8))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--out", type=Path, default=Path(f"reports/bench/vae-decode-cpu-{date.today()}.json"))
@@ -37,21 +41,25 @@ def main() -> None:
 
     device = torch.device("cpu")
     models = {}
+    dtypes = args.dtypes.split(",")
     for name in args.models:
         entry = resolve_model(name)
-        model = load_model(entry.path)
-        latents = {
-            batch: torch.randn(
-                batch,
-                model.config.autoencoder.latent_dim,
-                model.config.latent_length,
-                generator=torch.Generator().manual_seed(batch),
-            )
-            for batch in args.batch
-        }
-        where = entry.path.resolve()
-        shown = where.relative_to(Path.cwd()) if where.is_relative_to(Path.cwd()) else where  # no home paths
-        models[model_label(entry.name)] = (model, latents, str(shown))
+        for dtype in dtypes:
+            model = load_model(entry.path)
+            place_model(model, device, pick_dtype(device, dtype))
+            latents = {
+                batch: torch.randn(
+                    batch,
+                    model.config.autoencoder.latent_dim,
+                    model.config.latent_length,
+                    generator=torch.Generator().manual_seed(batch),
+                )
+                for batch in args.batch
+            }
+            where = entry.path.resolve()  # shown relative to here: no home paths in the report
+            shown = where.relative_to(Path.cwd()) if where.is_relative_to(Path.cwd()) else where
+            label = model_label(entry.name) + (f" ({dtype})" if len(dtypes) > 1 else "")
+            models[label] = (model, latents, str(shown))
     times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in args.batch} for name in models}
     for round_index in range(args.rounds + 1):
         for name, (model, latents, _) in models.items():
@@ -68,6 +76,7 @@ def main() -> None:
         "models": {
             name: {
                 "weights": path,
+                "decoder_dtype": str(model.vae.decoder_dtype).removeprefix("torch."),
                 "audio_seconds": model.config.max_seconds,
                 "batches": {
                     str(batch): {

@@ -15,6 +15,7 @@ from studio.errors import ModelConfigError
 from studio.eval import sound
 from studio.models import AudioModel, ModelConfig, load_model
 from studio.models.config import StftConfig
+from studio.models.precision import place_model
 from studio.models.spectral import StftDecoder, frame_spectra, overlap_add
 from studio.training import losses
 from studio.training.autoencoder import AutoencoderTrainConfig, VaeRoundTrip, autoencoder_step
@@ -250,3 +251,28 @@ def test_dc_si_sdr_and_distances_have_their_known_values():
     assert sound.si_sdr_db(audio, 0.5 * audio) > 100  # gain does not count
     noisy = audio + 0.1 * rng.standard_normal(audio.shape)
     assert sound.si_sdr_db(audio, noisy) == pytest.approx(0, abs=0.3)
+
+
+def test_in_bfloat16_the_decoder_trunk_goes_half_and_writes_the_same_spectra(tmp_path):
+    """The precision policy puts an STFT decoder's trunk in bfloat16 beside the denoiser, its
+    LayerNorms and everything after the trunk in float32; bf16's rounding then moves each bin by a
+    small relative amount, not by a floor of error under quiet bins."""
+    folder = make_model_folder(tmp_path / "model", tiny_stft_config())
+    reference, half = load_model(folder), load_model(folder)
+    place_model(half, torch.device("cpu"), torch.bfloat16)
+    trunk = half.vae.decoder.trunk
+    block = trunk.blocks[0]
+    assert trunk.proj_out.weight.dtype == block.mix.weight.dtype == block.up.weight.dtype == torch.bfloat16
+    assert trunk.norm_out.weight.dtype == block.norm.weight.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in half.vae.encoder.parameters())
+    latents = torch.randn(1, half.vae.latent_dim, 32, generator=torch.Generator().manual_seed(3))
+    latents[..., 16:] *= 0.01  # a quiet second half
+    with torch.no_grad():
+        expected, actual = reference.vae.decode(latents), half.vae.decode(latents)
+    assert actual.dtype == torch.float32 and not torch.equal(actual, expected)
+    decoder = half.vae.decoder
+    magnitudes = [frame_spectra(audio, decoder.n_fft, decoder.hop).abs() for audio in (expected, actual)]
+    ratio_db = 20 * (magnitudes[1] / magnitudes[0]).log10().abs()
+    audible = magnitudes[0] > 1e-4 * magnitudes[0].max()
+    assert ratio_db[audible].median() < 0.2
+    assert ratio_db[..., 20:, :][audible[..., 20:, :]].median() < 0.2  # in the quiet frames too

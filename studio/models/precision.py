@@ -9,7 +9,11 @@
 - The VAE stays float32 (a bfloat16 decode of stable-audio-open-small measured 37 dB SNR against
   float32, audible on quiet tails), except that on CUDA an Oobleck decoder, most of a take's
   arithmetic (1.3 TFLOP for 11.9 s), decodes in float16 where that model's own weights keep 50 dB
-  SNR against float32 on a probe decode when it loads; the SNR is logged and benchmarked.
+  SNR against float32 on a probe decode when it loads; the SNR is logged and benchmarked. An STFT
+  decoder's trunk (its frame-rate ConvNeXt stack, most of its time) computes in bfloat16 where the
+  denoiser does, its LayerNorms in float32: it writes log magnitudes and phasors, so bf16's
+  rounding is a relative error of each bin (about 0.1 dB and 0.004 rad) that follows a quiet tail
+  down rather than sitting on it; the spectra, the phase noise and the inverse STFT stay float32.
 - The conditioners' projections stay float32 (they are tiny); T5 runs in float16 on CUDA, as the
   reference runs it (conditioners.py).
 - On CUDA float32 means IEEE float32: TF32 is off for matmuls and convolutions, so `--dtype
@@ -30,6 +34,7 @@ from torch import nn
 
 from studio.errors import StudioError
 from studio.models.oobleck import OobleckDecoder
+from studio.models.spectral import StftDecoder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Parameters and buffers that keep float32 inside a half-precision denoiser: the timestep
@@ -131,6 +136,8 @@ def place_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> P
     if dtype != torch.float32:
         for part in denoiser_parts(model):
             to_half_but_islands(part, dtype)
+    if dtype == torch.bfloat16 and isinstance(model.vae.decoder, StftDecoder):
+        to_half_but_islands(model.vae.decoder.trunk, dtype)
     snr = None
     if device.type == "cuda" and dtype != torch.float32 and isinstance(model.vae.decoder, OobleckDecoder):
         snr = half_decoder_if_faithful(model.vae)

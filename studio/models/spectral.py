@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.models.config import StftConfig
+from studio.models.dit import Float32LayerNorm
 
 # Power-law compression of the encoder's complex input: it keeps a quiet partial's phase visible
 # beside a loud one without taking a log of zero.
@@ -35,7 +36,7 @@ class ConvNeXtBlock(nn.Module):
     def __init__(self, width: int, kernel_size: int, mlp_ratio: int = 3):
         super().__init__()
         self.mix = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2, groups=width)
-        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.norm = Float32LayerNorm(width, eps=1e-6)
         self.up = nn.Linear(width, mlp_ratio * width)
         self.down = nn.Linear(mlp_ratio * width, width)
         # Small residual scales keep a deep stack near the identity at the start (ConvNeXt).
@@ -53,9 +54,9 @@ class FrameTrunk(nn.Module):
     def __init__(self, in_features: int, width: int, depth: int, kernel_size: int, out_features: int):
         super().__init__()
         self.proj_in = nn.Linear(in_features, width)
-        self.norm_in = nn.LayerNorm(width, eps=1e-6)
+        self.norm_in = Float32LayerNorm(width, eps=1e-6)
         self.blocks = nn.ModuleList(ConvNeXtBlock(width, kernel_size) for _ in range(depth))
-        self.norm_out = nn.LayerNorm(width, eps=1e-6)
+        self.norm_out = Float32LayerNorm(width, eps=1e-6)
         self.proj_out = nn.Linear(width, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
