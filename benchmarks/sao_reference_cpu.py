@@ -13,9 +13,9 @@ Two measurements, each ours against theirs:
   decode  one Oobleck VAE decode of latents [1, 64, 256] to stereo audio [1, 2, 524288]. Ours:
           `model.vae.decode`; theirs: `AutoencoderPretransform.decode`.
 
-Both in float32. Where Studio's engine computes the DiT in another dtype on this CPU (bfloat16 on a
-CPU with AMX, studio/models/precision.py), two more DiT measurements follow: ours as the engine
-places it against the reference in float32 (how each runs here by default), and like for like,
+Both in float32. Where Studio's engine computes the DiT in another dtype on this CPU (bfloat16 on
+a CPU with AMX or AVX-512 BF16, studio/models/precision.py), two more DiT measurements follow: ours
+as the engine places it against the reference in float32 (how each runs here by default), and like for like,
 against the reference with its weights and inputs cast to the same dtype. Their outputs are checked
 at --half-tolerance instead of --tolerance.
 
@@ -526,7 +526,7 @@ def main() -> None:
         | info,
         "config": "SAO_SMALL_CONFIG (studio/eval/bench.py)",
         "weights": f"random, seed {args.seed}, every parameter drawn (see randomise())",
-        "dtype": "float32, and where the engine's CPU dtype is not (a CPU with AMX): the dit_step_* "
+        "dtype": "float32, and where the engine's CPU dtype is not (AMX or AVX-512 BF16): the dit_step_* "
         "measurements below",
         "engine_dtype": str(engine_dtype).removeprefix("torch."),
         "grad_mode": args.grad_mode,

@@ -85,5 +85,6 @@ def add_dtype_option(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=DTYPES,
         help="the denoiser's precision; default: bfloat16 on a GPU with bf16 tensor cores or a CPU with "
-        "AMX, float16 on older GPUs, else float32 (the VAE decodes in float32 either way)",
+        "AMX or AVX-512 BF16, float16 on older GPUs, else float32 (an STFT decoder's trunk follows it "
+        "in bfloat16; the rest of the VAE stays float32, docs/gpu.md)",
     )

@@ -33,7 +33,8 @@ def test_cuda_gets_graphs_and_other_devices_eager():
 
 def test_compiled_engine_gives_the_eager_takes(tiny_model_dir):
     request = Request("a snare", seconds=0.3, steps=3, seed=5, variations=2, cfg=2)
-    # float32 on every CPU: in bf16 (a CPU with AMX) compiled kernels round differently from eager ones.
+    # float32 on every CPU: in bf16 (a CPU with AMX or AVX-512 BF16) compiled kernels round
+    # differently from eager ones.
     with Engine(tiny_model_dir, dtype="float32", warmup=False) as engine:
         assert engine.fast_path == "eager"
         eager = engine.generate(request).takes

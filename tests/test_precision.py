@@ -70,11 +70,12 @@ def test_cuda_dtype_follows_compute_capability(monkeypatch, capability, expected
     ("flags", "expected"),
     [
         ({"avx2", "amx_bf16", "amx_tile"}, torch.bfloat16),
-        ({"avx2", "avx512_bf16"}, torch.float32),
+        ({"avx2", "avx512f", "avx512_bf16"}, torch.bfloat16),
+        ({"avx2", "avx512f"}, torch.float32),
         (set(), torch.float32),
     ],
 )
-def test_cpu_dtype_is_bfloat16_only_with_amx(monkeypatch, flags, expected):
+def test_cpu_dtype_is_bfloat16_only_with_bf16_matrix_instructions(monkeypatch, flags, expected):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
     assert pick_dtype(CPU) == expected
     assert pick_dtype(CPU, "float32") == torch.float32
