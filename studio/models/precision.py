@@ -43,7 +43,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # frequencies and the rotary frequencies (a bf16 inverse frequency shifts every angle).
 FLOAT32_TENSORS = ("time_weight", "rotary_inv_freq")
 HALF_DECODE_MIN_SNR_DB = 50.0
-BF16_MATMUL_FLAGS = ("amx_bf16", "avx512_bf16")  # as Linux lists them in /proc/cpuinfo
+BF16_MATMUL_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # as Linux lists them in /proc/cpuinfo
 PROBE_FRAMES = 64  # about 3 s of stable-audio-open-small's latents
 
 log = logging.getLogger("studio.precision")
@@ -69,7 +69,7 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
         return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
     if device.type == "mps":
         return torch.float16
-    return torch.bfloat16 if cpu_flags() & set(BF16_MATMUL_FLAGS) else torch.float32
+    return torch.bfloat16 if cpu_flags() & BF16_MATMUL_FLAGS else torch.float32
 
 
 @functools.cache
