@@ -137,15 +137,20 @@ def check_parameter(
             raise RequestError(
                 f"{label} must be more than 0, got {value} {shortest}", "give a length in seconds, e.g. 2"
             )
-        if max_seconds is not None and not MIN_SECONDS <= seconds <= max_seconds + 1e-6:
+        if max_seconds is None:
+            return seconds
+        # A limit is shown to 2 decimals (4.18 for 4.1796 s); that shown value is accepted too, as
+        # the model's longest take, so a user who types what the message says is not refused.
+        shown = math.ceil(max_seconds * 100 - 1e-6) / 100
+        if not MIN_SECONDS <= seconds <= shown + 1e-9:
             raise RequestError(
-                f"{label} must be more than 0 and at most {max_seconds:.2f} for this model, got {value} "
+                f"{label} must be more than 0 and at most {shown:.2f} for this model, got {value} "
                 + shortest,
                 "ask for a shorter take, or use a model made for longer audio"
-                if seconds > max_seconds
-                else f"give a length in seconds, e.g. {min(2.0, max_seconds):g}",
+                if seconds > shown
+                else f"give a length in seconds, e.g. {min(2.0, shown):g}",
             )
-        return seconds
+        return min(seconds, max_seconds)
     if name in _WHOLE_RANGES:
         number, (low, high, described) = whole_number(label, value), _WHOLE_RANGES[name]
         if not low <= number <= high:

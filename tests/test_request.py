@@ -4,6 +4,7 @@ model loads, and reading it never imports torch."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -64,6 +65,17 @@ def test_a_models_longest_take_bounds_seconds_with_a_hint_either_way():
         check_parameter("seconds", 3, max_seconds=1.49)
     with pytest.raises(RequestError, match=r"(?s)more than 0.*give a length in seconds, e.g. 1.49"):
         check_parameter("seconds", -1, max_seconds=1.49)
+
+
+@pytest.mark.parametrize("longest", [4.1795918, 1.4860771, 2.0])
+def test_the_limit_a_message_shows_is_itself_accepted_as_the_longest_take(longest):
+    with pytest.raises(RequestError) as info:
+        check_parameter("seconds", 10, max_seconds=longest)
+    shown = float(re.search(r"at most (\d+\.\d\d)", str(info.value))[1])
+    assert check_parameter("seconds", shown, max_seconds=longest) == longest
+    assert check_parameter("seconds", longest, max_seconds=longest) == longest
+    with pytest.raises(RequestError, match="at most"):
+        check_parameter("seconds", shown + 0.01, max_seconds=longest)
 
 
 def test_a_request_is_checked_whole_and_defaults_stay_defaults():
