@@ -66,6 +66,10 @@ def test_the_stft_type_loads_through_the_same_loader_and_keeps_its_names(tmp_pat
 
     keys = set(safe_open(str(folder / "model.safetensors"), "pt").keys())
     assert "pretransform.model.decoder.trunk.proj_out.weight" in keys
+    banded = make_model_folder(tmp_path / "banded", tiny_stft_config(**BANDED))
+    banded_keys = set(safe_open(str(banded / "model.safetensors"), "pt").keys())
+    assert "pretransform.model.decoder.band_head.out" in banded_keys
+    assert load_model(banded).vae.decoder.band_head.out.shape == (8, 16, 2 * 3 * 128)
     assert "pretransform.model.encoder.trunk.blocks.0.mix.weight" in keys
     audio = torch.from_numpy(sine(440, 16 * 512))[None]
     with torch.no_grad():
@@ -85,6 +89,9 @@ def test_the_stft_type_loads_through_the_same_loader_and_keeps_its_names(tmp_pat
         ({"model.pretransform.config.decoder.type": "vocos"}, "supported: oobleck, stft"),
         ({"model.pretransform.config.encoder.config.sureness_power": 2.0}, "sureness_power.*decoder option"),
         ({"model.pretransform.config.decoder.config.sureness_power": 0}, "sureness_power.*more than 0"),
+        ({"model.pretransform.config.encoder.config.head_bands": 8}, "head_bands.*decoder option"),
+        ({"model.pretransform.config.decoder.config.head_bands": 3}, "head_bands.*equal bands"),
+        ({"model.pretransform.config.decoder.config.head_bands": -1}, "head_bands.*must be 0"),
     ],
 )
 def test_a_bad_stft_section_is_refused_with_the_field_named(tmp_path, change, message):
@@ -125,6 +132,56 @@ def test_the_decoder_writes_sure_phases_as_they_are_and_unsure_ones_from_the_noi
     torch.testing.assert_close(decoder(latents), decoder(latents))  # no noise given: a fixed draw
 
 
+BANDED = {
+    "model.pretransform.config.decoder.config.head_bands": 8,
+    "model.pretransform.config.decoder.config.head_band_width": 16,
+}
+
+
+def test_a_band_head_starts_at_zero_so_a_trained_decoder_decodes_as_before(tmp_path):
+    plain = load_model(make_model_folder(tmp_path / "plain", tiny_stft_config()))
+    banded = AudioModel(ModelConfig.from_dict(tiny_stft_config(**BANDED)))
+    missing = banded.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(key.startswith("vae.decoder.band_head.") for key in missing)
+    latents = torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(banded.vae.decode(latents), plain.vae.decode(latents), rtol=0, atol=0)
+        banded.vae.decoder.band_head.out.normal_()
+        assert not torch.equal(banded.vae.decode(latents), plain.vae.decode(latents))
+
+
+def test_a_band_head_writes_each_band_into_its_own_bins_in_the_linear_layout():
+    decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config(**BANDED)).autoencoder.decoder)
+    head = decoder.band_head
+    band_bins = decoder.bins // 8
+    with torch.no_grad():
+        # band 5, channel 1, output 0 (log magnitude), 7th bin of the band
+        head.bias.view(8, 2, 3, band_bins)[5, 1, 0, 7] = 1.0
+        out = head(torch.randn(2, 4, 32)).view(2, 4, 2, 3, decoder.bins)  # proj_out's layout
+    expected = torch.zeros_like(out)
+    expected[:, :, 1, 0, 5 * band_bins + 7] = 1.0
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_a_band_head_writes_spectra_beyond_the_span_of_a_linear_output():
+    """A linear output layer `width` wide writes every frame's log magnitudes in one
+    `width`-dimensional subspace; with a band head they leave it."""
+    torch.manual_seed(0)
+    decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config(**BANDED)).autoencoder.decoder)
+    with torch.no_grad():
+        decoder.band_head.out.normal_(std=0.1)
+        hidden = torch.randn(1, 400, 32)  # 400 frames of the trunk's output, 32 wide
+        linear = decoder.trunk.proj_out(hidden)
+        banded = linear + decoder.band_head(hidden)
+
+    def rank(out: torch.Tensor) -> int:
+        log_magnitudes = out.view(400, 2, 3, decoder.bins)[:, :, 0].flatten(1)
+        return int(torch.linalg.matrix_rank(log_magnitudes - log_magnitudes.mean(0)))
+
+    assert rank(linear) <= 32
+    assert rank(banded) > 32 + 100  # 8 bands of 16 features each
+
+
 # -- training --------------------------------------------------------------------------------------
 
 
@@ -152,9 +209,10 @@ def train_steps(
     ]  # fmt: skip
 
 
-def test_stft_autoencoder_losses_fall_on_a_fixed_batch():
+@pytest.mark.parametrize("changes", [{}, BANDED], ids=["linear head", "band head"])
+def test_stft_autoencoder_losses_fall_on_a_fixed_batch(changes):
     torch.manual_seed(0)
-    model = AudioModel(ModelConfig.from_dict(tiny_stft_config()))
+    model = AudioModel(ModelConfig.from_dict(tiny_stft_config(**changes)))
     audio = torch.stack([torch.from_numpy(sine(f, 32 * 512)) for f in (220, 1320)])
     history = train_steps(model, audio, 30, mel_weight=1.0, phase_weight=1.0, low_band_weight=0.1)
     assert all(math.isfinite(v) for step in history for v in step.values())
@@ -257,12 +315,15 @@ def test_in_bfloat16_the_decoder_trunk_goes_half_and_writes_the_same_spectra(tmp
     """The precision policy puts an STFT decoder's trunk in bfloat16 beside the denoiser, its
     LayerNorms and everything after the trunk in float32; bf16's rounding then moves each bin by a
     small relative amount, not by a floor of error under quiet bins."""
-    folder = make_model_folder(tmp_path / "model", tiny_stft_config())
+    folder = make_model_folder(tmp_path / "model", tiny_stft_config(**BANDED))
     reference, half = load_model(folder), load_model(folder)
     place_model(half, torch.device("cpu"), torch.bfloat16)
     trunk = half.vae.decoder.trunk
     block = trunk.blocks[0]
     assert trunk.proj_out.weight.dtype == block.mix.weight.dtype == block.up.weight.dtype == torch.bfloat16
+    assert (
+        half.vae.decoder.band_head.up.weight.dtype == half.vae.decoder.band_head.out.dtype == torch.bfloat16
+    )
     assert trunk.norm_out.weight.dtype == block.norm.weight.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in half.vae.encoder.parameters())
     latents = torch.randn(1, half.vae.latent_dim, 32, generator=torch.Generator().manual_seed(3))

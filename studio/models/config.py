@@ -53,6 +53,10 @@ class StftConfig:
     latent_dim: int
     kernel_size: int = 7  # of each block's depthwise convolution over frames
     sureness_power: float = 2.0  # decoder only: how far below length 1 a phasor's phase turns random
+    # decoder only: a second, band-by-band layer over the trunk's output (spectral.BandHead), in
+    # this many bands of the spectrum (0: the linear output alone) with this many features each
+    head_bands: int = 0
+    head_band_width: int = 128
 
 
 AUTOENCODER_SIDES = ("oobleck", "stft")
@@ -431,8 +435,16 @@ class _Parser:
         kernel_size = self.positive(c, where, "kernel_size", int, 7)
         if kernel_size % 2 == 0:
             raise self.fail(f"{where}.kernel_size", f"is {kernel_size}; it must be odd")
-        if io_key == "in_channels" and "sureness_power" in c:
-            raise self.fail(f"{where}.sureness_power", "is a decoder option")
+        for option in ("sureness_power", "head_bands", "head_band_width"):
+            if io_key == "in_channels" and option in c:
+                raise self.fail(f"{where}.{option}", "is a decoder option")
+        head_bands = self.get(c, "head_bands", int, 0)
+        if head_bands < 0 or (head_bands and (n_fft // 2) % head_bands):
+            raise self.fail(
+                f"{where}.head_bands",
+                f"is {head_bands}; it must be 0 (no band head) or split the {n_fft // 2} bins above "
+                "0 Hz into equal bands (e.g. 16)",
+            )
         return StftConfig(
             audio_channels=self.positive(c, where, io_key, int),
             n_fft=n_fft,
@@ -442,6 +454,8 @@ class _Parser:
             latent_dim=self.positive(c, where, "latent_dim", int),
             kernel_size=kernel_size,
             sureness_power=self.positive(c, where, "sureness_power", float, 2.0),
+            head_bands=head_bands,
+            head_band_width=self.positive(c, where, "head_band_width", int, 128),
         )
 
     def dit(self, cfg: dict) -> DiTConfig:

@@ -140,6 +140,8 @@ def place_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> P
             to_half_but_islands(part, dtype)
     if dtype == torch.bfloat16 and isinstance(model.vae.decoder, StftDecoder):
         to_half_but_islands(model.vae.decoder.trunk, dtype)
+        if model.vae.decoder.band_head is not None:
+            to_half_but_islands(model.vae.decoder.band_head, dtype)
     snr = None
     if device.type == "cuda" and dtype != torch.float32 and isinstance(model.vae.decoder, OobleckDecoder):
         snr = half_decoder_if_faithful(model.vae)

@@ -66,6 +66,35 @@ class FrameTrunk(nn.Module):
         return self.proj_out(self.norm_out(x))
 
 
+class BandHead(nn.Module):
+    """A second output layer beside a trunk's linear one, band by band: [B, K, width] -> [B, K,
+    channels · outputs · bins], laid out as that linear layer's output, to which it is added.
+
+    A linear output layer writes every frame's log magnitudes as a mix of `width` fixed spectral
+    shapes, so no frame's spectrum leaves a `width`-dimensional subspace: the best the decoder of
+    studio-mini-stft (320 wide) could write of a string section or a piano chord, given the
+    original's own phases, loses the harmonics to a haze, as its round trips do. Here each of
+    `bands` equal stretches of the spectrum gets `band_width` features of its own, a GELU of the
+    trunk's output, and a linear layer from them to its bins: the spectrum as a whole then spans
+    bands × band_width dimensions, at about the cost of the linear layer. Its output layer starts at
+    zero, so a trained decoder it is added to starts exactly where it was."""
+
+    def __init__(self, width: int, channels: int, outputs: int, bins: int, bands: int, band_width: int):
+        super().__init__()
+        self.channels, self.outputs, self.bands = channels, outputs, bands
+        self.band_bins = bins // bands
+        self.up = nn.Linear(width, bands * band_width)
+        self.out = nn.Parameter(torch.zeros(bands, band_width, channels * outputs * self.band_bins))
+        self.bias = nn.Parameter(torch.zeros(bands, 1, channels * outputs * self.band_bins))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        batch, frames = hidden.shape[:2]
+        features = F.gelu(self.up(hidden)).reshape(batch * frames, self.bands, -1).transpose(0, 1)
+        out = torch.baddbmm(self.bias, features, self.out)  # [bands, B · K, C · outputs · band bins]
+        out = out.reshape(self.bands, batch, frames, self.channels, self.outputs, self.band_bins)
+        return out.permute(1, 2, 3, 4, 0, 5).reshape(batch, frames, -1)
+
+
 def _window(n_fft: int, like: torch.Tensor) -> torch.Tensor:
     return torch.hann_window(n_fft, device=like.device, dtype=torch.float32)
 
@@ -181,6 +210,11 @@ class StftDecoder(nn.Module):
         with torch.no_grad():
             # Start quiet rather than at unit magnitudes, a roar of white noise at full scale.
             self.trunk.proj_out.bias.view(self.channels, 3, self.bins)[:, 0] = INITIAL_LOG_MAGNITUDE
+        self.band_head = None
+        if config.head_bands:
+            self.band_head = BandHead(
+                config.width, self.channels, 3, self.bins, config.head_bands, config.head_band_width
+            )
 
     def phase_noise_shape(self, frames: int) -> tuple[int, int]:
         """The shape of one take's phase noise, white noise audio: [channels, frames · hop]."""
@@ -213,7 +247,11 @@ class StftDecoder(nn.Module):
         audio, phasors = [], []
         for take, noise in zip(hidden, phase_noise, strict=True):
             noise_spectra = frame_spectra(noise[None], self.n_fft, self.hop)[..., 1:]  # about unit power
-            spectra, phasor = self.spectra(trunk.proj_out(trunk.norm_out(take[None])), noise_spectra)
+            normed = trunk.norm_out(take[None])
+            out = trunk.proj_out(normed)
+            if self.band_head is not None:
+                out = out + self.band_head(normed)
+            spectra, phasor = self.spectra(out, noise_spectra)
             audio.append(overlap_add(spectra, self.n_fft, self.hop))
             phasors.append(phasor)
         return torch.cat(audio).to(latents.dtype), torch.cat(phasors)
