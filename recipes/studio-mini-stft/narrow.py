@@ -57,6 +57,11 @@ def narrowed_trunk(trunk: FrameTrunk, width: int) -> FrameTrunk:
 
 def narrow(model_folder: Path, width: int, out: Path) -> Path:
     model = load_model(model_folder)
+    if model.vae.decoder.band_head is not None:
+        raise SystemExit(
+            f"{model_folder}'s decoder has a band head, whose trained weights narrowing would drop: "
+            "narrow a decoder before it gets one (stage 4 came before stage 7)"
+        )
     raw = copy.deepcopy(model.config.raw)
     raw["model"]["pretransform"]["config"]["decoder"]["config"]["width"] = width
     narrowed = build_model(ModelConfig.from_dict(raw))
