@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from studio.data import read_manifest
 from studio.errors import StudioError
-from studio.models import load_model, save_model
+from studio.models import ModelConfig, build_model, load_model, save_model
 from tests.test_training import write_corpus
 from tests.tiny import make_model_folder, tiny_config, tiny_stft_config
 
@@ -97,6 +97,30 @@ def test_a_decoder_trained_under_the_same_encoder_is_grafted_under_the_dit(trans
             torch.testing.assert_close(tensor, getattr(source.vae, part).state_dict()[name])
     for name, tensor in grafted.dit.state_dict().items():
         torch.testing.assert_close(tensor, model.dit.state_dict()[name])
+
+
+def test_a_decoder_of_a_new_layout_is_grafted_with_its_config_section(transport, tmp_path):
+    """A band head trained under a model's frozen encoder: the graft takes the decoder's section
+    of the config with it and keeps the model's DiT and encoder; float16 on request."""
+    model_folder = make_model_folder(tmp_path / "flow", tiny_stft_config(), seed=0)
+    banded = tiny_stft_config(**{"model.pretransform.config.decoder.config.head_bands": 8})
+    donor = build_model(ModelConfig.from_dict(banded))
+    donor.load_state_dict(load_model(model_folder).state_dict(), strict=False)
+    with torch.no_grad():
+        donor.vae.decoder.band_head.out.normal_()
+    save_model(donor, tmp_path / "decoder")
+
+    transport.graft_decoder(model_folder, tmp_path / "decoder", tmp_path / "grafted", "float16")
+
+    grafted, model = load_model(tmp_path / "grafted"), load_model(model_folder)
+    assert grafted.config.autoencoder.decoder.head_bands == 8
+    assert {t.dtype for t in load_file(str(tmp_path / "grafted" / "model.safetensors")).values()} == {
+        torch.float16
+    }
+    for name, tensor in donor.vae.decoder.state_dict().items():
+        torch.testing.assert_close(grafted.vae.decoder.state_dict()[name], tensor.half().float())
+    for name, tensor in model.dit.state_dict().items():
+        torch.testing.assert_close(grafted.dit.state_dict()[name], tensor.half().float())
 
 
 def test_a_decoder_from_another_encoder_is_refused(transport, tmp_path):

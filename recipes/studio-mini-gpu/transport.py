@@ -6,7 +6,7 @@ takes a size-capped upload (64 MiB here), then turn it back into what `studio tr
     python transport.py pack-minilm FOLDER                                (a stand-in package)
     python transport.py pack-model MODEL OUT NAME      (on the GPU machine: float16, in parts)
     python transport.py unpack-model OUT NAME MODEL    (at home: the parts back into a folder)
-    python transport.py graft-decoder MODEL DECODER OUT  (MODEL's DiT over DECODER's decoder)
+    python transport.py graft-decoder MODEL DECODER OUT [--dtype float16]  (MODEL's DiT, DECODER's decoder)
 
 The corpus's FLAC (270 MB for 1.3 h) travels as 48 kHz Opus: `--level` is libsndfile's compression
 level, 0.85 is about 92 kb/s. Unpacking resamples back to the corpus rate and cuts every clip to its
@@ -154,13 +154,15 @@ def unpack_model(out: Path, name: str, model: Path) -> None:
     print(f"{len(parts)} parts -> {model}")
 
 
-def graft_decoder(model_folder: Path, decoder_folder: Path, out: Path) -> None:
+def graft_decoder(model_folder: Path, decoder_folder: Path, out: Path, dtype: str = "float32") -> None:
     """MODEL with the decoder of DECODER: a decoder trained on under MODEL's frozen encoder
-    (`studio train autoencoder --freeze-encoder`, beside the DiT rather than after it). Refused
-    unless both encoders are the same, since the DiT only knows MODEL's latents."""
+    (`studio train autoencoder --freeze-encoder`, beside the DiT rather than after it, or later
+    with a new decoder layout, a band head say). Refused unless both encoders are the same, since
+    the DiT only knows MODEL's latents. OUT takes DECODER's decoder section of the config and
+    keeps the rest of MODEL's (DiT, conditioners, sampling defaults); weights in `dtype`."""
     import torch
 
-    from studio.models import load_model, save_model
+    from studio.models import ModelConfig, build_model, load_model, save_model
 
     model, donor = load_model(model_folder), load_model(decoder_folder)
     ours, theirs = model.vae.encoder.state_dict(), donor.vae.encoder.state_dict()
@@ -173,11 +175,17 @@ def graft_decoder(model_folder: Path, decoder_folder: Path, out: Path) -> None:
             "would misread the DiT's latents",
             f"train it with `studio train autoencoder --init {model_folder} --freeze-encoder`",
         )
-    decoder_config = model.config.raw["model"]["pretransform"]["config"]["decoder"]
-    if donor.config.raw["model"]["pretransform"]["config"]["decoder"] != decoder_config:
-        raise StudioError(f"the decoders of {model_folder} and {decoder_folder} differ in layout")
-    model.vae.decoder.load_state_dict(donor.vae.decoder.state_dict())
-    print(f"{model_folder} with the decoder of {decoder_folder} -> {save_model(model, out)}")
+    raw = json.loads(json.dumps(model.config.raw))
+    raw["model"]["pretransform"]["config"]["decoder"] = donor.config.raw["model"]["pretransform"]["config"][
+        "decoder"
+    ]
+    grafted = build_model(ModelConfig.from_dict(raw, source=str(model_folder)))
+    grafted.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("vae.decoder.")}, strict=False
+    )
+    grafted.vae.decoder.load_state_dict(donor.vae.decoder.state_dict())
+    saved = save_model(grafted, out, getattr(torch, dtype))
+    print(f"{model_folder} with the decoder of {decoder_folder} -> {saved}")
 
 
 def main() -> None:
@@ -207,6 +215,7 @@ def main() -> None:
     graft.add_argument("model", type=Path)
     graft.add_argument("decoder", type=Path)
     graft.add_argument("out", type=Path)
+    graft.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="of OUT's weights")
     args = parser.parse_args()
     try:
         run(args)
@@ -226,7 +235,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "unpack-model":
         unpack_model(args.out, args.name, args.model)
     else:
-        graft_decoder(args.model, args.decoder, args.out)
+        graft_decoder(args.model, args.decoder, args.out, args.dtype)
 
 
 if __name__ == "__main__":
