@@ -87,6 +87,28 @@ def test_tempo_and_key_of_silence_are_clear_errors():
         estimate_key(silence, SR)
 
 
+def drops(times_s: np.ndarray, seconds: float, seed: int, rate: int = 44100) -> np.ndarray:
+    """Rain-like clicks: a 20 ms burst of seeded noise at each time, over a quiet hiss."""
+    rng = np.random.default_rng(seed)
+    audio = 0.01 * rng.standard_normal(round(seconds * rate))
+    burst = round(0.02 * rate)
+    decay = np.exp(-np.arange(burst) / 200)
+    for start in (times_s * rate).astype(int):
+        audio[start : start + burst] += rng.uniform(0.1, 0.5) * rng.standard_normal(burst) * decay
+    return audio[None].astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noise_and_rain_have_no_beat_but_the_same_drops_on_a_grid_do(seed):
+    rng = np.random.default_rng(seed)
+    with pytest.raises(AudioError, match="no steady beat"):
+        estimate_bpm(0.1 * rng.standard_normal((2, 44100 * 4)).astype(np.float32), 44100)
+    with pytest.raises(AudioError, match="no steady beat"):
+        estimate_bpm(drops(np.sort(rng.uniform(0, 4.1, 40)), 4.18, seed), 44100)
+    bpm = rng.uniform(90, 140)
+    assert estimate_bpm(drops(np.arange(0, 7.9, 60 / bpm), 8.0, seed), 44100) == pytest.approx(bpm, rel=0.01)
+
+
 def test_estimate_key_of_an_a_minor_triad_and_a_c_major_scale():
     assert estimate_key(tones([220.0, 261.63, 329.63], 3.0), SR) == "A minor"
     scale = [261.63, 293.66, 329.63, 349.23, 392.0, 440.0, 493.88, 523.25]
