@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -121,6 +122,26 @@ def test_a_loop_takes_the_source_tempo_when_given(served):
     _, params = generate(client, "drum loop", seconds=1.4, seed=2)
     text, path = client.predict(params[0]["id"], 240, 1, 200, api_name="/loop")  # a bar at 240 is 1 s
     assert "from ~200.0 BPM" in text and sf.info(path).duration == pytest.approx(1.0, abs=0.01)
+
+
+def test_analysing_a_take_reads_a_loops_tempo_and_says_when_a_take_has_no_beat(served):
+    client, studio, _ = served
+    _, params = generate(client, "rain on a tin roof", seconds=1.0, seed=6, variations=2)
+    rate, rng = 44100, np.random.default_rng(6)
+    t = np.arange(4 * rate) / rate
+    a_minor = sum(np.sin(2 * np.pi * f * t) for f in (220, 261.63, 329.63))
+    rain = 0.1 * rng.standard_normal((2, t.size)) + 0.1 * a_minor
+    loop, loop_rate = sf.read(REPO_ASSETS / "drum-loop-120bpm.wav", always_2d=True)
+    # the takes' files as a sound editor would leave them: what is analysed is what lies on disk
+    sf.write(studio.library.get(params[0]["id"]).path, rain.T, rate)
+    sf.write(studio.library.get(params[1]["id"]).path, loop, loop_rate)
+    no_beat = client.predict(params[0]["id"], api_name="/analyse")
+    assert no_beat.startswith("no steady beat found") and no_beat.endswith(", key **A minor**")
+    tempo = re.fullmatch(
+        r"about \*\*([\d.]+) BPM\*\*, key \*\*[A-G]#? m(?:aj|in)or\*\*",
+        client.predict(params[1]["id"], api_name="/analyse"),
+    )
+    assert tempo and float(tempo[1]) == pytest.approx(120, abs=0.5)
 
 
 @pytest.mark.parametrize(("fmt", "subtype"), [("wav16", "PCM_16"), ("wav24", "PCM_24"), ("flac", "PCM_24")])

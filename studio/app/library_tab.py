@@ -13,7 +13,7 @@ from studio import loops
 from studio.app.common import take_player, ui_error
 from studio.app.play_tab import Controls
 from studio.audio import read_audio
-from studio.errors import StudioError
+from studio.errors import AudioError, StudioError
 from studio.library import TakeRecord
 from studio.request import DEFAULT_STRENGTH
 from studio.service import Studio
@@ -217,9 +217,19 @@ def _export_tools(studio: Studio, selected_id: gr.Number) -> None:
     )
 
     def analyse_take(take_id: float | None) -> str:
-        audio, rate = _take_audio(_selected(studio, take_id))
-        bpm, key = loops.estimate_bpm(audio, rate), loops.estimate_key(audio, rate)
-        return f"about **{bpm:.1f} BPM**, key **{key}**"
+        try:
+            audio, rate = _take_audio(_selected(studio, take_id))
+        except StudioError as exc:
+            raise ui_error(exc) from exc
+        # Each reading on its own: rain has a key but no beat, a drum loop a beat but maybe no key
+        readings = []
+        readers = ((loops.estimate_bpm, "about **{:.1f} BPM**"), (loops.estimate_key, "key **{}**"))
+        for estimate, shown in readers:
+            try:
+                readings.append(shown.format(estimate(audio, rate)))
+            except AudioError as exc:
+                readings.append(exc.message)
+        return ", ".join(readings)
 
     analyse.click(analyse_take, selected_id, export_info, api_name="analyse")
 
