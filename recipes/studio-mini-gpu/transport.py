@@ -20,6 +20,7 @@ float16 copy inside a stand-in package of the same name: put FOLDER on PYTHONPAT
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -175,10 +176,9 @@ def graft_decoder(model_folder: Path, decoder_folder: Path, out: Path, dtype: st
             "would misread the DiT's latents",
             f"train it with `studio train autoencoder --init {model_folder} --freeze-encoder`",
         )
-    raw = json.loads(json.dumps(model.config.raw))
-    raw["model"]["pretransform"]["config"]["decoder"] = donor.config.raw["model"]["pretransform"]["config"][
-        "decoder"
-    ]
+    raw = copy.deepcopy(model.config.raw)
+    donor_autoencoder = donor.config.raw["model"]["pretransform"]["config"]
+    raw["model"]["pretransform"]["config"]["decoder"] = copy.deepcopy(donor_autoencoder["decoder"])
     grafted = build_model(ModelConfig.from_dict(raw, source=str(model_folder)))
     grafted.load_state_dict(
         {k: v for k, v in model.state_dict().items() if not k.startswith("vae.decoder.")}, strict=False
