@@ -12,18 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from scipy.linalg import sqrtm
 from tiny import make_model_folder, tiny_stft_config
 
 from studio.audio import mel_filterbank
 from studio.data import CorpusError, read_manifest
+from studio.engine import Engine
 from studio.errors import StudioError
 from studio.eval import metrics, sound
 from studio.eval.clap import ClapModel, ClapModelError
 from studio.eval.cli import add_clap_train_command, add_eval_commands
 from studio.eval.corpus import held_out_by_category
 from studio.eval.embeddings import F_MAX, F_MIN, N_FFT, N_MELS, SAMPLE_RATE, AisfxEmbedder, mel_spectrogram
+from studio.eval.vae import swapped_halves
 from studio.models import AudioModel
+from studio.models.spectral import frame_spectra
 
 RATE = 44100
 CATEGORIES = ("kick", "hi-hat", "rain")
@@ -338,6 +342,7 @@ def test_eval_quick_writes_the_report(corpus, clap_dir, tiny_model_dir, tmp_path
     assert vae["latent_frame_rate_hz"] > 0
     assert vae["autoencoder"] == "oobleck"
     assert vae["tone_pitch"]["count"] == len(vae["tone_pitch"]["cents"]) == 81
+    assert vae["tone_pitch_by_side"] is None  # an Oobleck decoder writes no spectra to take apart
     assert 0 <= vae["comb_score"]["round_trips"] <= 1 and 0 <= vae["comb_score"]["originals"] <= 1
     assert set(vae["decode"]["batches"]) == {"1", "8"}
     assert all(math.isfinite(vae[m]["median"]) for m in ("stft_distance", "mel_distance", "si_sdr_db"))
@@ -352,7 +357,28 @@ def test_eval_vae_scores_an_stft_autoencoder_and_names_a_run_by_its_folder(corpu
     vae = json.loads((out / "stft-run" / "vae.json").read_text())
     assert vae["autoencoder"] == "stft" and vae["latent_frame_rate_hz"] == pytest.approx(44100 / 512)
     assert vae["dc_offset_dbfs"]["round_trips"]["max"] < 0
-    assert (out / "stft-run" / "vae.md").is_file()
+    sides = vae["tone_pitch_by_side"]
+    assert {side["count"] for side in sides.values()} == {81}
+    assert set(sides) == {"decoder_magnitudes_original_phases", "original_magnitudes_decoder_phases"}
+    assert "the decoder's magnitudes and the original's phases" in (out / "stft-run" / "vae.md").read_text()
+
+
+def test_swapped_halves_tell_whose_magnitudes_and_whose_phases_a_tone_follows(tmp_path, monkeypatch):
+    """A decoder that writes a tone a semitone sharp (26 Hz above 440, less than half the 86 Hz
+    a frame's phase advance leaves open): with the original's phases its magnitudes come back at the
+    original's pitch, its phases under the original's magnitudes at its own."""
+    rate = 44100
+    t = np.arange(64 * 512) / rate
+    tone = np.repeat(0.3 * np.sin(2 * np.pi * 440 * t)[None], 2, axis=0).astype(np.float32)
+    sharp = np.repeat(0.3 * np.sin(2 * np.pi * 440 * 2 ** (1 / 12) * t + 1.0)[None], 2, axis=0)
+    written = frame_spectra(torch.from_numpy(sharp.astype(np.float32))[None], 2048, 512)
+    with Engine(
+        make_model_folder(tmp_path / "stft", tiny_stft_config()), device="cpu", warmup=False
+    ) as engine:
+        monkeypatch.setattr(engine.model.vae.decoder, "written_spectra", lambda latents: written)
+        magnitudes, phases = swapped_halves(engine, tone)
+    assert sound.cents(sound.dominant_frequency(magnitudes, rate), 440) == pytest.approx(0, abs=5)
+    assert sound.cents(sound.dominant_frequency(phases, rate), 440) == pytest.approx(100, abs=5)
 
 
 def test_frame_rate_partials_measure_a_decoder_hum_not_level_or_noise():

@@ -25,6 +25,7 @@ from studio.eval import sound
 from studio.eval.metrics import accuracy_summary, leave_one_out_accuracy, leave_one_out_predictions
 from studio.eval.report import number
 from studio.models import ModelConfig
+from studio.models.spectral import StftDecoder, frame_spectra, overlap_add
 from studio.prompt_facts import note_frequency
 from studio.training import losses
 
@@ -102,6 +103,31 @@ def round_trip(engine: Engine, audio: np.ndarray) -> np.ndarray:
     # the denoiser's dtype (it decodes in float16 only where a probe allowed it, and casts itself)
     decoded = vae.decode(vae.encode(padded.to(engine.device)))
     return decoded[0, :, :frames].float().cpu().numpy()
+
+
+@torch.inference_mode()
+def swapped_halves(engine: Engine, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """An STFT decoder's round trip of audio [channels, frames] taken apart: (the magnitudes it
+    writes with the original's phases, the original's magnitudes with the phases it writes), each
+    overlap-added as the decoder does; None for another decoder.
+
+    Frames a hop apart pin a partial's frequency by its phase only to within sample_rate / hop
+    (86.1 Hz at hop 512): the magnitudes must put it within half that of the truth, and the phases
+    pick the place. A tone that comes back off in the first half and right in the second was
+    misplaced by the magnitudes the decoder writes."""
+    vae = engine.model.vae
+    decoder = vae.decoder
+    if not isinstance(decoder, StftDecoder):
+        return None
+    frames = audio.shape[1]
+    padded = torch.from_numpy(fit_length(audio, -(-frames // vae.hop) * vae.hop))[None].to(engine.device)
+    written = decoder.written_spectra(vae.encode(padded) * vae.scale)
+    original = frame_spectra(padded, decoder.n_fft, decoder.hop)
+    halves = (torch.polar(written.abs(), original.angle()), torch.polar(original.abs(), written.angle()))
+    magnitudes, phases = (
+        overlap_add(half, decoder.n_fft, decoder.hop)[0, :, :frames].float().cpu().numpy() for half in halves
+    )
+    return magnitudes, phases
 
 
 def autoencoder_round_trips(engine: Engine, clips: list[Clip]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -202,6 +228,7 @@ def vae_report(
     notes, font = gm_note_probes(rate, c.audio_channels)
     say(f"{len(tones)} pure tones and {len(notes)} General MIDI notes through the VAE and back")
     tone_trips = [round_trip(engine, p.audio) for p in tones]
+    tone_halves = [swapped_halves(engine, p.audio) for p in tones]
     note_trips = [round_trip(engine, p.audio) for p in notes]
     say("timing the decoder")
     decode = {str(batch): decode_seconds(engine, batch) for batch in DECODE_BATCHES}
@@ -221,6 +248,16 @@ def vae_report(
             "note_round_trips": sound.comb_score(note_trips, rate, grid) if notes else None,
         },
         "tone_pitch": pitch_report(tones, tone_trips, rate, of_notes=False),
+        "tone_pitch_by_side": {
+            "decoder_magnitudes_original_phases": pitch_report(
+                tones, [h[0] for h in tone_halves], rate, of_notes=False
+            ),
+            "original_magnitudes_decoder_phases": pitch_report(
+                tones, [h[1] for h in tone_halves], rate, of_notes=False
+            ),
+        }
+        if tone_halves[0] is not None
+        else None,
         "note_pitch": {"soundfont": font, **pitch_report(notes, note_trips, rate, of_notes=True)}
         if notes
         else {"soundfont": None, "skipped": "no General MIDI soundfont here: `studio data setup`"},
@@ -257,6 +294,19 @@ def autoencoder_kind(config: ModelConfig) -> str:
     return kinds[0] if kinds[0] == kinds[1] else "+".join(kinds)
 
 
+def _side_lines(report: dict[str, Any]) -> list[str]:
+    sides = report.get("tone_pitch_by_side")
+    if not sides:
+        return []
+    magnitudes = sides["decoder_magnitudes_original_phases"]
+    phases = sides["original_magnitudes_decoder_phases"]
+    return [
+        "| … with the decoder's magnitudes and the original's phases / the original's magnitudes and "
+        f"the decoder's phases | {magnitudes['within_tolerance']} / {phases['within_tolerance']} of "
+        f"{magnitudes['count']} | which of the two misplaces a tone |"
+    ]
+
+
 def vae_markdown(report: dict[str, Any]) -> str:
     tones, notes, comb = report["tone_pitch"], report["note_pitch"], report["comb_score"]
     dc, decode = report["dc_offset_dbfs"], report["decode"]
@@ -286,6 +336,7 @@ def vae_markdown(report: dict[str, Any]) -> str:
         f"| pure tones {TONE_FREQUENCIES[0]:g} Hz–{TONE_FREQUENCIES[-1]:g} Hz within "
         f"{tones['tolerance_cents']:g} cents | {tones['within_tolerance']} of {tones['count']} "
         f"(worst {number(tones['max_abs_cents'], 1)}) | all |",
+        *_side_lines(report),
         note_line,
         f"| DC offset, worst round trip | {number(dc['round_trips'].get('max'), 1)} dBFS | below −50; the "
         f"originals' worst {number(dc['originals'].get('max'), 1)} |",

@@ -15,6 +15,7 @@ same amount is cut off after synthesis.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -234,6 +235,21 @@ class StftDecoder(nn.Module):
         frame: phases that turn from one overlapping frame to the next as a real noise's do
         overlap-add into a noise, where independent ones left more lines on the frame grid (comb
         score 0.082 against 0.108 on one checkpoint)."""
+        audio, phasors = [], []
+        for spectra, phasor in self._written_takes(latents, phase_noise):
+            audio.append(overlap_add(spectra, self.n_fft, self.hop))
+            phasors.append(phasor)
+        return torch.cat(audio).to(latents.dtype), torch.cat(phasors)
+
+    def written_spectra(self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The complex spectra [B, channels, K, n_fft / 2 + 1] whose overlap-add `decode` returns:
+        what `studio eval vae` splits into the decoder's magnitudes and its phases."""
+        return torch.cat([spectra for spectra, _ in self._written_takes(latents, phase_noise)])
+
+    def _written_takes(
+        self, latents: torch.Tensor, phase_noise: torch.Tensor | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(spectra [1, channels, K, bins + 1], phasors [1, channels, K, bins]) of each take."""
         trunk = self.trunk
         if phase_noise is None:
             shape = self.phase_noise_shape(latents.shape[-1])
@@ -244,17 +260,13 @@ class StftDecoder(nn.Module):
             hidden = block(hidden)
         # From here on each take is one pass over a few megabytes, which stays in cache when takes go
         # one at a time: a whole batch at once is slower per take than a single one.
-        audio, phasors = [], []
         for take, noise in zip(hidden, phase_noise, strict=True):
             noise_spectra = frame_spectra(noise[None], self.n_fft, self.hop)[..., 1:]  # about unit power
             normed = trunk.norm_out(take[None])
             out = trunk.proj_out(normed)
             if self.band_head is not None:
                 out = out + self.band_head(normed)
-            spectra, phasor = self.spectra(out, noise_spectra)
-            audio.append(overlap_add(spectra, self.n_fft, self.hop))
-            phasors.append(phasor)
-        return torch.cat(audio).to(latents.dtype), torch.cat(phasors)
+            yield self.spectra(out, noise_spectra)
 
     def spectra(self, out: torch.Tensor, phase_noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trunk's output [B, K, channels · 3 · bins] and the noise's spectra [B, channels, K,
