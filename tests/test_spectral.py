@@ -109,7 +109,7 @@ def test_the_decoder_has_no_way_to_write_a_constant_offset():
     decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config()).autoencoder.decoder)
     with torch.no_grad():
         out = decoder.trunk(torch.randn(2, 64, 8)) + 6.0  # loud in every bin it can write
-        spectra, _ = decoder.spectra(out, torch.zeros(2, 2, 64, 1024, dtype=torch.complex64))
+        spectra, *_ = decoder.spectra(out, torch.zeros(2, 2, 64, 1024, dtype=torch.complex64))
     assert spectra.shape == (2, 2, 64, 1025) and spectra[..., 1:].abs().min() > 0
     frames = torch.fft.irfft(spectra, n=decoder.n_fft) * torch.hann_window(decoder.n_fft)
     assert frames.sum(-1).abs().max() < 1e-6 * frames.abs().sum(-1).max()
@@ -214,10 +214,12 @@ def test_stft_autoencoder_losses_fall_on_a_fixed_batch(changes):
     torch.manual_seed(0)
     model = AudioModel(ModelConfig.from_dict(tiny_stft_config(**changes)))
     audio = torch.stack([torch.from_numpy(sine(f, 32 * 512)) for f in (220, 1320)])
-    history = train_steps(model, audio, 30, mel_weight=1.0, phase_weight=1.0, low_band_weight=0.1)
+    history = train_steps(
+        model, audio, 30, mel_weight=1.0, phase_weight=1.0, magnitude_weight=1.0, low_band_weight=0.1
+    )
     assert all(math.isfinite(v) for step in history for v in step.values())
-    assert {"stft", "mel", "phasor", "low_band", "kl"} <= set(history[0])
-    for name in ("stft", "mel", "phasor"):
+    assert {"stft", "mel", "phasor", "magnitude", "low_band", "kl"} <= set(history[0])
+    for name in ("stft", "mel", "phasor", "magnitude"):
         assert history[-1][name] < 0.9 * history[0][name], name
 
 
@@ -238,6 +240,45 @@ def test_a_briefly_trained_tiny_stft_autoencoder_brings_a_sine_closer():
     after = error()
     assert after[0] < 0.5 * before[0]
     assert after[1] < 10 < before[1]  # it comes back at its own pitch
+
+
+def test_the_written_magnitude_loss_reaches_a_partial_written_far_too_quietly():
+    """A partial written 15 nats too quiet is only leakage in the output's STFT, so a loss on the
+    output barely moves it; the loss on the written log magnitudes pulls it as hard as any bin."""
+    noise = 0.01 * np.random.default_rng(0).standard_normal((2, 32 * 512)).astype(np.float32)
+    audio = torch.from_numpy(sine(2005, 32 * 512) + noise)
+    target = frame_spectra(audio[None], 2048, 512)
+    written = target.abs().clamp_min(1e-8).log()[..., 1:].clone()
+    peak = round(2005 / RATE * 2048) - 1  # the written bins start at the 1st
+    written[..., peak - 3 : peak + 4] -= 15
+    written[..., 200] += 1  # an ordinary bin, a little too loud
+    written.requires_grad_(True)
+    spectra = torch.polar(torch.nn.functional.pad(written, (1, 0), value=-30.0).exp(), target.angle())
+    output = overlap_add(spectra, 2048, 512)
+    pulls = {}
+    for name, loss in (
+        ("output", losses.multi_resolution_stft_loss(output, audio[None], (2048, 512, 128))),
+        ("written", losses.log_magnitude_loss(written, target[..., 1:])),
+    ):
+        (gradient,) = torch.autograd.grad(loss, written)
+        middle = gradient[..., 8:-8, :].abs().mean(dim=(0, 1, 2))
+        pulls[name] = (middle[peak] / middle[200]).item()
+    assert pulls["output"] < 0.01
+    assert pulls["written"] == pytest.approx(1.0)
+
+
+def test_the_written_magnitude_loss_leaves_the_decoder_free_below_the_floor():
+    quiet = torch.full((1, 4), 1e-5, dtype=torch.complex64)
+    assert losses.log_magnitude_loss(torch.full((1, 4), -20.0), quiet).item() == 0  # both inaudible
+    above = torch.full((1, 4), math.log(1e-3) + 2)
+    assert losses.log_magnitude_loss(above, quiet).item() == pytest.approx(2)
+    loud = torch.full((1, 4), 2.0, dtype=torch.complex64)
+    assert losses.log_magnitude_loss(torch.full((1, 4), math.log(2.0)), loud).item() == pytest.approx(
+        0, abs=1e-6
+    )
+    assert losses.log_magnitude_loss(torch.full((1, 4), -20.0), loud).item() == pytest.approx(
+        20 + math.log(2)
+    )
 
 
 def test_phase_loss_is_zero_for_equal_audio_and_counts_only_what_is_heard():

@@ -785,11 +785,11 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     assert "--padded-seconds-share must be in [0, 1], got 1.5" in capsys.readouterr().err
     assert main([*argv[1:], "--fact-dropout", "-0.1"]) == 2
     assert "--fact-dropout must be in [0, 1], got -0.1" in capsys.readouterr().err
-    args = parser.parse_args(
-        [*ae_argv, "--tone-share", "0.2", "--phase-weight", "1", "--fft-sizes", "512,128"]
-    )
+    weights = ["--phase-weight", "1", "--magnitude-weight", "5"]
+    args = parser.parse_args([*ae_argv, "--tone-share", "0.2", *weights, "--fft-sizes", "512,128"])
     config = cli._config(AutoencoderTrainConfig, args)
     assert (config.tone_share, config.phase_weight, config.fft_sizes) == (0.2, 1.0, (512, 128))
+    assert config.magnitude_weight == 5.0
 
 
 # -- torchrun ------------------------------------------------------------------------------------

@@ -226,30 +226,32 @@ class StftDecoder(nn.Module):
 
     def decode(
         self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Latents [B, latent_dim, K] and phase noise, white noise audio [B, channels, K · hop] of
-        unit variance -> (audio [B, channels, K · hop], phasors [B, channels, K, bins]). Without
-        noise every take gets the same fixed draw, so a decode depends on nothing but its latents.
+        unit variance -> (audio [B, channels, K · hop], the phasors and the log magnitudes written,
+        each [B, channels, K, bins]). Without noise every take gets the same fixed draw, so a decode
+        depends on nothing but its latents.
 
         The unsure bins take their phases from the noise's own STFT, not from independent draws per
         frame: phases that turn from one overlapping frame to the next as a real noise's do
         overlap-add into a noise, where independent ones left more lines on the frame grid (comb
         score 0.082 against 0.108 on one checkpoint)."""
-        audio, phasors = [], []
-        for spectra, phasor in self._written_takes(latents, phase_noise):
+        audio, phasors, log_magnitudes = [], [], []
+        for spectra, phasor, log_magnitude in self._written_takes(latents, phase_noise):
             audio.append(overlap_add(spectra, self.n_fft, self.hop))
             phasors.append(phasor)
-        return torch.cat(audio).to(latents.dtype), torch.cat(phasors)
+            log_magnitudes.append(log_magnitude)
+        return torch.cat(audio).to(latents.dtype), torch.cat(phasors), torch.cat(log_magnitudes)
 
     def written_spectra(self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None) -> torch.Tensor:
         """The complex spectra [B, channels, K, n_fft / 2 + 1] whose overlap-add `decode` returns:
         what `studio eval vae` splits into the decoder's magnitudes and its phases."""
-        return torch.cat([spectra for spectra, _ in self._written_takes(latents, phase_noise)])
+        return torch.cat([spectra for spectra, *_ in self._written_takes(latents, phase_noise)])
 
     def _written_takes(
         self, latents: torch.Tensor, phase_noise: torch.Tensor | None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(spectra [1, channels, K, bins + 1], phasors [1, channels, K, bins]) of each take."""
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """`spectra` of each take."""
         trunk = self.trunk
         if phase_noise is None:
             shape = self.phase_noise_shape(latents.shape[-1])
@@ -268,10 +270,12 @@ class StftDecoder(nn.Module):
                 out = out + self.band_head(normed)
             yield self.spectra(out, noise_spectra)
 
-    def spectra(self, out: torch.Tensor, phase_noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def spectra(
+        self, out: torch.Tensor, phase_noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The trunk's output [B, K, channels · 3 · bins] and the noise's spectra [B, channels, K,
         bins] -> (spectra [B, channels, K, bins + 1], the 0 Hz bin cancelling each windowed frame's
-        sum, phasors [B, channels, K, bins])."""
+        sum, and the phasors and log magnitudes written in the other bins, [B, channels, K, bins])."""
         batch, frames = out.shape[:2]
         out = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
         log_magnitude, real, imag = out.unbind(3)  # each [B, C, K, bins]
@@ -285,8 +289,9 @@ class StftDecoder(nn.Module):
         coherent = sure * (sureness + 1e-12).rsqrt()
         written_real = torch.addcmul(real * coherent, doubt, noise[..., 0])
         written_imag = torch.addcmul(imag * coherent, doubt, noise[..., 1])
+        log_magnitude = log_magnitude.clamp_max(MAX_LOG_MAGNITUDE)
         gain = (
-            log_magnitude.clamp_max(MAX_LOG_MAGNITUDE).exp()
+            log_magnitude.exp()
             * torch.addcmul(written_imag.square(), written_real, written_real).add_(1e-12).rsqrt_()
         )
         spectra = out.new_empty(batch, self.channels, frames, self.bins + 1, 2)
@@ -295,7 +300,7 @@ class StftDecoder(nn.Module):
         spectra[..., 1:, 1] = written_imag * gain
         spectra[..., 0, 0] = spectra[..., 1, 0]  # each windowed frame then sums to 0: no DC
         spectra[..., 0, 1] = 0
-        return torch.view_as_complex(spectra), torch.complex(real, imag)
+        return torch.view_as_complex(spectra), torch.complex(real, imag), log_magnitude
 
 
 @functools.lru_cache(maxsize=4)

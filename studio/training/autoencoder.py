@@ -63,6 +63,8 @@ class AutoencoderTrainConfig(TrainConfig):
     # STFT decoders: their phasors (losses.phasor_loss); others: phase, instantaneous frequency and
     # group delay of the output (losses.phase_loss)
     phase_weight: float = 0.0
+    # STFT decoders: the log magnitudes they write against the original's (losses.log_magnitude_loss)
+    magnitude_weight: float = 0.0
     tone_share: float = 0.0  # share of training examples that are synthetic notes (data.synthetic_tones)
     adversarial_weight: float = 0.1
     feature_weight: float = 5.0
@@ -78,14 +80,14 @@ class VaeRoundTrip(nn.Module):
 
     def forward(
         self, audio: torch.Tensor, noise: torch.Tensor | None, phase_noise: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """audio [B, C, T], posterior noise [B, latent_dim, T / hop] (None: the mean), an STFT
-        decoder's phase noise -> (decoded audio, posterior mean, posterior stdev, the STFT decoder's
-        phasors or None)."""
+        decoder's phase noise -> (decoded audio, posterior mean, posterior stdev, the phasors and log
+        magnitudes an STFT decoder wrote, or None)."""
         latents, mean, stdev = vae_sample(self.vae.encoder(audio), noise)
         if isinstance(self.vae.decoder, StftDecoder):
-            decoded, phasors = self.vae.decoder.decode(latents, phase_noise)
-            return decoded, mean, stdev, phasors
+            decoded, phasors, log_magnitudes = self.vae.decoder.decode(latents, phase_noise)
+            return decoded, mean, stdev, (phasors, log_magnitudes)
         return self.vae.decoder(latents), mean, stdev, None
 
 
@@ -103,7 +105,7 @@ def autoencoder_step(
 ) -> dict[str, float]:
     """One discriminator update (when `adversarial`), then one VAE update; returns the losses.
     `phase_noise` is what an STFT decoder draws its unsure phases from (None: a fixed draw)."""
-    decoded, mean, stdev, phasors = net(audio, noise, phase_noise)
+    decoded, mean, stdev, written = net(audio, noise, phase_noise)
     decoded = decoded.float()
     reconstruction = losses.multi_resolution_stft_loss(decoded, audio, config.fft_sizes)
     loss = reconstruction
@@ -116,12 +118,18 @@ def autoencoder_step(
         mel = losses.multi_resolution_mel_loss(decoded, audio, sample_rate)
         loss = loss + config.mel_weight * mel
         values["mel"] = mel.item()
-    if config.phase_weight and phasors is not None:
+    if written is not None and (config.phase_weight or config.magnitude_weight):
         decoder = unwrap(net).vae.decoder
         target = frame_spectra(audio, decoder.n_fft, decoder.hop)[..., 1:]  # every bin but 0 Hz
-        phasor = losses.phasor_loss(phasors, target)
-        loss = loss + config.phase_weight * phasor
-        values["phasor"] = phasor.item()
+        phasors, log_magnitudes = written
+        if config.phase_weight:
+            phasor = losses.phasor_loss(phasors, target)
+            loss = loss + config.phase_weight * phasor
+            values["phasor"] = phasor.item()
+        if config.magnitude_weight:
+            magnitude = losses.log_magnitude_loss(log_magnitudes, target)
+            loss = loss + config.magnitude_weight * magnitude
+            values["magnitude"] = magnitude.item()
     elif config.phase_weight:
         phase = losses.phase_loss(decoded, audio)
         loss = loss + config.phase_weight * phase

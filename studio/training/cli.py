@@ -188,6 +188,13 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         f"(default: {defaults['phase_weight']}, off)",
     )
     ae.add_argument(
+        "--magnitude-weight",
+        type=float,
+        help="STFT decoders: weight of a loss on the log magnitudes they write against the "
+        "original's in the same frames, which reaches partials written far too quietly for the "
+        f"output's losses to move (default: {defaults['magnitude_weight']}, off)",
+    )
+    ae.add_argument(
         "--tone-share",
         type=float,
         help="share of training examples that are synthetic notes (sines and harmonic tones at "
