@@ -251,7 +251,7 @@ class StftDecoder(nn.Module):
     def _written_takes(
         self, latents: torch.Tensor, phase_noise: torch.Tensor | None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """`spectra` of each take."""
+        """(spectra, phasors, log magnitudes) of each take in turn, as `spectra` gives them."""
         trunk = self.trunk
         if phase_noise is None:
             shape = self.phase_noise_shape(latents.shape[-1])

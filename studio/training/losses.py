@@ -167,8 +167,8 @@ def log_magnitude_loss(
     is mostly leakage from the loud bins around it, so the gradient at the written magnitude shrinks
     with it (0.05% of the pull on a bin one nat too loud, for a partial written 15 nats down). Here
     every bin is pulled alike however quiet it is written. A small STFT autoencoder trained from
-    scratch on tones without it wrote every sine above 1.3 kHz at one frequency; with it, it
-    learned to place them (recipes/studio-mini-stft/README.md)."""
+    scratch on tones without it wrote every sine above 1.3 kHz at one frequency; with it, it began
+    to place them (recipes/studio-mini-stft/README.md)."""
     excess = log_magnitudes.float() - target.abs().clamp_min(floor).log()
     return torch.where(target.abs() > floor, excess.abs(), excess.clamp_min(0)).mean()
 
