@@ -93,16 +93,20 @@ def gm_note_probes(rate: int, channels: int) -> tuple[list[Probe], str | None]:
     return probes, font.name
 
 
+def _whole_frames(engine: Engine, audio: np.ndarray) -> torch.Tensor:
+    """Audio [channels, frames] as a batch of one on the engine's device, padded to whole latent
+    frames. Float32, as the engine hands the VAE its latents: the precision policy keeps the VAE out
+    of the denoiser's dtype (it decodes in float16 only where a probe allowed it, and casts itself)."""
+    hop = engine.model.vae.hop
+    return torch.from_numpy(fit_length(audio, -(-audio.shape[1] // hop) * hop))[None].to(engine.device)
+
+
 @torch.inference_mode()
 def round_trip(engine: Engine, audio: np.ndarray) -> np.ndarray:
     """Audio [channels, frames] through the engine's VAE and back (posterior mean), same length."""
     vae = engine.model.vae
-    frames = audio.shape[1]
-    padded = torch.from_numpy(fit_length(audio, -(-frames // vae.hop) * vae.hop))[None]
-    # float32 in, as the engine hands the VAE its latents: the precision policy keeps the VAE out of
-    # the denoiser's dtype (it decodes in float16 only where a probe allowed it, and casts itself)
-    decoded = vae.decode(vae.encode(padded.to(engine.device)))
-    return decoded[0, :, :frames].float().cpu().numpy()
+    decoded = vae.decode(vae.encode(_whole_frames(engine, audio)))
+    return decoded[0, :, : audio.shape[1]].float().cpu().numpy()
 
 
 @torch.inference_mode()
@@ -119,13 +123,13 @@ def swapped_halves(engine: Engine, audio: np.ndarray) -> tuple[np.ndarray, np.nd
     decoder = vae.decoder
     if not isinstance(decoder, StftDecoder):
         return None
-    frames = audio.shape[1]
-    padded = torch.from_numpy(fit_length(audio, -(-frames // vae.hop) * vae.hop))[None].to(engine.device)
+    padded = _whole_frames(engine, audio)
     written = decoder.written_spectra(vae.encode(padded) * vae.scale)
     original = frame_spectra(padded, decoder.n_fft, decoder.hop)
     halves = (torch.polar(written.abs(), original.angle()), torch.polar(original.abs(), written.angle()))
     magnitudes, phases = (
-        overlap_add(half, decoder.n_fft, decoder.hop)[0, :, :frames].float().cpu().numpy() for half in halves
+        overlap_add(half, decoder.n_fft, decoder.hop)[0, :, : audio.shape[1]].float().cpu().numpy()
+        for half in halves
     )
     return magnitudes, phases
 
