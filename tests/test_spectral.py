@@ -16,7 +16,7 @@ from studio.eval import sound
 from studio.models import AudioModel, ModelConfig, load_model
 from studio.models.config import StftConfig
 from studio.models.precision import place_model
-from studio.models.spectral import StftDecoder, frame_spectra, overlap_add
+from studio.models.spectral import StftDecoder, frame_spectra, hann_lobe, overlap_add
 from studio.training import losses
 from studio.training.autoencoder import AutoencoderTrainConfig, VaeRoundTrip, autoencoder_step
 from studio.training.discriminators import AudioDiscriminator
@@ -92,6 +92,8 @@ def test_the_stft_type_loads_through_the_same_loader_and_keeps_its_names(tmp_pat
         ({"model.pretransform.config.encoder.config.head_bands": 8}, "head_bands.*decoder option"),
         ({"model.pretransform.config.decoder.config.head_bands": 3}, "head_bands.*equal bands"),
         ({"model.pretransform.config.decoder.config.head_bands": -1}, "head_bands.*must be 0"),
+        ({"model.pretransform.config.encoder.config.partial_bands": 64}, "partial_bands.*decoder option"),
+        ({"model.pretransform.config.decoder.config.partial_bands": 48}, "partial_bands.*equal bands"),
     ],
 )
 def test_a_bad_stft_section_is_refused_with_the_field_named(tmp_path, change, message):
@@ -182,6 +184,64 @@ def test_a_band_head_writes_spectra_beyond_the_span_of_a_linear_output():
     assert rank(banded) > 32 + 100  # 8 bands of 16 features each
 
 
+PARTIALS = {"model.pretransform.config.decoder.config.partial_bands": 64}
+
+
+def test_a_partial_head_starts_silent_so_a_trained_decoder_decodes_as_before(tmp_path):
+    plain = load_model(make_model_folder(tmp_path / "plain", tiny_stft_config()))
+    placing = AudioModel(ModelConfig.from_dict(tiny_stft_config(**PARTIALS)))
+    missing = placing.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(key.startswith("vae.decoder.partial_head.") for key in missing)
+    latents = torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(placing.vae.decode(latents), plain.vae.decode(latents), rtol=0, atol=1e-7)
+        placing.vae.decoder.partial_head.out.bias.zero_()  # every band's partial at level 1
+        assert (placing.vae.decode(latents) - plain.vae.decode(latents)).abs().max() > 1e-2
+
+
+def test_the_partial_head_writes_the_lobe_a_sine_between_two_bins_leaves():
+    """A sine 0.3 of a bin above a bin's frequency, through the analysis the encoder reads: its
+    magnitudes round the peak are the Hann lobe the head writes."""
+    place = 99.3  # counted from the first bin above 0 Hz, as the decoder's bins are
+    audio = torch.from_numpy(sine((place + 1) * RATE / 2048, 16 * 512, amplitude=0.3))[None]
+    magnitudes = frame_spectra(audio, 2048, 512)[0, 0, 8, 1:].abs()
+    bins = torch.arange(98, 102)  # within two bins of the sine
+    torch.testing.assert_close(magnitudes[bins] / magnitudes[99], hann_lobe(bins - place) / hann_lobe(
+        torch.tensor(99 - place)), rtol=0.02, atol=0.005)  # fmt: skip
+
+    decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config(**PARTIALS)).autoencoder.decoder)
+    quiet = torch.full((1, 2, 1, 1024), -20.0)
+    level = magnitudes[99].log() - hann_lobe(torch.tensor(99 - place)).log()
+    written = decoder.partial_head.write(
+        quiet, torch.full((1, 2, 1, 64), place), torch.full((1, 2, 1, 64), level.item())
+    )[0, 0, 0]
+    torch.testing.assert_close(written[bins].exp(), magnitudes[bins], rtol=0.03, atol=1e-3)
+
+
+def test_the_loudest_partial_of_a_band_is_found_between_bins_and_a_noise_has_none():
+    rng = np.random.default_rng(0)
+    frames = 16 * 512
+    noise = 0.005 * rng.standard_normal((2, frames)).astype(np.float32)  # 32 dB under the sine
+    place = 300.37
+    audio = torch.from_numpy(sine((place + 1) * RATE / 2048, frames, amplitude=0.2) + noise)[None]
+    target = frame_spectra(audio, 2048, 512)[..., 1:]
+    positions, _, weights = losses.loudest_partials(target, 64)
+    band = int(place // 16)
+    middle = slice(3, -3)  # frames the sine fills whole
+    assert (positions[..., middle, band] - place).abs().max() < 0.1
+    assert weights[..., middle, band].min() > 0.8
+    others = torch.cat([weights[..., :band], weights[..., band + 1 :]], dim=-1)
+    assert others.mean() < 0.02  # the noise's strongest bins seldom stand out as partials
+
+
+def test_the_placement_loss_is_zero_where_the_head_writes_the_partial_and_counts_bins_off():
+    audio = torch.from_numpy(sine(2000.0, 16 * 512, amplitude=0.2))[None]
+    target = frame_spectra(audio, 2048, 512)[..., 1:]
+    positions, levels, _ = losses.loudest_partials(target, 64)
+    assert losses.partial_placement_loss(positions, levels, target).item() == pytest.approx(0, abs=1e-6)
+    assert losses.partial_placement_loss(positions + 2, levels, target).item() == pytest.approx(2, abs=1e-4)
+
+
 # -- training --------------------------------------------------------------------------------------
 
 
@@ -209,17 +269,18 @@ def train_steps(
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("changes", [{}, BANDED], ids=["linear head", "band head"])
+@pytest.mark.parametrize("changes", [{}, BANDED, PARTIALS], ids=["linear head", "band head", "partial head"])
 def test_stft_autoencoder_losses_fall_on_a_fixed_batch(changes):
     torch.manual_seed(0)
     model = AudioModel(ModelConfig.from_dict(tiny_stft_config(**changes)))
     audio = torch.stack([torch.from_numpy(sine(f, 32 * 512)) for f in (220, 1320)])
-    history = train_steps(
-        model, audio, 30, mel_weight=1.0, phase_weight=1.0, magnitude_weight=1.0, low_band_weight=0.1
-    )
+    weights = {"mel_weight": 1.0, "phase_weight": 1.0, "magnitude_weight": 1.0, "low_band_weight": 0.1}
+    history = train_steps(model, audio, 30, partial_weight=1.0, **weights)
     assert all(math.isfinite(v) for step in history for v in step.values())
     assert {"stft", "mel", "phasor", "magnitude", "low_band", "kl"} <= set(history[0])
-    for name in ("stft", "mel", "phasor", "magnitude"):
+    names = ["stft", "mel", "phasor", "magnitude"] + (["partial"] if changes is PARTIALS else [])
+    assert ("partial" in history[0]) == (changes is PARTIALS)  # only a decoder with the head has it
+    for name in names:
         assert history[-1][name] < 0.9 * history[0][name], name
 
 

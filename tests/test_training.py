@@ -579,6 +579,29 @@ def test_a_new_decoder_layout_trains_under_the_encoder_and_dit_of_the_init_model
     assert_encoder_and_dit_unchanged(before, after)
 
 
+def test_a_partial_head_added_to_a_trained_stft_decoder_trains_at_its_own_rate(corpus, tmp_path, capsys):
+    stft = tiny_stft_config(sample_size=SAMPLE_SIZE)
+    init = make_model_folder(tmp_path / "init", stft)
+    config = tmp_path / "model_config.json"
+    config.write_text(json.dumps(tiny_stft_config(sample_size=SAMPLE_SIZE, **{
+        "model.pretransform.config.decoder.config.partial_bands": 64,
+    })))  # fmt: skip
+    options = {
+        **AE_OPTIONS,
+        "chunk": 4 * 512,
+        "disc_start": 100,
+        "partial_weight": 1.0,
+        "partial_lr_scale": 10.0,
+    }
+    tuned = train_decoder_only(corpus, init, tmp_path / "run", steps=2, config=config, **options)
+    assert "4 tensors start fresh: vae.decoder.partial_head." in capsys.readouterr().err
+    groups = torch.load(tmp_path / "run" / "state.pt", weights_only=True)["parts"]["opt_vae"]["param_groups"]
+    assert [g["lr"] for g in groups] == [pytest.approx(1e-3), pytest.approx(1e-2)]
+    assert len(groups[1]["params"]) == 4  # the head's weights and biases
+    assert all("partial" in r for r in log_rows(tmp_path / "run"))
+    assert_encoder_and_dit_unchanged(load_model(init), load_model(tuned))
+
+
 def test_freezing_an_encoder_that_init_cannot_fill_is_refused(corpus, flow_folder, tmp_path):
     wider = small_config()
     wider["model"]["pretransform"]["config"]["encoder"]["config"]["channels"] *= 2
@@ -785,11 +808,13 @@ def test_cli_maps_options_onto_the_configs(corpus, capsys):
     assert "--padded-seconds-share must be in [0, 1], got 1.5" in capsys.readouterr().err
     assert main([*argv[1:], "--fact-dropout", "-0.1"]) == 2
     assert "--fact-dropout must be in [0, 1], got -0.1" in capsys.readouterr().err
-    weights = ["--phase-weight", "1", "--magnitude-weight", "5"]
+    weights = ["--phase-weight", "1", "--magnitude-weight", "5", "--partial-weight", "3"]
     args = parser.parse_args([*ae_argv, "--tone-share", "0.2", *weights, "--fft-sizes", "512,128"])
     config = cli._config(AutoencoderTrainConfig, args)
     assert (config.tone_share, config.phase_weight, config.fft_sizes) == (0.2, 1.0, (512, 128))
-    assert config.magnitude_weight == 5.0
+    assert (config.magnitude_weight, config.partial_weight, config.partial_lr_scale) == (5.0, 3.0, 1.0)
+    args = parser.parse_args([*ae_argv, "--partial-lr-scale", "10"])
+    assert cli._config(AutoencoderTrainConfig, args).partial_lr_scale == 10.0
 
 
 # -- torchrun ------------------------------------------------------------------------------------

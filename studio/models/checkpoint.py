@@ -94,7 +94,7 @@ def _oobleck_key(key: str, num_blocks: int) -> str | None:
 
 def _stft_key(key: str) -> str | None:
     """Studio's STFT autoencoder sides (spectral.py) have no reference layout: they keep our names."""
-    return key if re.fullmatch(r"(encoder\.trunk|decoder\.(trunk|band_head))\..+", key) else None
+    return key if re.fullmatch(r"(encoder\.trunk|decoder\.(trunk|band_head|partial_head))\..+", key) else None
 
 
 def checkpoint_key(key: str, num_vae_blocks: int) -> str:

@@ -57,6 +57,11 @@ class StftConfig:
     # this many bands of the spectrum (0: the linear output alone) with this many features each
     head_bands: int = 0
     head_band_width: int = 128
+    # decoder only: a head that writes the loudest partial of each of this many bands of the
+    # spectrum at a position between bins (spectral.PartialHead; 0: none), through this many
+    # features
+    partial_bands: int = 0
+    partial_width: int = 512
 
 
 AUTOENCODER_SIDES = ("oobleck", "stft")
@@ -435,7 +440,7 @@ class _Parser:
         kernel_size = self.positive(c, where, "kernel_size", int, 7)
         if kernel_size % 2 == 0:
             raise self.fail(f"{where}.kernel_size", f"is {kernel_size}; it must be odd")
-        for option in ("sureness_power", "head_bands", "head_band_width"):
+        for option in ("sureness_power", "head_bands", "head_band_width", "partial_bands", "partial_width"):
             if io_key == "in_channels" and option in c:
                 raise self.fail(f"{where}.{option}", "is a decoder option")
         head_bands = self.get(c, "head_bands", int, 0)
@@ -444,6 +449,13 @@ class _Parser:
                 f"{where}.head_bands",
                 f"is {head_bands}; it must be 0 (no band head) or split the {n_fft // 2} bins above "
                 "0 Hz into equal bands (e.g. 16)",
+            )
+        partial_bands = self.get(c, "partial_bands", int, 0)
+        if partial_bands < 0 or (partial_bands and (n_fft // 2) % partial_bands):
+            raise self.fail(
+                f"{where}.partial_bands",
+                f"is {partial_bands}; it must be 0 (no partial head) or split the {n_fft // 2} bins "
+                "above 0 Hz into equal bands (e.g. 64)",
             )
         return StftConfig(
             audio_channels=self.positive(c, where, io_key, int),
@@ -456,6 +468,8 @@ class _Parser:
             sureness_power=self.positive(c, where, "sureness_power", float, 2.0),
             head_bands=head_bands,
             head_band_width=self.positive(c, where, "head_band_width", int, 128),
+            partial_bands=partial_bands,
+            partial_width=self.positive(c, where, "partial_width", int, 512),
         )
 
     def dit(self, cfg: dict) -> DiTConfig:

@@ -29,6 +29,11 @@ from studio.models.dit import Float32LayerNorm
 COMPRESSION = 0.3
 INITIAL_LOG_MAGNITUDE = -5.0  # about −45 dB of white noise at full scale (frame_spectra's scale)
 MAX_LOG_MAGNITUDE = 4.6  # exp(4.6) ≈ 100: five times a full-scale sine's peak, the most a bin may be
+INITIAL_PARTIAL_LEVEL = -25.0  # a partial head's log levels at the start, about −220 dB: nothing heard
+
+
+# a partial head's output: each band's partial's position in bins and its log level
+Partials = tuple[torch.Tensor, torch.Tensor]
 
 
 class ConvNeXtBlock(nn.Module):
@@ -94,6 +99,68 @@ class BandHead(nn.Module):
         out = torch.baddbmm(self.bias, features, self.out)  # [bands, B · K, C · outputs · band bins]
         out = out.reshape(self.bands, batch, frames, self.channels, self.outputs, self.band_bins)
         return out.permute(1, 2, 3, 4, 0, 5).reshape(batch, frames, -1)
+
+
+def hann_lobe(offset: torch.Tensor) -> torch.Tensor:
+    """The magnitude a Hann-windowed sine leaves in a bin `offset` bins (fractional) from its own
+    frequency, relative to its peak: sinc(d) / (1 − d²), which is 1/2 one bin away and 0 from two
+    bins on (the side lobes, 31 dB down and lower, are left out)."""
+    d = offset.abs()
+    sinc = torch.sinc(d)
+    # at d = 1 the quotient is 0/0; its limit there is 1/2
+    near_one = (d - 1).abs() < 1e-3
+    lobe = torch.where(near_one, torch.full_like(d, 0.5), sinc / torch.where(near_one, 1.0, 1 - d * d))
+    return torch.where(d < 2, lobe, torch.zeros_like(d))
+
+
+class PartialHead(nn.Module):
+    """A third output beside a decoder's log magnitudes: for each of `bands` equal stretches of the
+    spectrum, the position (between bins) and log level of its loudest partial, which `write` adds
+    to the magnitudes as the main lobe a Hann-windowed sine of that frequency leaves.
+
+    Frames 512 samples apart pin a partial by its phase only up to whole multiples of 86 Hz, so a
+    partial comes back at its pitch only if its magnitude is written within ±43 Hz (two bins) of
+    it; the phase does the rest. A layer that writes each bin's log magnitude on its own learns
+    that bin by bin, and what the decoder of studio-mini-stft learned wrote every sine above 1.3
+    kHz at one of a few fixed frequencies. Here the place is one number per band, regressed on the
+    original's peak (`losses.partial_placement_loss`), so a place between two it trained on lies
+    between them. Its levels start at −25 nats (about −220 dB), so a trained decoder it is added to
+    decodes as before."""
+
+    def __init__(self, width: int, channels: int, bins: int, bands: int, hidden: int):
+        super().__init__()
+        self.channels, self.bands, self.band_bins = channels, bands, bins // bands
+        self.up = nn.Linear(width, hidden)
+        self.out = nn.Linear(hidden, channels * bands * 2)
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.view(channels, bands, 2)[..., 1] = INITIAL_PARTIAL_LEVEL
+        # the bins a band's lobe can reach: its own and two either side
+        reach = torch.arange(bands)[:, None] * self.band_bins - 2 + torch.arange(self.band_bins + 4)
+        self.register_buffer("reach", reach, persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trunk's output [B, K, width] -> (positions, log levels), each [B, channels, K,
+        bands]; a position counts bins from the first above 0 Hz and stays inside its band."""
+        batch, frames = hidden.shape[:2]
+        # in float32 whatever the trunk computes in: a place between bins is a fine number
+        out = self.out(F.gelu(self.up(hidden.to(self.up.weight.dtype))))
+        out = out.float().reshape(batch, frames, self.channels, self.bands, 2)
+        out = out.transpose(1, 2)
+        start = torch.arange(self.bands, device=out.device) * self.band_bins - 0.5
+        return start + self.band_bins * torch.sigmoid(out[..., 0]), out[..., 1]
+
+    def write(
+        self, log_magnitudes: torch.Tensor, positions: torch.Tensor, levels: torch.Tensor
+    ) -> torch.Tensor:
+        """Log magnitudes [B, C, K, bins] with each band's partial added, in linear magnitude."""
+        bins = log_magnitudes.shape[-1]
+        lobes = levels.unsqueeze(-1).exp() * hann_lobe(self.reach - positions.unsqueeze(-1))
+        inside = (self.reach >= 0) & (self.reach < bins)
+        added = torch.zeros_like(log_magnitudes).index_add_(
+            -1, self.reach.clamp(0, bins - 1).flatten(), (lobes * inside).flatten(-2)
+        )
+        return torch.logaddexp(log_magnitudes, added.clamp_min(1e-30).log())
 
 
 def _window(n_fft: int, like: torch.Tensor) -> torch.Tensor:
@@ -216,6 +283,11 @@ class StftDecoder(nn.Module):
             self.band_head = BandHead(
                 config.width, self.channels, 3, self.bins, config.head_bands, config.head_band_width
             )
+        self.partial_head = None
+        if config.partial_bands:
+            self.partial_head = PartialHead(
+                config.width, self.channels, self.bins, config.partial_bands, config.partial_width
+            )
 
     def phase_noise_shape(self, frames: int) -> tuple[int, int]:
         """The shape of one take's phase noise, white noise audio: [channels, frames · hop]."""
@@ -226,22 +298,27 @@ class StftDecoder(nn.Module):
 
     def decode(
         self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Partials | None]:
         """Latents [B, latent_dim, K] and phase noise, white noise audio [B, channels, K · hop] of
         unit variance -> (audio [B, channels, K · hop], the phasors and the log magnitudes written,
-        each [B, channels, K, bins]). Without noise every take gets the same fixed draw, so a decode
-        depends on nothing but its latents.
+        each [B, channels, K, bins], and the partial head's positions and log levels, each [B,
+        channels, K, bands], or None without one). Without noise every take gets the same fixed
+        draw, so a decode depends on nothing but its latents.
 
         The unsure bins take their phases from the noise's own STFT, not from independent draws per
         frame: phases that turn from one overlapping frame to the next as a real noise's do
         overlap-add into a noise, where independent ones left more lines on the frame grid (comb
         score 0.082 against 0.108 on one checkpoint)."""
-        audio, phasors, log_magnitudes = [], [], []
-        for spectra, phasor, log_magnitude in self._written_takes(latents, phase_noise):
+        audio, phasors, log_magnitudes, partials = [], [], [], []
+        for spectra, phasor, log_magnitude, partial in self._written_takes(latents, phase_noise):
             audio.append(overlap_add(spectra, self.n_fft, self.hop))
             phasors.append(phasor)
             log_magnitudes.append(log_magnitude)
-        return torch.cat(audio).to(latents.dtype), torch.cat(phasors), torch.cat(log_magnitudes)
+            partials.append(partial)
+        placed = None
+        if self.partial_head is not None:
+            placed = (torch.cat([p[0] for p in partials]), torch.cat([p[1] for p in partials]))
+        return torch.cat(audio).to(latents.dtype), torch.cat(phasors), torch.cat(log_magnitudes), placed
 
     def written_spectra(self, latents: torch.Tensor, phase_noise: torch.Tensor | None = None) -> torch.Tensor:
         """The complex spectra [B, channels, K, n_fft / 2 + 1] whose overlap-add `decode` returns:
@@ -250,8 +327,9 @@ class StftDecoder(nn.Module):
 
     def _written_takes(
         self, latents: torch.Tensor, phase_noise: torch.Tensor | None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(spectra, phasors, log magnitudes) of each take in turn, as `spectra` gives them."""
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, Partials | None]]:
+        """(spectra, phasors, log magnitudes, partials) of each take in turn, as `spectra` gives
+        them, with the partial head's positions and levels (None without one)."""
         trunk = self.trunk
         if phase_noise is None:
             shape = self.phase_noise_shape(latents.shape[-1])
@@ -268,17 +346,21 @@ class StftDecoder(nn.Module):
             out = trunk.proj_out(normed)
             if self.band_head is not None:
                 out = out + self.band_head(normed)
-            yield self.spectra(out, noise_spectra)
+            partials = None if self.partial_head is None else self.partial_head(normed)
+            yield *self.spectra(out, noise_spectra, partials), partials
 
     def spectra(
-        self, out: torch.Tensor, phase_noise: torch.Tensor
+        self, out: torch.Tensor, phase_noise: torch.Tensor, partials: Partials | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The trunk's output [B, K, channels · 3 · bins] and the noise's spectra [B, channels, K,
-        bins] -> (spectra [B, channels, K, bins + 1], the 0 Hz bin cancelling each windowed frame's
-        sum, and the phasors and log magnitudes written in the other bins, [B, channels, K, bins])."""
+        """The trunk's output [B, K, channels · 3 · bins], the noise's spectra [B, channels, K,
+        bins] and the partial head's positions and levels -> (spectra [B, channels, K, bins + 1],
+        the 0 Hz bin cancelling each windowed frame's sum, and the phasors and log magnitudes
+        written in the other bins, [B, channels, K, bins])."""
         batch, frames = out.shape[:2]
         out = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
         log_magnitude, real, imag = out.unbind(3)  # each [B, C, K, bins]
+        if partials is not None:
+            log_magnitude = self.partial_head.write(log_magnitude, *partials)
         noise = torch.view_as_real(phase_noise)
         sureness = real.square() + imag.square()  # |p|²
         sure = sureness.clamp_max(1).pow(self.sureness_power / 2)

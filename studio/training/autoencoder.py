@@ -65,6 +65,12 @@ class AutoencoderTrainConfig(TrainConfig):
     phase_weight: float = 0.0
     # STFT decoders: the log magnitudes they write against the original's (losses.log_magnitude_loss)
     magnitude_weight: float = 0.0
+    # STFT decoders with a partial head: its places and levels against the original's loudest
+    # partial per band (losses.partial_placement_loss)
+    partial_weight: float = 0.0
+    # the partial head's learning rate as a multiple of lr: a regression that starts from nothing
+    # beside a decoder already trained
+    partial_lr_scale: float = 1.0
     tone_share: float = 0.0  # share of training examples that are synthetic notes (data.synthetic_tones)
     adversarial_weight: float = 0.1
     feature_weight: float = 5.0
@@ -80,14 +86,14 @@ class VaeRoundTrip(nn.Module):
 
     def forward(
         self, audio: torch.Tensor, noise: torch.Tensor | None, phase_noise: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple | None]:
         """audio [B, C, T], posterior noise [B, latent_dim, T / hop] (None: the mean), an STFT
-        decoder's phase noise -> (decoded audio, posterior mean, posterior stdev, the phasors and log
-        magnitudes an STFT decoder wrote, or None)."""
+        decoder's phase noise -> (decoded audio, posterior mean, posterior stdev, what an STFT
+        decoder wrote besides, or None: its phasors, log magnitudes and partials, as `decode`)."""
         latents, mean, stdev = vae_sample(self.vae.encoder(audio), noise)
         if isinstance(self.vae.decoder, StftDecoder):
-            decoded, phasors, log_magnitudes = self.vae.decoder.decode(latents, phase_noise)
-            return decoded, mean, stdev, (phasors, log_magnitudes)
+            decoded, *written = self.vae.decoder.decode(latents, phase_noise)
+            return decoded, mean, stdev, tuple(written)
         return self.vae.decoder(latents), mean, stdev, None
 
 
@@ -118,10 +124,10 @@ def autoencoder_step(
         mel = losses.multi_resolution_mel_loss(decoded, audio, sample_rate)
         loss = loss + config.mel_weight * mel
         values["mel"] = mel.item()
-    if written is not None and (config.phase_weight or config.magnitude_weight):
+    if written is not None and (config.phase_weight or config.magnitude_weight or config.partial_weight):
         decoder = unwrap(net).vae.decoder
         target = frame_spectra(audio, decoder.n_fft, decoder.hop)[..., 1:]  # every bin but 0 Hz
-        phasors, log_magnitudes = written
+        phasors, log_magnitudes, partials = written
         if config.phase_weight:
             phasor = losses.phasor_loss(phasors, target)
             loss = loss + config.phase_weight * phasor
@@ -130,6 +136,10 @@ def autoencoder_step(
             magnitude = losses.log_magnitude_loss(log_magnitudes, target)
             loss = loss + config.magnitude_weight * magnitude
             values["magnitude"] = magnitude.item()
+        if config.partial_weight and partials is not None:
+            partial = losses.partial_placement_loss(*partials, target)
+            loss = loss + config.partial_weight * partial
+            values["partial"] = partial.item()
     elif config.phase_weight:
         phase = losses.phase_loss(decoded, audio)
         loss = loss + config.phase_weight * phase
@@ -184,6 +194,19 @@ def _initial_model(config: AutoencoderTrainConfig, run: Run) -> Model:
     return model
 
 
+def _parameter_groups(
+    model: Model, trainable: list[nn.Parameter], config: AutoencoderTrainConfig
+) -> list[dict]:
+    """The optimiser's groups: a partial head's parameters at partial_lr_scale times the rate."""
+    head = getattr(model.vae.decoder, "partial_head", None)
+    in_head = {id(p) for p in head.parameters()} if head is not None else set()
+    groups = [{"params": [p for p in trainable if id(p) not in in_head]}]
+    heads = [p for p in trainable if id(p) in in_head]
+    if heads:
+        groups.append({"params": heads, "lr": config.lr * config.partial_lr_scale})
+    return groups
+
+
 def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     """Train (or continue training) the VAE; returns the folder of the exported model."""
     run = Run(config, "autoencoder")
@@ -231,7 +254,7 @@ def train_autoencoder(config: AutoencoderTrainConfig) -> Path:
     )
     disc.to(run.device)
     ema = EMA(net, config.ema_decay)
-    opt_vae = torch.optim.Adam(trainable, lr=config.lr, betas=(0.8, 0.99))
+    opt_vae = torch.optim.Adam(_parameter_groups(model, trainable, config), lr=config.lr, betas=(0.8, 0.99))
     opt_disc = torch.optim.Adam(disc.parameters(), lr=config.disc_lr, betas=(0.8, 0.99))
     parts = {"model": model, "discriminator": disc, "ema": ema, "opt_vae": opt_vae, "opt_disc": opt_disc}
     start = run.restore(state, parts) if state else 0

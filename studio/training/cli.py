@@ -195,6 +195,19 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> argparse._SubP
         f"output's losses to move (default: {defaults['magnitude_weight']}, off)",
     )
     ae.add_argument(
+        "--partial-weight",
+        type=float,
+        help="STFT decoders with a partial head (partial_bands in the config): weight of a loss on "
+        "where and how loud it writes each band's loudest partial against the original's "
+        f"(default: {defaults['partial_weight']}, off)",
+    )
+    ae.add_argument(
+        "--partial-lr-scale",
+        type=float,
+        help="learning rate of a partial head as a multiple of --lr: added to a trained decoder it "
+        f"starts from nothing (default: {defaults['partial_lr_scale']})",
+    )
+    ae.add_argument(
         "--tone-share",
         type=float,
         help="share of training examples that are synthetic notes (sines and harmonic tones at "

@@ -7,6 +7,8 @@ velocity v = ε - x0, and one step denoises with x0 = x_t - t · v. Discriminato
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -171,6 +173,50 @@ def log_magnitude_loss(
     to place them (recipes/studio-mini-stft/README.md)."""
     excess = log_magnitudes.float() - target.abs().clamp_min(floor).log()
     return torch.where(target.abs() > floor, excess.abs(), excess.clamp_min(0)).mean()
+
+
+def loudest_partials(
+    target: torch.Tensor, bands: int, floor: float = 1e-3, prominence: float = 3.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the loudest partial of each of `bands` equal stretches of a spectrum lies: complex
+    spectra [..., bins] -> (position in bins between 0 and bins − 1, log level, weight), each
+    [..., bands].
+
+    The position is the band's loudest bin moved by a parabola through its log magnitude and its
+    neighbours' (a Hann-windowed sine's peak comes back to a tenth of a bin). The weight says how
+    much of a partial it is: 0 unless the bin is a local maximum above `floor`, rising from 0 to 1
+    as it stands 3 to 6 nats (`prominence` to twice it) above the band's median, so a noise's
+    strongest bin, which stands about 2 above, seldom counts. The level is the level to write
+    there: the bin's log magnitude where it is a partial, `prominence` nats under the band's
+    median where there is none (a lobe written that low hides in the band's noise), in between as
+    the weight says."""
+    log_magnitude = target.abs().clamp_min(1e-6).log()
+    width = log_magnitude.shape[-1] // bands
+    banded = log_magnitude.unflatten(-1, (bands, width))
+    loudest = banded.argmax(-1) + torch.arange(bands, device=target.device) * width
+    padded = F.pad(log_magnitude, (1, 1), value=math.log(1e-6))
+    below, peak, above = (padded.gather(-1, loudest + shift) for shift in (0, 1, 2))
+    curvature = below - 2 * peak + above
+    shift = torch.where(curvature < -1e-6, 0.5 * (below - above) / curvature.clamp_max(-1e-6), 0.0)
+    median = banded.median(-1).values
+    weight = ((peak - median - prominence) / prominence).clamp(0, 1)
+    weight = weight * ((peak >= below) & (peak >= above) & (peak > math.log(floor)))
+    level = weight * peak + (1 - weight) * (median - prominence)
+    return loudest + shift.clamp(-0.5, 0.5), level, weight
+
+
+def partial_placement_loss(
+    positions: torch.Tensor, levels: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """How far a partial head (studio.models.spectral.PartialHead) puts each band's partial from
+    the original's loudest one (`loudest_partials`): |position − its position| in bins, weighted
+    by how much of a partial the original's is, over the bands where there is one, plus the mean
+    over every band of |level − the level to write there|. Without the levels of bands that hold
+    no partial, a head that learns to write loud partials writes them in a noise's bands too.
+    positions and levels [..., bands]; target complex [..., bins]."""
+    place, level, weight = loudest_partials(target, positions.shape[-1])
+    misplaced = (weight * (positions - place).abs()).sum() / weight.sum().clamp_min(1.0)
+    return misplaced + (levels - level).abs().mean()
 
 
 # Window sizes and band counts of DAC's multi-scale mel loss: the bands grow with the window, so
