@@ -13,7 +13,7 @@ from tiny import make_model_folder, tiny_stft_config, write_config
 
 from studio.errors import ModelConfigError
 from studio.eval import sound
-from studio.models import AudioModel, ModelConfig, load_model
+from studio.models import AudioModel, ModelConfig, load_model, save_model
 from studio.models.config import StftConfig
 from studio.models.precision import place_model
 from studio.models.spectral import StftDecoder, frame_spectra, hann_lobe, overlap_add
@@ -192,6 +192,7 @@ def test_a_partial_head_starts_silent_so_a_trained_decoder_decodes_as_before(tmp
     placing = AudioModel(ModelConfig.from_dict(tiny_stft_config(**PARTIALS)))
     missing = placing.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(key.startswith("vae.decoder.partial_head.") for key in missing)
+    placing = load_model(save_model(placing, tmp_path / "placing"))  # as a model folder loads
     latents = torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(placing.vae.decode(latents), plain.vae.decode(latents), rtol=0, atol=1e-7)

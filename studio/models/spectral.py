@@ -135,9 +135,6 @@ class PartialHead(nn.Module):
         nn.init.zeros_(self.out.weight)
         with torch.no_grad():
             self.out.bias.view(channels, bands, 2)[..., 1] = INITIAL_PARTIAL_LEVEL
-        # the bins a band's lobe can reach: its own and two either side
-        reach = torch.arange(bands)[:, None] * self.band_bins - 2 + torch.arange(self.band_bins + 4)
-        self.register_buffer("reach", reach, persistent=False)
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trunk's output [B, K, width] -> (positions, log levels), each [B, channels, K,
@@ -154,11 +151,14 @@ class PartialHead(nn.Module):
         self, log_magnitudes: torch.Tensor, positions: torch.Tensor, levels: torch.Tensor
     ) -> torch.Tensor:
         """Log magnitudes [B, C, K, bins] with each band's partial added, in linear magnitude."""
-        bins = log_magnitudes.shape[-1]
-        lobes = levels.unsqueeze(-1).exp() * hann_lobe(self.reach - positions.unsqueeze(-1))
-        inside = (self.reach >= 0) & (self.reach < bins)
+        bins, device = log_magnitudes.shape[-1], log_magnitudes.device
+        # the bins a band's lobe can reach: its own and two either side, [bands, band_bins + 4]
+        starts = torch.arange(self.bands, device=device)[:, None] * self.band_bins - 2
+        reach = starts + torch.arange(self.band_bins + 4, device=device)
+        lobes = levels.unsqueeze(-1).exp() * hann_lobe(reach - positions.unsqueeze(-1))
+        inside = (reach >= 0) & (reach < bins)
         added = torch.zeros_like(log_magnitudes).index_add_(
-            -1, self.reach.clamp(0, bins - 1).flatten(), (lobes * inside).flatten(-2)
+            -1, reach.clamp(0, bins - 1).flatten(), (lobes * inside).flatten(-2)
         )
         return torch.logaddexp(log_magnitudes, added.clamp_min(1e-30).log())
 
