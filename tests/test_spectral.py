@@ -241,6 +241,11 @@ def test_the_placement_loss_is_zero_where_the_head_writes_the_partial_and_counts
     positions, levels, _ = losses.loudest_partials(target, 64)
     assert losses.partial_placement_loss(positions, levels, target).item() == pytest.approx(0, abs=1e-6)
     assert losses.partial_placement_loss(positions + 2, levels, target).item() == pytest.approx(2, abs=1e-4)
+    # one band of 64 holds the sine: writing it 13 nats too quietly costs the full 13, not 13 / 64
+    band = int(2000.0 / RATE * 2048 - 1) // 16
+    quiet = levels.clone()
+    quiet[..., band] -= 13
+    assert losses.partial_placement_loss(positions, quiet, target).item() == pytest.approx(13, rel=0.05)
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -209,14 +209,19 @@ def partial_placement_loss(
     positions: torch.Tensor, levels: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
     """How far a partial head (studio.models.spectral.PartialHead) puts each band's partial from
-    the original's loudest one (`loudest_partials`): |position − its position| in bins, weighted
-    by how much of a partial the original's is, over the bands where there is one, plus the mean
-    over every band of |level − the level to write there|. Without the levels of bands that hold
-    no partial, a head that learns to write loud partials writes them in a noise's bands too.
+    the original's loudest one (`loudest_partials`): |position − its position| in bins and |level
+    − the level to write there|, each a mean over the bands that hold a partial (weighted by how
+    much of one), plus the level's over the bands that hold none. Without the second, a head that
+    learns to write loud partials writes them into a noise's bands too; with one mean over every
+    band, the few bands that hold a partial are outvoted and no partial is written loud enough.
     positions and levels [..., bands]; target complex [..., bins]."""
     place, level, weight = loudest_partials(target, positions.shape[-1])
-    misplaced = (weight * (positions - place).abs()).sum() / weight.sum().clamp_min(1.0)
-    return misplaced + (levels - level).abs().mean()
+    missed = (levels - level).abs()
+
+    def mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return (weights * values).sum() / weights.sum().clamp_min(1.0)
+
+    return mean((positions - place).abs() + missed, weight) + mean(missed, 1 - weight)
 
 
 # Window sizes and band counts of DAC's multi-scale mel loss: the bands grow with the window, so
