@@ -122,30 +122,41 @@ class PartialHead(nn.Module):
     partial comes back at its pitch only if its magnitude is written within ±43 Hz (two bins) of
     it; the phase does the rest. A layer that writes each bin's log magnitude on its own learns
     that bin by bin, and what the decoder of studio-mini-stft learned wrote every sine above 1.3
-    kHz at one of a few fixed frequencies. Here the place is one number per band, regressed on the
-    original's peak (`losses.partial_placement_loss`), so a place between two it trained on lies
-    between them. Its levels start at −25 nats (about −220 dB), so a trained decoder it is added to
-    decodes as before."""
+    kHz at one of a few fixed frequencies, while the phasors it wrote stood longest round the
+    sine's own bin. So the position is read from what the decoder writes round each bin, its
+    phasors' lengths and its log magnitudes, by one small convolution along the bins, the same at
+    every frequency: a score per bin, and the band's position the softmax-weighted mean of its
+    bins. What a band learns to read, every band reads. The level comes from the trunk's output,
+    through `hidden` features. Both are regressed on the original's loudest partial
+    (`losses.partial_placement_loss`). What the head reads is detached: it learns to read the
+    decoder, not to change what the decoder writes. Its levels start at −25 nats (about −220 dB),
+    so a trained decoder it is added to decodes as before."""
 
-    def __init__(self, width: int, channels: int, bins: int, bands: int, hidden: int):
+    def __init__(self, width: int, channels: int, bins: int, bands: int, hidden: int, reader: int = 16):
         super().__init__()
         self.channels, self.bands, self.band_bins = channels, bands, bins // bands
         self.up = nn.Linear(width, hidden)
-        self.out = nn.Linear(hidden, channels * bands * 2)
+        self.out = nn.Linear(hidden, channels * bands)
         nn.init.zeros_(self.out.weight)
-        with torch.no_grad():
-            self.out.bias.view(channels, bands, 2)[..., 1] = INITIAL_PARTIAL_LEVEL
+        nn.init.constant_(self.out.bias, INITIAL_PARTIAL_LEVEL)
+        # two bins either side of each bin: a partial's lobe
+        self.read = nn.Sequential(nn.Conv1d(2, reader, 5, padding=2), nn.GELU(), nn.Conv1d(reader, 1, 1))
 
-    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The trunk's output [B, K, width] -> (positions, log levels), each [B, channels, K,
-        bands]; a position counts bins from the first above 0 Hz and stays inside its band."""
+    def forward(
+        self, hidden: torch.Tensor, log_magnitudes: torch.Tensor, phasors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trunk's output [B, K, width] and the log magnitudes and phasor lengths the decoder
+        writes [B, channels, K, bins] -> (positions, log levels), each [B, channels, K, bands]; a
+        position counts bins from the first above 0 Hz and stays inside its band."""
         batch, frames = hidden.shape[:2]
         # in float32 whatever the trunk computes in: a place between bins is a fine number
-        out = self.out(F.gelu(self.up(hidden.to(self.up.weight.dtype))))
-        out = out.float().reshape(batch, frames, self.channels, self.bands, 2)
-        out = out.transpose(1, 2)
-        start = torch.arange(self.bands, device=out.device) * self.band_bins - 0.5
-        return start + self.band_bins * torch.sigmoid(out[..., 0]), out[..., 1]
+        levels = self.out(F.gelu(self.up(hidden.to(self.up.weight.dtype)))).float()
+        levels = levels.reshape(batch, frames, self.channels, self.bands).transpose(1, 2)
+        seen = torch.stack((phasors.detach(), log_magnitudes.detach() / 5), dim=-2)  # [B, C, K, 2, bins]
+        scores = self.read(seen.flatten(0, 2)).reshape(*levels.shape, self.band_bins)
+        offsets = torch.arange(self.band_bins, device=scores.device, dtype=scores.dtype)
+        starts = torch.arange(self.bands, device=scores.device) * self.band_bins
+        return starts + (scores.softmax(-1) * offsets).sum(-1), levels
 
     def write(
         self, log_magnitudes: torch.Tensor, positions: torch.Tensor, levels: torch.Tensor
@@ -346,8 +357,18 @@ class StftDecoder(nn.Module):
             out = trunk.proj_out(normed)
             if self.band_head is not None:
                 out = out + self.band_head(normed)
-            partials = None if self.partial_head is None else self.partial_head(normed)
+            partials = None
+            if self.partial_head is not None:
+                log_magnitude, real, imag = self._written(out).unbind(3)
+                lengths = torch.complex(real, imag).abs()
+                partials = self.partial_head(normed, log_magnitude, lengths)
             yield *self.spectra(out, noise_spectra, partials), partials
+
+    def _written(self, out: torch.Tensor) -> torch.Tensor:
+        """The trunk's output [B, K, channels · 3 · bins] -> [B, channels, K, 3, bins]: log
+        magnitudes, then the phasors' real and imaginary parts."""
+        batch, frames = out.shape[:2]
+        return out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
 
     def spectra(
         self, out: torch.Tensor, phase_noise: torch.Tensor, partials: Partials | None = None
@@ -356,9 +377,8 @@ class StftDecoder(nn.Module):
         bins] and the partial head's positions and levels -> (spectra [B, channels, K, bins + 1],
         the 0 Hz bin cancelling each windowed frame's sum, and the phasors and log magnitudes
         written in the other bins, [B, channels, K, bins])."""
+        log_magnitude, real, imag = self._written(out).unbind(3)  # each [B, C, K, bins]
         batch, frames = out.shape[:2]
-        out = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
-        log_magnitude, real, imag = out.unbind(3)  # each [B, C, K, bins]
         if partials is not None:
             log_magnitude = self.partial_head.write(log_magnitude, *partials)
         noise = torch.view_as_real(phase_noise)
@@ -376,7 +396,7 @@ class StftDecoder(nn.Module):
             log_magnitude.exp()
             * torch.addcmul(written_imag.square(), written_real, written_real).add_(1e-12).rsqrt_()
         )
-        spectra = out.new_empty(batch, self.channels, frames, self.bins + 1, 2)
+        spectra = real.new_empty(batch, self.channels, frames, self.bins + 1, 2)
         # Slice assignment rather than mul(out=...): it keeps the graph for training
         spectra[..., 1:, 0] = written_real * gain
         spectra[..., 1:, 1] = written_imag * gain
