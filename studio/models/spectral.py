@@ -123,10 +123,11 @@ class PartialHead(nn.Module):
     it; the phase does the rest. A layer that writes each bin's log magnitude on its own learns
     that bin by bin, and what the decoder of studio-mini-stft learned wrote every sine above 1.3
     kHz at one of a few fixed frequencies, while the phasors it wrote stood longest round the
-    sine's own bin. So the position is read from what the decoder writes round each bin, its
-    phasors' lengths and its log magnitudes, by one small convolution along the bins, the same at
-    every frequency: a score per bin, and the band's position the softmax-weighted mean of its
-    bins. What a band learns to read, every band reads. The level comes from the trunk's output,
+    sine's own bin. So the position is read from the lengths of the phasors the decoder writes
+    round each bin, by one small convolution along the bins, the same at every frequency: a score
+    per bin, and the band's position the softmax-weighted mean of its bins. What a band learns to
+    read, every band reads. (Not from its log magnitudes: a reader given them too followed them to
+    the fixed frequencies.) The level comes from the trunk's output,
     through `hidden` features. Both are regressed on the original's loudest partial
     (`losses.partial_placement_loss`). What the head reads is detached: it learns to read the
     decoder, not to change what the decoder writes. Its levels start at −25 nats (about −220 dB),
@@ -140,20 +141,20 @@ class PartialHead(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.constant_(self.out.bias, INITIAL_PARTIAL_LEVEL)
         # two bins either side of each bin: a partial's lobe
-        self.read = nn.Sequential(nn.Conv1d(2, reader, 5, padding=2), nn.GELU(), nn.Conv1d(reader, 1, 1))
+        self.read = nn.Sequential(nn.Conv1d(1, reader, 5, padding=2), nn.GELU(), nn.Conv1d(reader, 1, 1))
 
     def forward(
-        self, hidden: torch.Tensor, log_magnitudes: torch.Tensor, phasors: torch.Tensor
+        self, hidden: torch.Tensor, phasor_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The trunk's output [B, K, width] and the log magnitudes and phasor lengths the decoder
-        writes [B, channels, K, bins] -> (positions, log levels), each [B, channels, K, bands]; a
-        position counts bins from the first above 0 Hz and stays inside its band."""
+        """The trunk's output [B, K, width] and the lengths of the phasors the decoder writes [B,
+        channels, K, bins] -> (positions, log levels), each [B, channels, K, bands]; a position
+        counts bins from the first above 0 Hz and stays inside its band."""
         batch, frames = hidden.shape[:2]
         # in float32 whatever the trunk computes in: a place between bins is a fine number
         levels = self.out(F.gelu(self.up(hidden.to(self.up.weight.dtype)))).float()
         levels = levels.reshape(batch, frames, self.channels, self.bands).transpose(1, 2)
-        seen = torch.stack((phasors.detach(), log_magnitudes.detach() / 5), dim=-2)  # [B, C, K, 2, bins]
-        scores = self.read(seen.flatten(0, 2)).reshape(*levels.shape, self.band_bins)
+        scores = self.read(phasor_lengths.detach().flatten(0, 2)[:, None])
+        scores = scores.reshape(*levels.shape, self.band_bins)
         offsets = torch.arange(self.band_bins, device=scores.device, dtype=scores.dtype)
         starts = torch.arange(self.bands, device=scores.device) * self.band_bins
         return starts + (scores.softmax(-1) * offsets).sum(-1), levels
@@ -359,9 +360,8 @@ class StftDecoder(nn.Module):
                 out = out + self.band_head(normed)
             partials = None
             if self.partial_head is not None:
-                log_magnitude, real, imag = self._written(out).unbind(3)
-                lengths = torch.complex(real, imag).abs()
-                partials = self.partial_head(normed, log_magnitude, lengths)
+                _, real, imag = self._written(out).unbind(3)
+                partials = self.partial_head(normed, torch.complex(real, imag).abs())
             yield *self.spectra(out, noise_spectra, partials), partials
 
     def _written(self, out: torch.Tensor) -> torch.Tensor:
