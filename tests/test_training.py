@@ -594,10 +594,10 @@ def test_a_partial_head_added_to_a_trained_stft_decoder_trains_at_its_own_rate(c
         "partial_lr_scale": 10.0,
     }
     tuned = train_decoder_only(corpus, init, tmp_path / "run", steps=2, config=config, **options)
-    assert "4 tensors start fresh: vae.decoder.partial_head." in capsys.readouterr().err
+    assert "8 tensors start fresh: vae.decoder.partial_head." in capsys.readouterr().err
     groups = torch.load(tmp_path / "run" / "state.pt", weights_only=True)["parts"]["opt_vae"]["param_groups"]
     assert [g["lr"] for g in groups] == [pytest.approx(1e-3), pytest.approx(1e-2)]
-    assert len(groups[1]["params"]) == 4  # the head's weights and biases
+    assert len(groups[1]["params"]) == 8  # the head's weights and biases
     assert all("partial" in r for r in log_rows(tmp_path / "run"))
     assert_encoder_and_dit_unchanged(load_model(init), load_model(tuned))
 
