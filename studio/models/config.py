@@ -443,20 +443,19 @@ class _Parser:
         for option in ("sureness_power", "head_bands", "head_band_width", "partial_bands", "partial_width"):
             if io_key == "in_channels" and option in c:
                 raise self.fail(f"{where}.{option}", "is a decoder option")
-        head_bands = self.get(c, "head_bands", int, 0)
-        if head_bands < 0 or (head_bands and (n_fft // 2) % head_bands):
-            raise self.fail(
-                f"{where}.head_bands",
-                f"is {head_bands}; it must be 0 (no band head) or split the {n_fft // 2} bins above "
-                "0 Hz into equal bands (e.g. 16)",
-            )
-        partial_bands = self.get(c, "partial_bands", int, 0)
-        if partial_bands < 0 or (partial_bands and (n_fft // 2) % partial_bands):
-            raise self.fail(
-                f"{where}.partial_bands",
-                f"is {partial_bands}; it must be 0 (no partial head) or split the {n_fft // 2} bins "
-                "above 0 Hz into equal bands (e.g. 64)",
-            )
+
+        def bands(name: str, head: str, example: int) -> int:
+            count = self.get(c, name, int, 0)
+            if count < 0 or (count and (n_fft // 2) % count):
+                raise self.fail(
+                    f"{where}.{name}",
+                    f"is {count}; it must be 0 (no {head}) or split the {n_fft // 2} bins above 0 Hz "
+                    f"into equal bands (e.g. {example})",
+                )
+            return count
+
+        head_bands = bands("head_bands", "band head", 16)
+        partial_bands = bands("partial_bands", "partial head", 64)
         return StftConfig(
             audio_channels=self.positive(c, where, io_key, int),
             n_fft=n_fft,
