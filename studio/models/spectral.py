@@ -127,11 +127,11 @@ class PartialHead(nn.Module):
     round each bin, by one small convolution along the bins, the same at every frequency: a score
     per bin, and the band's position the softmax-weighted mean of its bins. What a band learns to
     read, every band reads. (Not from its log magnitudes: a reader given them too followed them to
-    the fixed frequencies.) The level comes from the trunk's output,
-    through `hidden` features. Both are regressed on the original's loudest partial
-    (`losses.partial_placement_loss`). What the head reads is detached: it learns to read the
-    decoder, not to change what the decoder writes. Its levels start at −25 nats (about −220 dB),
-    so a trained decoder it is added to decodes as before."""
+    the fixed frequencies.) The level comes from the trunk's output through `hidden` features.
+    Both are regressed on the original's loudest partial (`losses.partial_placement_loss`). The
+    phasors it reads are detached: it learns to read the decoder, not to change what the decoder
+    writes. Its levels start at −25 nats (about −220 dB), so a trained decoder it is added to
+    decodes as before."""
 
     def __init__(self, width: int, channels: int, bins: int, bands: int, hidden: int, reader: int = 16):
         super().__init__()
