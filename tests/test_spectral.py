@@ -212,10 +212,13 @@ def test_the_partial_head_writes_the_lobe_a_sine_between_two_bins_leaves():
 
     decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config(**PARTIALS)).autoencoder.decoder)
     quiet = torch.full((1, 2, 1, 1024), -20.0)
-    level = magnitudes[99].log() - hann_lobe(torch.tensor(99 - place)).log()
-    written = decoder.partial_head.write(
-        quiet, torch.full((1, 2, 1, 64), place), torch.full((1, 2, 1, 64), level.item())
-    )[0, 0, 0]
+    band = int(place) // 16
+    positions = (torch.arange(64) * 16 + 8.0).index_fill(0, torch.tensor([band]), place)
+    levels = torch.full((64,), -30.0).index_fill(
+        0, torch.tensor([band]), (magnitudes[99].log() - hann_lobe(torch.tensor(99 - place)).log()).item()
+    )
+    written = decoder.partial_head.write(quiet, positions.expand(1, 2, 1, 64), levels.expand(1, 2, 1, 64))
+    written = written[0, 0, 0]
     torch.testing.assert_close(written[bins].exp(), magnitudes[bins], rtol=0.03, atol=1e-3)
 
 
@@ -423,8 +426,10 @@ def test_in_bfloat16_the_decoder_trunk_goes_half_and_writes_the_same_spectra(tmp
     """The precision policy puts an STFT decoder's trunk in bfloat16 beside the denoiser, its
     LayerNorms and everything after the trunk in float32; bf16's rounding then moves each bin by a
     small relative amount, not by a floor of error under quiet bins."""
-    folder = make_model_folder(tmp_path / "model", tiny_stft_config(**BANDED))
+    folder = make_model_folder(tmp_path / "model", tiny_stft_config(**BANDED, **PARTIALS))
     reference, half = load_model(folder), load_model(folder)
+    for model in (reference, half):
+        model.vae.decoder.partial_head.out.bias.data.fill_(-1.0)  # partials as loud as the trunk's bins
     place_model(half, torch.device("cpu"), torch.bfloat16)
     trunk = half.vae.decoder.trunk
     block = trunk.blocks[0]
@@ -432,6 +437,7 @@ def test_in_bfloat16_the_decoder_trunk_goes_half_and_writes_the_same_spectra(tmp
     assert (
         half.vae.decoder.band_head.up.weight.dtype == half.vae.decoder.band_head.out.dtype == torch.bfloat16
     )
+    assert half.vae.decoder.partial_head.read[0].weight.dtype == torch.bfloat16
     assert trunk.norm_out.weight.dtype == block.norm.weight.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in half.vae.encoder.parameters())
     latents = torch.randn(1, half.vae.latent_dim, 32, generator=torch.Generator().manual_seed(3))

@@ -12,10 +12,11 @@
   float32, audible on quiet tails), except that on CUDA an Oobleck decoder, most of a take's
   arithmetic (1.3 TFLOP for 11.9 s), decodes in float16 where that model's own weights keep 50 dB
   SNR against float32 on a probe decode when it loads; the SNR is logged and benchmarked. An STFT
-  decoder's trunk (its frame-rate ConvNeXt stack, most of its time) computes in bfloat16 where the
-  denoiser does, its LayerNorms in float32: it writes log magnitudes and phasors, so bf16's
-  rounding is a relative error of each bin (about 0.1 dB and 0.004 rad) that follows a quiet tail
-  down rather than sitting on it; the spectra, the phase noise and the inverse STFT stay float32.
+  decoder's trunk (its frame-rate ConvNeXt stack, most of its time) and its heads compute in
+  bfloat16 where the denoiser does, their LayerNorms in float32: they write log magnitudes and
+  phasors, so bf16's rounding is a relative error of each bin (about 0.1 dB and 0.004 rad) that
+  follows a quiet tail down rather than sitting on it; the spectra, the phase noise and the
+  inverse STFT stay float32.
 - The conditioners' projections stay float32 (they are tiny); T5 runs in float16 on CUDA, as the
   reference runs it (conditioners.py).
 - On CUDA float32 means IEEE float32: TF32 is off for matmuls and convolutions, so `--dtype
@@ -139,9 +140,10 @@ def place_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> P
         for part in denoiser_parts(model):
             to_half_but_islands(part, dtype)
     if dtype == torch.bfloat16 and isinstance(model.vae.decoder, StftDecoder):
-        to_half_but_islands(model.vae.decoder.trunk, dtype)
-        if model.vae.decoder.band_head is not None:
-            to_half_but_islands(model.vae.decoder.band_head, dtype)
+        decoder = model.vae.decoder
+        for part in (decoder.trunk, decoder.band_head, decoder.partial_head):
+            if part is not None:
+                to_half_but_islands(part, dtype)
     snr = None
     if device.type == "cuda" and dtype != torch.float32 and isinstance(model.vae.decoder, OobleckDecoder):
         snr = half_decoder_if_faithful(model.vae)

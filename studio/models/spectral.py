@@ -124,24 +124,28 @@ class PartialHead(nn.Module):
     that bin by bin, and what the decoder of studio-mini-stft learned wrote every sine above 1.3
     kHz at one of a few fixed frequencies, while the phasors it wrote stood longest round the
     sine's own bin. So the position is read from the lengths of the phasors the decoder writes
-    round each bin, by one small convolution along the bins, the same at every frequency: a score
-    per bin, and the band's position the softmax-weighted mean of its bins. What a band learns to
-    read, every band reads. (Not from its log magnitudes: a reader given them too followed them to
-    the fixed frequencies.) The level comes from the trunk's output through `hidden` features.
+    in the band and two bins either side, by one small MLP that every band shares: a score per bin,
+    and the band's position the softmax-weighted mean of its bins. What a band learns to read,
+    every band reads. (Not from its log magnitudes: a reader given them too followed them to the
+    fixed frequencies. Nor by a convolution along all the bins: one of 16 channels doubled the
+    decode's time, a score per bin from 16 features; an MLP per band window needs a 16th of the
+    nonlinearities.) The level comes from the trunk's output through `hidden` features.
     Both are regressed on the original's loudest partial (`losses.partial_placement_loss`). The
     phasors it reads are detached: it learns to read the decoder, not to change what the decoder
     writes. Its levels start at −25 nats (about −220 dB), so a trained decoder it is added to
     decodes as before."""
 
-    def __init__(self, width: int, channels: int, bins: int, bands: int, hidden: int, reader: int = 16):
+    def __init__(self, width: int, channels: int, bins: int, bands: int, hidden: int, reader: int = 32):
         super().__init__()
         self.channels, self.bands, self.band_bins = channels, bands, bins // bands
         self.up = nn.Linear(width, hidden)
         self.out = nn.Linear(hidden, channels * bands)
         nn.init.zeros_(self.out.weight)
         nn.init.constant_(self.out.bias, INITIAL_PARTIAL_LEVEL)
-        # two bins either side of each bin: a partial's lobe
-        self.read = nn.Sequential(nn.Conv1d(1, reader, 5, padding=2), nn.GELU(), nn.Conv1d(reader, 1, 1))
+        # a band's bins and two either side, as far as a partial's lobe reaches, in; a score per bin out
+        self.read = nn.Sequential(
+            nn.Linear(self.band_bins + 4, reader), nn.GELU(), nn.Linear(reader, self.band_bins)
+        )
 
     def forward(
         self, hidden: torch.Tensor, phasor_lengths: torch.Tensor
@@ -150,11 +154,11 @@ class PartialHead(nn.Module):
         channels, K, bins] -> (positions, log levels), each [B, channels, K, bands]; a position
         counts bins from the first above 0 Hz and stays inside its band."""
         batch, frames = hidden.shape[:2]
-        # in float32 whatever the trunk computes in: a place between bins is a fine number
+        # computed in the head's dtype, returned in float32 for the float32 spectra they join
         levels = self.out(F.gelu(self.up(hidden.to(self.up.weight.dtype)))).float()
         levels = levels.reshape(batch, frames, self.channels, self.bands).transpose(1, 2)
-        scores = self.read(phasor_lengths.detach().flatten(0, 2)[:, None])
-        scores = scores.reshape(*levels.shape, self.band_bins)
+        windows = F.pad(phasor_lengths.detach(), (2, 2)).unfold(-1, self.band_bins + 4, self.band_bins)
+        scores = self.read(windows.to(self.read[0].weight.dtype)).float()
         offsets = torch.arange(self.band_bins, device=scores.device, dtype=scores.dtype)
         starts = torch.arange(self.bands, device=scores.device) * self.band_bins
         return starts + (scores.softmax(-1) * offsets).sum(-1), levels
@@ -163,14 +167,13 @@ class PartialHead(nn.Module):
         self, log_magnitudes: torch.Tensor, positions: torch.Tensor, levels: torch.Tensor
     ) -> torch.Tensor:
         """Log magnitudes [B, C, K, bins] with each band's partial added, in linear magnitude."""
-        bins, device = log_magnitudes.shape[-1], log_magnitudes.device
-        # the bins a band's lobe can reach: its own and two either side, [bands, band_bins + 4]
-        starts = torch.arange(self.bands, device=device)[:, None] * self.band_bins - 2
-        reach = starts + torch.arange(self.band_bins + 4, device=device)
+        bins = log_magnitudes.shape[-1]
+        # the four bins less than two from the position, all a main lobe reaches, [..., bands, 4]
+        reach = positions.detach().floor().unsqueeze(-1) + torch.arange(-1, 3, device=positions.device)
         lobes = levels.unsqueeze(-1).exp() * hann_lobe(reach - positions.unsqueeze(-1))
         inside = (reach >= 0) & (reach < bins)
-        added = torch.zeros_like(log_magnitudes).index_add_(
-            -1, reach.clamp(0, bins - 1).flatten(), (lobes * inside).flatten(-2)
+        added = torch.zeros_like(log_magnitudes).scatter_add_(
+            -1, reach.long().clamp(0, bins - 1).flatten(-2), (lobes * inside).flatten(-2)
         )
         return torch.logaddexp(log_magnitudes, added.clamp_min(1e-30).log())
 
@@ -361,7 +364,7 @@ class StftDecoder(nn.Module):
             partials = None
             if self.partial_head is not None:
                 _, real, imag = self._written(out).unbind(3)
-                partials = self.partial_head(normed, torch.complex(real, imag).abs())
+                partials = self.partial_head(normed, torch.hypot(real, imag))
             yield *self.spectra(out, noise_spectra, partials), partials
 
     def _written(self, out: torch.Tensor) -> torch.Tensor:
