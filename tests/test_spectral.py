@@ -200,6 +200,18 @@ def test_a_partial_head_starts_silent_so_a_trained_decoder_decodes_as_before(tmp
         assert (placing.vae.decode(latents) - plain.vae.decode(latents)).abs().max() > 1e-2
 
 
+def test_the_placement_loss_trains_the_partial_head_and_leaves_the_decoder_it_reads_alone():
+    decoder = StftDecoder(ModelConfig.from_dict(tiny_stft_config(**PARTIALS)).autoencoder.decoder)
+    latents = torch.randn(1, 8, 12, generator=torch.Generator().manual_seed(2))
+    original = torch.from_numpy(sine(3000.0, 12 * 512, amplitude=0.3))[None]
+    *_, (positions, levels) = decoder.decode(latents)
+    target = frame_spectra(original, 2048, 512)[..., 1:]
+    losses.partial_placement_loss(positions, levels, target).backward()
+    head = decoder.partial_head
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in (head.out.weight, head.read[0].weight))
+    assert all(p.grad is None for p in decoder.trunk.parameters())
+
+
 def test_the_partial_head_writes_the_lobe_a_sine_between_two_bins_leaves():
     """A sine 0.3 of a bin above a bin's frequency, through the analysis the encoder reads: its
     magnitudes round the peak are the Hann lobe the head writes."""

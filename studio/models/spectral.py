@@ -130,10 +130,14 @@ class PartialHead(nn.Module):
     fixed frequencies. Nor by a convolution along all the bins: one of 16 channels doubled the
     decode's time, a score per bin from 16 features; an MLP per band window needs a 16th of the
     nonlinearities.) The level comes from the trunk's output through `hidden` features.
-    Both are regressed on the original's loudest partial (`losses.partial_placement_loss`). The
-    phasors it reads are detached: it learns to read the decoder, not to change what the decoder
-    writes. Its levels start at −25 nats (about −220 dB), so a trained decoder it is added to
-    decodes as before."""
+    Both are regressed on the original's loudest partial (`losses.partial_placement_loss`). What
+    it reads, phasors and trunk output, is detached: it learns to read the decoder, not to change
+    what the decoder writes. (A run on the corpus with the trunk's output attached, the placement
+    loss outweighing the decoder's own three to one, moved the decoder's own loudest bin of a band
+    off the original's partial, from 45 to 39 in 100 within two bins in 3,000 steps, and its round
+    trips' category ceiling from 0.688 to 0.651 in 1,500.) The decoder's reconstruction losses
+    still reach the trunk through what the head writes. Its levels start at −25 nats (about −220
+    dB), so a trained decoder it is added to decodes as before."""
 
     def __init__(self, width: int, channels: int, bins: int, bands: int, hidden: int, reader: int = 32):
         super().__init__()
@@ -155,7 +159,7 @@ class PartialHead(nn.Module):
         counts bins from the first above 0 Hz and stays inside its band."""
         batch, frames = hidden.shape[:2]
         # computed in the head's dtype, returned in float32 for the float32 spectra they join
-        levels = self.out(F.gelu(self.up(hidden.to(self.up.weight.dtype)))).float()
+        levels = self.out(F.gelu(self.up(hidden.detach().to(self.up.weight.dtype)))).float()
         levels = levels.reshape(batch, frames, self.channels, self.bands).transpose(1, 2)
         windows = F.pad(phasor_lengths.detach(), (2, 2)).unfold(-1, self.band_bins + 4, self.band_bins)
         scores = self.read(windows.to(self.read[0].weight.dtype)).float()
