@@ -435,9 +435,9 @@ def test_dc_si_sdr_and_distances_have_their_known_values():
 
 
 def test_in_bfloat16_the_decoder_trunk_goes_half_and_writes_the_same_spectra(tmp_path):
-    """The precision policy puts an STFT decoder's trunk in bfloat16 beside the denoiser, its
-    LayerNorms and everything after the trunk in float32; bf16's rounding then moves each bin by a
-    small relative amount, not by a floor of error under quiet bins."""
+    """The precision policy puts an STFT decoder's trunk and heads in bfloat16 beside the denoiser,
+    their LayerNorms and the spectra, phase noise and inverse STFT in float32; bf16's rounding then
+    moves each bin by a small relative amount, not by a floor of error under quiet bins."""
     folder = make_model_folder(tmp_path / "model", tiny_stft_config(**BANDED, **PARTIALS))
     reference, half = load_model(folder), load_model(folder)
     for model in (reference, half):
