@@ -365,28 +365,22 @@ class StftDecoder(nn.Module):
             out = trunk.proj_out(normed)
             if self.band_head is not None:
                 out = out + self.band_head(normed)
-            partials = None
-            if self.partial_head is not None:
-                _, real, imag = self._written(out).unbind(3)
-                partials = self.partial_head(normed, torch.hypot(real, imag))
-            yield *self.spectra(out, noise_spectra, partials), partials
-
-    def _written(self, out: torch.Tensor) -> torch.Tensor:
-        """The trunk's output [B, K, channels · 3 · bins] -> [B, channels, K, 3, bins]: log
-        magnitudes, then the phasors' real and imaginary parts."""
-        batch, frames = out.shape[:2]
-        return out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
+            yield self.spectra(out, noise_spectra, normed)
 
     def spectra(
-        self, out: torch.Tensor, phase_noise: torch.Tensor, partials: Partials | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, out: torch.Tensor, phase_noise: torch.Tensor, normed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Partials | None]:
         """The trunk's output [B, K, channels · 3 · bins], the noise's spectra [B, channels, K,
-        bins] and the partial head's positions and levels -> (spectra [B, channels, K, bins + 1],
-        the 0 Hz bin cancelling each windowed frame's sum, and the phasors and log magnitudes
-        written in the other bins, [B, channels, K, bins])."""
-        log_magnitude, real, imag = self._written(out).unbind(3)  # each [B, C, K, bins]
+        bins] and the normed trunk features [B, K, width] (read by a partial head, needed with one) ->
+        (spectra [B, channels, K, bins + 1], the 0 Hz bin cancelling each windowed frame's sum, the
+        phasors and log magnitudes written in the other bins, [B, channels, K, bins], and the
+        partial head's positions and levels, or None)."""
         batch, frames = out.shape[:2]
-        if partials is not None:
+        written = out.float().reshape(batch, frames, self.channels, 3, self.bins).transpose(1, 2)
+        log_magnitude, real, imag = written.unbind(3)  # each [B, C, K, bins]
+        partials = None
+        if self.partial_head is not None:
+            partials = self.partial_head(normed, torch.hypot(real, imag))
             log_magnitude = self.partial_head.write(log_magnitude, *partials)
         noise = torch.view_as_real(phase_noise)
         sureness = real.square() + imag.square()  # |p|²
@@ -409,7 +403,7 @@ class StftDecoder(nn.Module):
         spectra[..., 1:, 1] = written_imag * gain
         spectra[..., 0, 0] = spectra[..., 1, 0]  # each windowed frame then sums to 0: no DC
         spectra[..., 0, 1] = 0
-        return torch.view_as_complex(spectra), torch.complex(real, imag), log_magnitude
+        return torch.view_as_complex(spectra), torch.complex(real, imag), log_magnitude, partials
 
 
 @functools.lru_cache(maxsize=4)
