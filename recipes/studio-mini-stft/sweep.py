@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from studio.engine import Engine
+from studio.eval.sound import cents
 from studio.eval.vae import round_trip
 
 RATE = 44100
@@ -31,7 +32,7 @@ def sweep(model: str) -> tuple[int, list[tuple[float, float]]]:
             sine = np.stack([0.3 * np.sin(2 * np.pi * frequency * t)] * 2).astype(np.float32)
             middle = round_trip(engine, sine)[0][RATE // 4 : RATE // 4 + RATE]
             peak = np.argmax(np.abs(np.fft.rfft(middle * window)))  # 1 Hz bins
-            errors.append((float(frequency), float(1200 * np.log2(max(peak, 1) / frequency))))
+            errors.append((float(frequency), cents(max(peak, 1), frequency)))
     return sum(abs(c) < 10 for _, c in errors), errors
 
 
